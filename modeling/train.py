@@ -1,0 +1,289 @@
+"""Fine-tune a classifier on gold labels, or distil a teacher's cached soft labels into it.
+
+One loop, read top to bottom (after nanoGPT's ``train.py``): config, seed and device, data,
+model and optimizer, resume, then ``for step``: stop check, set LR, forward, loss, backward, clip,
+step, zero_grad, log, evaluate + checkpoint. Distillation is the same loop with some examples
+carrying the teacher's soft labels instead of a gold label.
+
+Checkpoints are plain dicts in ``out_dir/ckpt.pt`` (model, optimizer, scheduler, config, step,
+best_dev, history); the best model on the dev set is also saved with ``save_pretrained`` in
+``out_dir`` so it loads like any model folder. Running again with the same ``out_dir`` resumes,
+and a finished run returns its result without training again.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import transformers
+from tqdm.auto import tqdm
+
+from annotation.records import Text
+from modeling.device import autocast, device_kind, pick_device
+from modeling.encoding import bucketed_batches, collate, encode
+from modeling.exceptions import CheckpointError, EmptyPoolError, LabelError
+from modeling.infer import evaluate, softmax
+from modeling.meter import Meter, PhaseRecord
+from modeling.metrics import METRICS
+
+__all__ = ["TrainConfig", "SoftTargets", "TrainResult", "train"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of :func:`train`, with its default and its options."""
+
+    epochs: int = 3  # passes over the training examples
+    batch_size: int = 16  # examples per optimizer step
+    lr: float = 5e-5  # peak AdamW learning rate
+    weight_decay: float = 0.01  # AdamW decay; not applied to biases and LayerNorm weights
+    warmup_ratio: float = 0.1  # fraction of all steps with linear warm-up, then linear decay to 0
+    max_length: int = 128  # tokens per example; pairs are truncated longest-first
+    grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
+    seed: int = 0  # seeds torch, numpy and the batch order: same seed, same model
+    precision: str = "auto"  # 'auto' (bf16 autocast where the device supports it) | 'bf16' | 'fp32'
+    device: str = "auto"  # 'auto' (cuda, then mps, then cpu) | any torch device string
+    eval_every: int = 0  # steps between dev evaluations; 0 = at the end of each epoch
+    patience: int = 2  # evaluations without dev improvement before stopping early; 0 = never
+    metric: str = "accuracy"  # dev score that picks the best checkpoint: 'accuracy' | 'macro_f1'
+    temperature: float = 2.0  # distillation temperature T: KL between softmax(z/T), scaled by T^2
+    alpha: float = 0.5  # distillation weight of gold cross-entropy; 1 - alpha weighs the KL term
+    group_by_length: bool = True  # batches of similar length (less padding), in random order
+    progress: bool = True  # show a progress bar
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first setting out of its range."""
+        checks = [
+            ("epochs", self.epochs >= 1, "an int >= 1"),
+            ("batch_size", self.batch_size >= 1, "an int >= 1"),
+            ("lr", self.lr > 0, "a float > 0"),
+            ("warmup_ratio", 0 <= self.warmup_ratio < 1, "a float in the range [0.0, 1.0)"),
+            ("max_length", self.max_length >= 8, "an int >= 8"),
+            ("patience", self.patience >= 0, "an int >= 0"),
+            ("metric", self.metric in METRICS, f"one of {list(METRICS)}"),
+            ("temperature", self.temperature > 0, "a float > 0"),
+            ("alpha", 0 <= self.alpha <= 1, "a float in the range [0.0, 1.0]"),
+            ("precision", self.precision in {"auto", "bf16", "fp32"}, "one of 'auto', 'bf16', 'fp32'"),
+        ]
+        for name, ok, allowed in checks:
+            if not ok:
+                raise ValueError(f"The '{name}' parameter of TrainConfig must be {allowed}. "
+                                 f"Got {getattr(self, name)!r} instead.")
+
+
+@dataclass(frozen=True)
+class SoftTargets:
+    """Unlabeled texts and the teacher's logits for them (rows aligned)."""
+
+    texts: Sequence[Text]
+    logits: np.ndarray
+
+
+@dataclass
+class TrainResult:
+    """How a run ended. ``stopped`` is 'completed', 'early_stop' or 'budget' (stopped before passing
+    its money limit, checkpoint kept)."""
+
+    steps: int
+    total_steps: int
+    stopped: str
+    best_dev: float | None
+    dev_history: list[tuple[int, float]] = field(default_factory=list)
+    checkpoint: Path | None = None
+    phase: PhaseRecord | None = None
+
+
+def _check_inputs(texts, labels, label_names, soft) -> None:
+    if len(texts) == 0 and soft is None:
+        raise EmptyPoolError("No training examples: give at least one labeled text.")
+    if len(texts) != len(labels):
+        raise ValueError(f"{len(texts)} texts but {len(labels)} labels; they must align.")
+    bad = [int(y) for y in labels if not 0 <= int(y) < len(label_names)]
+    if bad:
+        raise LabelError(f"Label id {bad[0]} is outside the task's {len(label_names)} labels {list(label_names)}; "
+                         "map labels with modeling.encoding.label_ids.")
+    if soft is not None and len(soft.texts) != len(soft.logits):
+        raise ValueError(f"{len(soft.texts)} unlabeled texts but {len(soft.logits)} rows of soft labels.")
+    if soft is not None and soft.logits.shape[1] != len(label_names):
+        raise LabelError(f"Soft labels have {soft.logits.shape[1]} classes, the task has {len(label_names)}.")
+
+
+def train(
+    model,
+    tokenizer,
+    texts: Sequence[Text],
+    labels: np.ndarray,
+    *,
+    label_names: Sequence[str],
+    config: TrainConfig | None = None,
+    dev: tuple[Sequence[Text], np.ndarray] | None = None,
+    soft: SoftTargets | None = None,
+    out_dir: str | Path | None = None,
+    meter: Meter | None = None,
+    phase_name: str = "train",
+    limit_micro: int | None = None,
+) -> TrainResult:
+    """Train ``model`` in place on gold label ids ``labels`` (and ``soft`` targets, when distilling).
+
+    Parameters
+    ----------
+    labels : array of int
+        Gold label ids, relative to ``label_names``.
+    dev : (texts, label ids), optional
+        Evaluated every ``eval_every`` steps; the best model is kept and training stops early after
+        ``patience`` evaluations without improvement. Without it, the last model is kept.
+    soft : SoftTargets, optional
+        Distil: these texts are trained towards the teacher's softened probabilities.
+    out_dir : path, optional
+        Checkpoint folder; an existing checkpoint there is resumed.
+    meter, phase_name, limit_micro :
+        The run is one meter phase; with a priced meter and ``limit_micro``, training stops before
+        a step would pass the limit, keeping its checkpoint.
+    """
+    cfg = config or TrainConfig()
+    cfg.validate()
+    labels = np.asarray(labels, dtype=np.int64)
+    _check_inputs(texts, labels, label_names, soft)
+
+    # --- seed and device ---------------------------------------------------------------------
+    transformers.set_seed(cfg.seed)
+    device = pick_device(cfg.device)
+    model.to(device)
+
+    # --- data: gold rows carry a label id, soft rows carry the teacher's probabilities at T ----
+    all_texts = list(texts) + (list(soft.texts) if soft else [])
+    encoded = encode(tokenizer, all_texts, max_length=cfg.max_length)
+    n_gold = len(texts)
+    hard = torch.tensor(np.concatenate([labels, -np.ones(len(all_texts) - n_gold, dtype=np.int64)]))
+    targets = torch.zeros((len(all_texts), len(label_names)))
+    if soft is not None:
+        targets[n_gold:] = torch.from_numpy(softmax(soft.logits, cfg.temperature)).float()
+    w_gold = cfg.alpha if soft is not None else 1.0
+    steps_per_epoch = math.ceil(len(all_texts) / cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+
+    # --- optimizer: AdamW, no decay on biases and norms; linear warm-up then decay ---------------
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    scheduler = transformers.get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps),
+                                                             total_steps)
+
+    # --- resume (like nanoGPT's init_from='resume') ----------------------------------------------
+    out = Path(out_dir) if out_dir is not None else None
+    step, best_dev, history, bad_evals, best_state = 0, None, [], 0, None
+    if out is not None and (out / "ckpt.pt").exists():
+        ckpt = torch.load(out / "ckpt.pt", map_location="cpu", weights_only=False)
+        if ckpt["config"] != asdict(cfg) or ckpt["n_examples"] != len(all_texts):
+            raise CheckpointError(f"Checkpoint {out / 'ckpt.pt'} was made with other settings or data; "
+                                  "use a new out_dir or delete it to start over.")
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        step, best_dev, history, bad_evals = ckpt["step"], ckpt["best_dev"], ckpt["history"], ckpt["bad_evals"]
+        best_state = ckpt.get("best_model")
+        torch.set_rng_state(ckpt["rng"])  # dropout continues as if never interrupted
+        if ckpt["stopped"] in {"completed", "early_stop"}:
+            if best_state is not None:
+                model.load_state_dict(best_state)
+            return TrainResult(step, total_steps, ckpt["stopped"], best_dev, history, out)
+
+    def save(stopped: str | None) -> None:
+        if out is None:
+            return
+        out.mkdir(parents=True, exist_ok=True)
+        ckpt = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "config": asdict(cfg), "n_examples": len(all_texts), "step": step, "best_dev": best_dev,
+                "history": history, "bad_evals": bad_evals, "best_model": best_state, "stopped": stopped,
+                "rng": torch.get_rng_state()}
+        torch.save(ckpt, out / "ckpt.tmp")
+        (out / "ckpt.tmp").replace(out / "ckpt.pt")  # atomic: a kill never leaves a torn checkpoint
+
+    # --- the loop -------------------------------------------------------------------------------
+    meter = meter or Meter()
+    stopped = "completed"
+    model.train()
+    with meter.phase(phase_name, kind="train", device=device_kind(device),
+                     n_params=sum(p.numel() for p in model.parameters()), limit_micro=limit_micro) as phase:
+        bar = tqdm(total=total_steps, initial=step, desc=phase_name, unit="step", disable=not cfg.progress,
+                   leave=False)
+        while step < total_steps and stopped == "completed":
+            epoch = step // steps_per_epoch
+            rng = np.random.default_rng(cfg.seed + epoch)  # batch order depends only on seed and epoch
+            lengths = encoded.lengths
+            batches = (bucketed_batches(lengths, cfg.batch_size, rng) if cfg.group_by_length
+                       else np.array_split(rng.permutation(len(lengths)), steps_per_epoch))
+            for idx in batches[step - epoch * steps_per_epoch:]:
+                # 1. stop before this step would pass the money reserved for the phase
+                if phase.would_pass_limit():
+                    phase.stop_for_limit()
+                    stopped = "budget"
+                    break
+                t0 = time.perf_counter()
+                batch = {k: v.to(device) for k, v in collate(encoded, idx, tokenizer.pad_token_id).items()}
+                y, q = hard[idx].to(device), targets[idx].to(device)
+                gold = y >= 0
+                # 2. forward under autocast; the loss is computed in fp32
+                with autocast(device, cfg.precision):
+                    logits = model(**batch).logits.float()
+                # 3. gold cross-entropy, summed over the labeled rows of the batch
+                ce = F.cross_entropy(logits[gold], y[gold], reduction="sum") if gold.any() else logits.new_zeros(())
+                # 4. KL(teacher || student) at temperature T on soft rows, x T^2 to keep gradient scale (Hinton 2015)
+                t = cfg.temperature
+                kl = (F.kl_div(F.log_softmax(logits[~gold] / t, dim=-1), q[~gold], reduction="sum") * t * t
+                      if (~gold).any() else logits.new_zeros(()))
+                # 5. one mean over the batch, so gold and soft rows weigh by their count
+                loss = (w_gold * ce + (1 - w_gold) * kl) / len(idx)
+                loss.backward()
+                if cfg.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                phase.add(len(idx), int(batch["attention_mask"].sum()), batch["input_ids"].numel())
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.4f}", ms=f"{1000 * (time.perf_counter() - t0):.0f}")
+                # 6. evaluate on dev, keep the best weights, stop early when it stops improving
+                at_epoch_end = step % steps_per_epoch == 0 or step == total_steps
+                evaluate_now = dev is not None and (step % cfg.eval_every == 0 if cfg.eval_every else at_epoch_end)
+                if evaluate_now:
+                    value = evaluate(model, tokenizer, dev[0], dev[1], label_names, max_length=cfg.max_length,
+                                     precision=cfg.precision, device=cfg.device, progress=False).get(cfg.metric)
+                    model.train()
+                    history.append((step, value))
+                    log.info(f"{phase_name} step {step}/{total_steps}: loss {loss.item():.4f}, dev {cfg.metric} "
+                             f"{value:.4f}")
+                    if best_dev is None or value > best_dev:
+                        best_dev, bad_evals = value, 0
+                        best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+                    else:
+                        bad_evals += 1
+                    if cfg.patience and bad_evals >= cfg.patience:
+                        stopped = "early_stop"
+                if evaluate_now or at_epoch_end:
+                    save(None)
+                if stopped != "completed" or at_epoch_end:
+                    break
+        bar.close()
+
+    # --- finish: keep the best weights, save the model folder and the final checkpoint ----------
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    save(stopped)
+    if out is not None and stopped != "budget":
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+    return TrainResult(step, total_steps, stopped, best_dev, history, out, meter.records[-1])
+

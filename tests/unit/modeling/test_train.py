@@ -1,0 +1,126 @@
+"""Fine-tuning and distillation on tiny models built from config."""
+
+import numpy as np
+import pytest
+
+from modeling.exceptions import CheckpointError, EmptyPoolError, LabelError
+from modeling.infer import evaluate, predict_logits, soft_labels
+from modeling.meter import Meter
+from modeling.models import load_classifier
+from modeling.train import SoftTargets, TrainConfig, train
+from tests.utils.tiny_models import LABELS, make_task
+
+FAST = dict(lr=1e-3, batch_size=16, progress=False, precision="fp32")
+
+
+def _fit(model_dir, texts, ys, *, seed=0, **overrides):
+    m = load_classifier(model_dir, LABELS, seed=seed)
+    cfg = TrainConfig(**{**FAST, "epochs": 3, "seed": seed, **overrides})
+    result = train(m.model, m.tokenizer, texts, ys, label_names=LABELS, config=cfg)
+    return m, result
+
+
+def test_fine_tuning_beats_chance_by_a_wide_margin(student_dir):
+    texts, ys = make_task(480, seed=1)
+    test_texts, test_ys = make_task(300, seed=2)
+    m, result = _fit(student_dir, texts, ys, epochs=4)
+    acc = evaluate(m.model, m.tokenizer, test_texts, test_ys, LABELS, progress=False).accuracy
+    assert result.stopped == "completed" and result.steps == result.total_steps
+    assert acc >= 0.85  # chance is 1/3
+
+
+def test_pair_inputs_are_learned_as_pairs(student_dir):
+    texts, ys = make_task(480, seed=1, pair=True)
+    test_texts, test_ys = make_task(200, seed=2, pair=True)
+    m, _ = _fit(student_dir, texts, ys, epochs=4)
+    encoded = m.tokenizer(*test_texts[0])
+    assert 1 in encoded["token_type_ids"]  # the second text is a real second segment
+    assert evaluate(m.model, m.tokenizer, test_texts, test_ys, LABELS, progress=False).accuracy >= 0.8
+
+
+def test_distilled_student_beats_student_trained_on_seed_labels_alone(student_dir, teacher_dir, tmp_path):
+    seed_texts, seed_ys = make_task(24, seed=3)
+    unlabeled, _ = make_task(900, seed=4)
+    test_texts, test_ys = make_task(300, seed=5)
+    # The teacher stands in for the paper's large fine-tuned model: here it learns from more labels,
+    # so that what is tested is the transfer through soft labels, not a tiny model's capacity.
+    teacher_texts, teacher_ys = make_task(600, seed=6)
+    teacher, _ = _fit(teacher_dir, teacher_texts, teacher_ys, epochs=4)
+    soft = soft_labels(teacher.model, teacher.tokenizer, unlabeled, cache_dir=tmp_path, progress=False)
+
+    alone, _ = _fit(student_dir, seed_texts, seed_ys, epochs=8)
+    m = load_classifier(student_dir, LABELS)
+    train(m.model, m.tokenizer, seed_texts, seed_ys, label_names=LABELS, soft=SoftTargets(unlabeled, soft.logits),
+          config=TrainConfig(**FAST, epochs=3))
+    acc_alone = evaluate(alone.model, alone.tokenizer, test_texts, test_ys, LABELS, progress=False).accuracy
+    acc_distilled = evaluate(m.model, m.tokenizer, test_texts, test_ys, LABELS, progress=False).accuracy
+    assert acc_distilled > acc_alone + 0.15, (acc_alone, acc_distilled)
+
+
+def test_same_seed_gives_the_same_model(student_dir):
+    texts, ys = make_task(96, seed=1)
+    a, _ = _fit(student_dir, texts, ys, seed=7, epochs=1)
+    b, _ = _fit(student_dir, texts, ys, seed=7, epochs=1)
+    c, _ = _fit(student_dir, texts, ys, seed=8, epochs=1)
+    la, lb, lc = (predict_logits(m.model, m.tokenizer, texts[:20], progress=False) for m in (a, b, c))
+    np.testing.assert_array_equal(la, lb)
+    assert not np.allclose(la, lc)
+
+
+def test_early_stopping_keeps_the_best_dev_model(student_dir):
+    texts, ys = make_task(160, seed=1)
+    dev = make_task(60, seed=9)
+    # A learning rate far too high makes dev accuracy fall after its first peak.
+    m2 = load_classifier(student_dir, LABELS)
+    result = train(m2.model, m2.tokenizer, texts, ys, label_names=LABELS, dev=dev,
+                   config=TrainConfig(**{**FAST, "epochs": 12, "patience": 2, "lr": 3e-2}))
+    best = max(v for _, v in result.dev_history)
+    assert result.best_dev == best
+    if result.stopped == "early_stop":
+        assert result.steps < result.total_steps
+    final = evaluate(m2.model, m2.tokenizer, dev[0], dev[1], LABELS, progress=False).accuracy
+    assert final == pytest.approx(best)
+
+
+def test_checkpoint_resumes_and_finished_run_is_not_trained_again(student_dir, tmp_path):
+    texts, ys = make_task(64, seed=1)
+    cfg = TrainConfig(**FAST, epochs=2)
+    full = load_classifier(student_dir, LABELS)
+    train(full.model, full.tokenizer, texts, ys, label_names=LABELS, config=cfg)
+
+    # Stop after the first epoch with a budget limit of one epoch's steps, then resume.
+    meter = Meter(price=lambda r: 0 if r.examples < 64 else 10)
+    part = load_classifier(student_dir, LABELS)
+    first = train(part.model, part.tokenizer, texts, ys, label_names=LABELS, config=cfg, out_dir=tmp_path,
+                  meter=meter, limit_micro=5)
+    assert first.stopped == "budget" and 0 < first.steps < first.total_steps
+    assert meter.records[-1].stopped_by_limit
+    resumed = load_classifier(student_dir, LABELS)
+    second = train(resumed.model, resumed.tokenizer, texts, ys, label_names=LABELS, config=cfg, out_dir=tmp_path)
+    assert second.stopped == "completed" and second.steps == second.total_steps
+    probe = texts[:16]
+    exact = dict(progress=False, precision="fp32")
+    np.testing.assert_allclose(predict_logits(resumed.model, resumed.tokenizer, probe, **exact),
+                               predict_logits(full.model, full.tokenizer, probe, **exact), atol=1e-5)
+    again = load_classifier(student_dir, LABELS)
+    third = train(again.model, again.tokenizer, texts, ys, label_names=LABELS, config=cfg, out_dir=tmp_path)
+    assert third.phase is None  # returned from the checkpoint, no training ran
+
+
+def test_resume_with_other_settings_is_refused(student_dir, tmp_path):
+    texts, ys = make_task(32, seed=1)
+    m = load_classifier(student_dir, LABELS)
+    train(m.model, m.tokenizer, texts, ys, label_names=LABELS, config=TrainConfig(**FAST, epochs=1), out_dir=tmp_path)
+    with pytest.raises(CheckpointError, match="other settings or data; use a new out_dir"):
+        train(m.model, m.tokenizer, texts, ys, label_names=LABELS, config=TrainConfig(**FAST, epochs=2),
+              out_dir=tmp_path)
+
+
+def test_bad_input_gets_a_clear_error(student_dir):
+    m = load_classifier(student_dir, LABELS)
+    with pytest.raises(EmptyPoolError, match="No training examples"):
+        train(m.model, m.tokenizer, [], np.array([], dtype=int), label_names=LABELS)
+    with pytest.raises(LabelError, match="outside the task's 3 labels"):
+        train(m.model, m.tokenizer, ["a b c"], np.array([5]), label_names=LABELS)
+    with pytest.raises(ValueError, match="The 'alpha' parameter of TrainConfig must be a float in the range"):
+        train(m.model, m.tokenizer, ["a b c"], np.array([0]), label_names=LABELS, config=TrainConfig(alpha=1.5))
