@@ -80,7 +80,7 @@ class Connector(ABC):
         """Counts of pushed, done, skipped and waiting items for the receipt."""
         raise NotImplementedError("The 'status' method must be implemented.")
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, a no-op unless the platform holds resources
         """Release network resources. Safe to call twice."""
 
     def __enter__(self) -> Connector:

@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from annotation.records import Text
 from modeling.device import autocast, device_kind, pick_device
 from modeling.encoding import collate, encode, sorted_batches
-from modeling.meter import Meter
+from modeling.meter import Meter, PhaseRecord
 from modeling.metrics import Scores, score
 
 __all__ = ["predict_logits", "softmax", "SoftLabels", "soft_labels", "model_fingerprint", "pool_fingerprint",
@@ -97,11 +97,16 @@ def pool_fingerprint(texts: Sequence[Text]) -> str:
 
 @dataclass(frozen=True)
 class SoftLabels:
-    """The teacher's logits for a pool; ``cached`` says whether they came from disk."""
+    """The teacher's logits for a pool; ``cached`` says whether they came from disk.
+
+    ``phase`` is what computing them used, also when they came from the cache (stored beside them),
+    so a run that resumes after a crash still knows what the pass cost.
+    """
 
     logits: np.ndarray
     path: Path
     cached: bool
+    phase: PhaseRecord | None = None
 
     def proba(self, temperature: float = 1.0) -> np.ndarray:
         """Class probabilities at ``temperature``."""
@@ -131,15 +136,20 @@ def soft_labels(
         f"{checkpoint_id or model_fingerprint(model)}|{pool_fingerprint(texts)}|{max_length}".encode(), digest_size=16
     ).hexdigest()
     path = Path(cache_dir) / f"soft-{key}.npy"
-    if path.exists():
-        return SoftLabels(np.load(path), path, cached=True)
-    logits = predict_logits(model, tokenizer, texts, max_length=max_length, phase_name="soft_labels",
+    meta = path.with_suffix(".json")
+    if path.exists() and meta.exists():
+        return SoftLabels(np.load(path), path, cached=True, phase=PhaseRecord(**json.loads(meta.read_text())))
+    meter = predict_kwargs.pop("meter", None) or Meter()
+    logits = predict_logits(model, tokenizer, texts, max_length=max_length, phase_name="soft_labels", meter=meter,
                             **predict_kwargs)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, logits)
-    os.replace(tmp, path)  # a killed run never leaves a half-written cache entry
-    return SoftLabels(logits, path, cached=False)
+    for target, write in ((path, lambda f: np.save(f, logits)),
+                          (meta, lambda f: f.write(json.dumps(asdict(meter.records[-1])).encode()))):
+        tmp = target.with_name(target.name + ".tmp")
+        with open(tmp, "wb") as f:
+            write(f)
+        os.replace(tmp, target)  # a killed run never leaves a half-written cache entry
+    return SoftLabels(logits, path, cached=False, phase=meter.records[-1])
 
 
 def evaluate(model, tokenizer, texts: Sequence[Text], gold: np.ndarray, labels: Sequence[str], **predict_kwargs

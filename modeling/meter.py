@@ -96,6 +96,14 @@ class Phase:
         )
         return self._price(projected) > self._limit
 
+    def carry(self, earlier: PhaseRecord) -> None:
+        """Continue a phase that an earlier, interrupted process began: add its counts and seconds."""
+        r = self._record
+        self._record = replace(r, examples=r.examples + earlier.examples, tokens=r.tokens + earlier.tokens,
+                               padded_tokens=r.padded_tokens + earlier.padded_tokens, flops=r.flops + earlier.flops)
+        self._start -= earlier.seconds
+        self._steps += max(1, earlier.examples)  # only its share in the per-step average matters, roughly
+
     def stop_for_limit(self) -> None:
         """Mark that the phase stopped before passing its limit."""
         self.stopped_by_limit = True

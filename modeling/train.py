@@ -182,7 +182,7 @@ def train(
 
     # --- resume (like nanoGPT's init_from='resume') ----------------------------------------------
     out = Path(out_dir) if out_dir is not None else None
-    step, best_dev, history, bad_evals, best_state = 0, None, [], 0, None
+    step, best_dev, history, bad_evals, best_state, earlier = 0, None, [], 0, None, None
     if out is not None and (out / "ckpt.pt").exists():
         ckpt = torch.load(out / "ckpt.pt", map_location="cpu", weights_only=False)
         if ckpt["config"] != asdict(cfg) or ckpt["n_examples"] != len(all_texts):
@@ -194,19 +194,20 @@ def train(
         step, best_dev, history, bad_evals = ckpt["step"], ckpt["best_dev"], ckpt["history"], ckpt["bad_evals"]
         best_state = ckpt.get("best_model")
         torch.set_rng_state(ckpt["rng"])  # dropout continues as if never interrupted
+        earlier = PhaseRecord(**ckpt["phase"])  # what the interrupted run already measured
         if ckpt["stopped"] in {"completed", "early_stop"}:
             if best_state is not None:
                 model.load_state_dict(best_state)
-            return TrainResult(step, total_steps, ckpt["stopped"], best_dev, history, out)
+            return TrainResult(step, total_steps, ckpt["stopped"], best_dev, history, out, earlier)
 
-    def save(stopped: str | None) -> None:
+    def save(stopped: str | None, phase) -> None:
         if out is None:
             return
         out.mkdir(parents=True, exist_ok=True)
         ckpt = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "config": asdict(cfg), "n_examples": len(all_texts), "step": step, "best_dev": best_dev,
                 "history": history, "bad_evals": bad_evals, "best_model": best_state, "stopped": stopped,
-                "rng": torch.get_rng_state()}
+                "rng": torch.get_rng_state(), "phase": asdict(phase.record)}
         torch.save(ckpt, out / "ckpt.tmp")
         (out / "ckpt.tmp").replace(out / "ckpt.pt")  # atomic: a kill never leaves a torn checkpoint
 
@@ -216,6 +217,8 @@ def train(
     model.train()
     with meter.phase(phase_name, kind="train", device=device_kind(device),
                      n_params=sum(p.numel() for p in model.parameters()), limit_micro=limit_micro) as phase:
+        if earlier is not None:
+            phase.carry(earlier)
         bar = tqdm(total=total_steps, initial=step, desc=phase_name, unit="step", disable=not cfg.progress,
                    leave=False)
         while step < total_steps and stopped == "completed":
@@ -273,15 +276,15 @@ def train(
                     if cfg.patience and bad_evals >= cfg.patience:
                         stopped = "early_stop"
                 if evaluate_now or at_epoch_end:
-                    save(None)
+                    save(None, phase)
                 if stopped != "completed" or at_epoch_end:
                     break
         bar.close()
 
-    # --- finish: keep the best weights, save the model folder and the final checkpoint ----------
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    save(stopped)
+        # --- finish: keep the best weights, save the model folder and the final checkpoint ------
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        save(stopped, phase)
     if out is not None and stopped != "budget":
         model.save_pretrained(out)
         tokenizer.save_pretrained(out)

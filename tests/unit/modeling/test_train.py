@@ -103,8 +103,12 @@ def test_checkpoint_resumes_and_finished_run_is_not_trained_again(student_dir, t
     np.testing.assert_allclose(predict_logits(resumed.model, resumed.tokenizer, probe, **exact),
                                predict_logits(full.model, full.tokenizer, probe, **exact), atol=1e-5)
     again = load_classifier(student_dir, LABELS)
+    calls = []
+    again.model.register_forward_hook(lambda *a: calls.append(1))
     third = train(again.model, again.tokenizer, texts, ys, label_names=LABELS, config=cfg, out_dir=tmp_path)
-    assert third.phase is None  # returned from the checkpoint, no training ran
+    assert calls == []  # returned from the checkpoint, no training ran
+    # the phase record spans both processes: the interrupted part is carried into the resumed one
+    assert second.phase.examples == third.phase.examples == 2 * 64
 
 
 def test_resume_with_other_settings_is_refused(student_dir, tmp_path):

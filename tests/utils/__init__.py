@@ -1,0 +1,1 @@
+"""Builders and contract mixins shared by the test suite."""
