@@ -1,0 +1,83 @@
+"""Errors raised by the ledger.
+
+The tree (after httpx)::
+
+    LedgerError                     the ledger refused a write or could not find a record
+    ├── CapExceededError            a reservation (or a settlement's excess) would pass the cap
+    ├── BatchNotFoundError          no batch with that id
+    ├── ReservationNotFoundError    no reservation with that id
+    ├── InvalidTransitionError      a batch, step or round cannot move from its state to the one asked
+    ├── IdempotencyConflictError    a key already used for a different write
+    └── ReservationClosedError      settle or release on a closed reservation
+
+Misuse (a float or negative amount, an unknown state name) raises ``ValueError`` or ``TypeError``
+instead, naming the parameter and what it accepts. Money in messages is formatted with
+:func:`budget.money.format_usd`; money in attributes is int micro-dollars.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "LedgerError",
+    "CapExceededError",
+    "BatchNotFoundError",
+    "ReservationNotFoundError",
+    "InvalidTransitionError",
+    "IdempotencyConflictError",
+    "ReservationClosedError",
+]
+
+
+class LedgerError(Exception):
+    """Raised when the ledger refuses a write or cannot find a record."""
+
+
+class CapExceededError(LedgerError):
+    """Raised when a reservation, or the excess of a settlement, would pass the granted budget."""
+
+    def __init__(self, message: str, *, requested_micro: int, committed_micro: int, granted_micro: int) -> None:
+        super().__init__(message)
+        self.requested_micro = requested_micro
+        self.committed_micro = committed_micro
+        self.granted_micro = granted_micro
+
+
+class BatchNotFoundError(LedgerError):
+    """Raised when no batch has the given id."""
+
+    def __init__(self, message: str, *, batch_id: str) -> None:
+        super().__init__(message)
+        self.batch_id = batch_id
+
+
+class ReservationNotFoundError(LedgerError):
+    """Raised when no reservation has the given id."""
+
+    def __init__(self, message: str, *, reservation_id: int) -> None:
+        super().__init__(message)
+        self.reservation_id = reservation_id
+
+
+class InvalidTransitionError(LedgerError):
+    """Raised when a batch, step or round is asked to move to a state its current state cannot reach."""
+
+    def __init__(self, message: str, *, from_state: str | None, to_state: str) -> None:
+        super().__init__(message)
+        self.from_state = from_state
+        self.to_state = to_state
+
+
+class IdempotencyConflictError(LedgerError):
+    """Raised when an idempotency key is reused for a different write."""
+
+    def __init__(self, message: str, *, key: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class ReservationClosedError(LedgerError):
+    """Raised when money is settled against, or released from, a closed reservation."""
+
+    def __init__(self, message: str, *, reservation_id: int) -> None:
+        super().__init__(message)
+        self.reservation_id = reservation_id
