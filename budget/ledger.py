@@ -26,12 +26,12 @@ import json
 import math
 import sqlite3
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from numbers import Integral, Real
+from numbers import Real
 from pathlib import Path
 from typing import Any
 
+from budget._validation import _check_choice, _check_key, _check_micro, _check_round, _check_same_entry, _dumps
 from budget.exceptions import (
     BatchNotFoundError,
     CapExceededError,
@@ -42,6 +42,22 @@ from budget.exceptions import (
 )
 from budget.migrations import LEDGER_MIGRATIONS
 from budget.money import format_usd
+from budget.records import (
+    _BATCH_NEXT,
+    BATCH_STATES,
+    Approval,
+    BatchRecord,
+    Entry,
+    Event,
+    LabelRow,
+    LedgerSnapshot,
+    MetricRow,
+    Reservation,
+    RoundRecord,
+    Totals,
+    _batch_record,
+    _round_record,
+)
 
 __all__ = [
     "BATCH_STATES",
@@ -57,170 +73,6 @@ __all__ = [
     "Event",
     "LedgerSnapshot",
 ]
-
-#: batch states, in the order a batch moves through them (``rejected`` ends a proposal)
-BATCH_STATES = ("proposed", "approved", "rejected", "pushed", "partial", "done")
-_BATCH_NEXT = {"proposed": ("approved", "rejected"), "approved": ("pushed",), "pushed": ("partial", "done"),
-               "partial": ("done",), "rejected": (), "done": ()}
-
-# --- records (money in micro-dollars, times ISO-8601 UTC) --------------------------------------------
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One journal row; ``reservation_id`` is None for grants."""
-
-    id: int
-    at: str
-    kind: str
-    reservation_id: int | None
-    amount_micro: int
-    key: str | None
-    note: str
-
-
-@dataclass(frozen=True)
-class Reservation:
-    """Money held for one planned spend.
-
-    ``amount_micro`` is what was asked for; ``reserved_micro`` adds any excess a settlement needed.
-    Settled and released amounts come from the journal; ``remaining_micro`` is what is still held.
-    """
-
-    id: int
-    key: str
-    arm: str
-    purpose: str
-    round: int | None
-    estimate_micro: int
-    amount_micro: int
-    reserved_micro: int
-    settled_micro: int
-    released_micro: int
-    state: str
-    created_at: str
-    closed_at: str | None
-
-    @property
-    def remaining_micro(self) -> int:
-        """Micro-dollars still held: reserved, minus settled, minus released."""
-        return self.reserved_micro - self.settled_micro - self.released_micro
-
-
-@dataclass(frozen=True)
-class Totals:
-    """The budget in micro-dollars: ``available = granted - reserved - spent``.
-
-    ``reserved`` is held by reservations and not yet settled; ``spent`` is settled.
-    """
-
-    granted: int
-    reserved: int
-    spent: int
-    available: int
-
-    @property
-    def committed(self) -> int:
-        """Reserved plus spent: what the cap is checked against, micro-dollars."""
-        return self.reserved + self.spent
-
-    def __str__(self) -> str:
-        return (f"granted {format_usd(self.granted)}, reserved {format_usd(self.reserved)}, "
-                f"spent {format_usd(self.spent)}, available {format_usd(self.available)}")
-
-
-@dataclass(frozen=True)
-class BatchRecord:
-    """A batch proposed for annotation. ``payload`` and ``receipt`` are JSON the ledger does not read."""
-
-    batch_id: str
-    round: int | None
-    reservation_id: int | None
-    state: str
-    payload: dict[str, Any]
-    price_per_item_micro: int
-    overlap: int
-    total_micro: int
-    receipt: dict[str, Any] | None
-    created_at: str
-    updated_at: str
-
-
-@dataclass(frozen=True)
-class Approval:
-    """One decision on a batch: ``decision`` is ``'approved'`` or ``'rejected'``."""
-
-    batch_id: str
-    decision: str
-    by: str
-    why: str
-    at: str
-
-
-@dataclass(frozen=True)
-class LabelRow:
-    """One bought answer; ``label`` is None when the annotator skipped the item.
-
-    ``item_id`` is the item's row index in the task's pool; ``batch_id`` and ``at`` are filled in by
-    :meth:`Ledger.record_labels`.
-    """
-
-    item_id: int
-    external_id: str
-    annotator: str
-    label: str | None
-    lead_time_s: float | None = None
-    batch_id: str | None = None
-    at: str | None = None
-
-
-@dataclass(frozen=True)
-class RoundRecord:
-    """One round: the arm the policy chose, its decision, and the summary written when it ended."""
-
-    round: int
-    arm: str
-    decision: dict[str, Any]
-    state: str
-    started_at: str
-    ended_at: str | None
-    summary: dict[str, Any] | None
-
-
-@dataclass(frozen=True)
-class MetricRow:
-    """A score (not money) measured after a round on ``split`` (``'dev'``, ``'test'``, ...)."""
-
-    round: int
-    name: str
-    split: str
-    value: float
-    at: str
-
-
-@dataclass(frozen=True)
-class Event:
-    """One row of the event log."""
-
-    id: int
-    at: str
-    kind: str
-    data: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class LedgerSnapshot:
-    """What the policy may read, taken in one read transaction.
-
-    ``spent_by_round`` maps a round to what its reservations settled. ``dev_metrics`` holds only the
-    ``'dev'`` split: decisions never see test scores.
-    """
-
-    totals: Totals
-    spent_by_arm: dict[str, int] = field(default_factory=dict)
-    spent_by_round: dict[int, int] = field(default_factory=dict)
-    rounds: tuple[RoundRecord, ...] = ()
-    dev_metrics: tuple[MetricRow, ...] = ()
 
 
 # --- the ledger --------------------------------------------------------------------------------------
@@ -872,62 +724,3 @@ _RESERVATIONS_SQL = "SELECT r.id, r.key, r.arm, r.purpose, r.round, r.estimate_m
 # settled micro-dollars grouped by a reservation column
 _SPENT_SQL = ("SELECT r.{group}, COALESCE(SUM(e.amount_micro), 0) FROM reservations r LEFT JOIN entries e"
               " ON e.reservation_id = r.id AND e.kind = 'settle' {where} GROUP BY r.{group} ORDER BY r.{group}")
-
-
-def _check_micro(value: object, name: str, caller: str, *, minimum: int = 0, unit: str = " (micro-dollars)") -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
-        hint = " Convert dollars with budget.to_micro('1.50')." if unit and not isinstance(value, Integral) else ""
-        raise ValueError(f"The {name!r} parameter of {caller} must be an int >= {minimum}{unit}. "
-                         f"Got {value!r} instead.{hint}")
-    return int(value)
-
-
-def _check_round(value: object, caller: str, *, optional: bool = True) -> None:
-    if (value is not None or not optional) and (isinstance(value, bool) or not isinstance(value, Integral)):
-        allowed = "an int or None" if optional else "an int"
-        raise ValueError(f"The 'round' parameter of {caller} must be {allowed}. Got {value!r} instead.")
-
-
-def _check_key(key: object, caller: str) -> str:
-    if not isinstance(key, str) or not key:
-        raise ValueError(f"The 'key' parameter of {caller} must be a non-empty str. Got {key!r} instead.")
-    return key
-
-
-def _check_choice(value: str | None, choices: tuple[str, ...], name: str, caller: str) -> None:
-    if value is not None and value not in choices:
-        among = "{" + ", ".join(repr(c) for c in choices) + "}"
-        raise ValueError(f"The {name!r} parameter of {caller} must be a str among {among}. Got {value!r} instead.")
-
-
-def _check_same_entry(row: sqlite3.Row, key: str, kind: str, reservation_id: int | None, amount: int | None) -> None:
-    """Raise unless the journal row that ``key`` already names is the write asked for now."""
-    same = row["kind"] == kind and row["reservation_id"] == reservation_id
-    if not same or (amount is not None and row["amount_micro"] != amount):
-        where = "" if row["reservation_id"] is None else f" on reservation {row['reservation_id']}"
-        raise IdempotencyConflictError(f"Key {key!r} was already used for a {row['kind']} of "
-                                       f"{format_usd(row['amount_micro'])}{where}; use a new key for this {kind}.",
-                                       key=key)
-
-
-def _dumps(value: object, name: str, caller: str) -> str:
-    if not isinstance(value, dict):
-        raise ValueError(f"The {name!r} parameter of {caller} must be a dict. Got {type(value).__name__} instead.")
-    try:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"The {name!r} parameter of {caller} must be JSON-serialisable: {exc}.") from None
-
-
-def _batch_record(row: sqlite3.Row) -> BatchRecord:
-    data = dict(row)
-    data["payload"] = json.loads(data["payload"])
-    data["receipt"] = None if data["receipt"] is None else json.loads(data["receipt"])
-    return BatchRecord(**data)
-
-
-def _round_record(row: sqlite3.Row) -> RoundRecord:
-    data = dict(row)
-    data["decision"] = json.loads(data["decision"])
-    data["summary"] = None if data["summary"] is None else json.loads(data["summary"])
-    return RoundRecord(**data)

@@ -89,6 +89,10 @@ class SimulatedConnector(Connector):
     state_path : str or Path, optional
         A JSON file that holds the platform's tasks and answers. It is read when the connector is made
         (if it exists) and rewritten atomically after every change.
+    answer_key : callable, optional
+        Maps an external id to the key that seeds its answers (default: the id itself). The controller
+        passes the item's content hash, so two runs with the same seed get the same answers for the
+        same item whatever their run ids are.
 
     Examples
     --------
@@ -112,6 +116,7 @@ class SimulatedConnector(Connector):
         clock: Clock | None = None,
         *,
         state_path: str | os.PathLike[str] | None = None,
+        answer_key: Callable[[str], str] | None = None,
     ) -> None:
         if annotators is not None and gold is None:
             raise ConnectorUsageError("SimulatedConnector needs gold labels when it has annotators; pass gold=.")
@@ -119,6 +124,7 @@ class SimulatedConnector(Connector):
         self.annotators = annotators
         self.clock = clock if clock is not None else SimClock()
         self.state_path = Path(state_path) if state_path is not None else None
+        self.answer_key = answer_key
         # external id -> task record (plain JSON-ready dicts; see _new_task)
         self._tasks: dict[str, dict[str, Any]] = {}
         # annotator name -> simulated time at which they finish the work already given to them
@@ -260,11 +266,12 @@ class SimulatedConnector(Connector):
         answers = []
         if self.annotators is not None and gold is not None:
             n = self.annotators.n_annotators
-            start = int.from_bytes(hashlib.sha256(item.external_id.encode("utf-8")).digest()[:8], "little") % n
+            key = self.answer_key(item.external_id) if self.answer_key else item.external_id
+            start = int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "little") % n
             for k in range(batch.overlap):
                 index = (start + k) % n
                 name = self.annotators.name(index)
-                label, lead_time_s = self.annotators.answer(item.external_id, gold, batch.labels, index)
+                label, lead_time_s = self.annotators.answer(key, gold, batch.labels, index)
                 ready_at = max(now, self._busy_until.get(name, now)) + lead_time_s
                 self._busy_until[name] = ready_at
                 answers.append({"annotator": name, "label": label, "lead_time_s": lead_time_s, "ready_at": ready_at})

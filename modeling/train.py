@@ -44,6 +44,7 @@ class TrainConfig:
     """Every setting of :func:`train`, with its default and its options."""
 
     epochs: int = 3  # passes over the training examples
+    min_steps: int = 0  # at least this many optimizer steps: a few dozen labels are only 2-3 steps an epoch
     batch_size: int = 16  # examples per optimizer step
     lr: float = 5e-5  # peak AdamW learning rate
     weight_decay: float = 0.01  # AdamW decay; not applied to biases and LayerNorm weights
@@ -65,6 +66,7 @@ class TrainConfig:
         """Raise ValueError naming the first setting out of its range."""
         checks = [
             ("epochs", self.epochs >= 1, "an int >= 1"),
+            ("min_steps", self.min_steps >= 0, "an int >= 0"),
             ("batch_size", self.batch_size >= 1, "an int >= 1"),
             ("lr", self.lr > 0, "a float > 0"),
             ("warmup_ratio", 0 <= self.warmup_ratio < 1, "a float in the range [0.0, 1.0)"),
@@ -170,7 +172,7 @@ def train(
         targets[n_gold:] = torch.from_numpy(softmax(soft.logits, cfg.temperature)).float()
     w_gold = cfg.alpha if soft is not None else 1.0
     steps_per_epoch = math.ceil(len(all_texts) / cfg.batch_size)
-    total_steps = steps_per_epoch * cfg.epochs
+    total_steps = steps_per_epoch * max(cfg.epochs, math.ceil(cfg.min_steps / steps_per_epoch))
 
     # --- optimizer: AdamW, no decay on biases and norms; linear warm-up then decay ---------------
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]

@@ -1,0 +1,121 @@
+"""Prices of compute phases, measured and estimated, for a project.
+
+The meter in ``modeling`` measures a phase; :meth:`ComputePricer.price` turns that record into
+micro-dollars (FLOPs as time on a reference GPU, or metered device-seconds times the device-hour
+price). Before a round, :class:`CostModel` estimates what retraining the student or a whole
+distillation will cost from parameter counts, tokens per item and epochs, corrected by what the
+run's own finished phases actually cost.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from budget.config import ProjectConfig
+from budget.prices import compute_cost, flop_cost
+from modeling.meter import PhaseRecord
+
+__all__ = ["ComputePricer", "CostModel"]
+
+_DEFAULT_FLOPS_PER_SECOND = {"cpu": 2e11, "mps": 2e12, "cuda": 1e14}  # effective training throughput guesses
+
+
+def _price_kind(device: str, known: set[str]) -> str:
+    if device in known:
+        return device
+    return device if device in {"cpu", "mps"} else "cuda"
+
+
+class ComputePricer:
+    """Prices a :class:`~modeling.meter.PhaseRecord` in micro-dollars, as the project file says.
+
+    ``compute = "flops"`` prices FLOPs as time on the reference GPU at its utilisation (the same
+    answer on any machine, for simulations); ``compute = "device-hours"`` prices the measured
+    seconds at the device kind's hourly price.
+    """
+
+    def __init__(self, config: ProjectConfig) -> None:
+        self.mode = config["prices"]["compute"]
+        if self.mode not in {"flops", "device-hours"}:
+            raise ValueError(f"[prices] compute must be 'flops' or 'device-hours'; got {self.mode!r}.")
+        self.flops = config.flop_pricing()
+        self.devices = config.device_prices()
+
+    def price(self, record: PhaseRecord) -> int:
+        """Micro-dollars for one phase (rounded up once)."""
+        if self.mode == "flops":
+            return flop_cost(self.flops, record.flops)
+        kind = _price_kind(record.device, set(self.devices.per_hour_micro))
+        return compute_cost(self.devices, kind, record.seconds)
+
+    def estimate(self, flops: float, device: str, flops_per_second: float | None = None) -> int:
+        """Micro-dollars for ``flops`` of work on ``device`` (device-hours mode needs a speed)."""
+        if self.mode == "flops":
+            return flop_cost(self.flops, flops)
+        speed = flops_per_second or _DEFAULT_FLOPS_PER_SECOND[_price_kind(device, set())]
+        kind = _price_kind(device, set(self.devices.per_hour_micro))
+        return compute_cost(self.devices, kind, flops / speed)
+
+
+@dataclass
+class CostModel:
+    """FLOP estimates of the run's compute, priced by a :class:`ComputePricer`.
+
+    Parameters
+    ----------
+    student_params, teacher_params : int
+        Parameter counts.
+    tokens_per_item : float
+        Mean tokens of an item after truncation (measured on the pool).
+    """
+
+    pricer: ComputePricer
+    device: str
+    student_params: int
+    teacher_params: int
+    tokens_per_item: float
+    student_epochs: int
+    teacher_epochs: int
+    distill_epochs: int
+    min_steps: int = 0  # trainings run at least this many steps of batch_size
+    batch_size: int = 16
+    flops_per_second: float | None = None  # measured on this run's finished phases
+    correction: float = 1.0  # measured cost / estimated cost of finished compute rounds
+
+    #: dynamic padding computes the longest item of each batch: about this many positions per real token
+    padding_factor: float = 1.3
+
+    def _epochs(self, n_items: int, epochs: int) -> int:
+        return max(epochs, math.ceil(self.min_steps / max(1, math.ceil(n_items / self.batch_size))))
+
+    def _flops_train(self, params: int, n_items: int, epochs: int) -> float:
+        epochs = self._epochs(n_items, epochs)
+        return 6.0 * params * self.tokens_per_item * self.padding_factor * n_items * epochs
+
+    def _flops_infer(self, params: int, n_items: int) -> float:
+        return 2.0 * params * self.tokens_per_item * self.padding_factor * n_items
+
+    def _price(self, flops: float) -> int:
+        return int(self.pricer.estimate(flops, self.device, self.flops_per_second) * self.correction) + 1
+
+    def retrain(self, n_train: int, n_eval: int) -> int:
+        """Student fine-tuned on ``n_train`` gold labels, evaluated on ``n_eval`` items each epoch."""
+        flops = (self._flops_train(self.student_params, n_train, self.student_epochs)
+                 + self._flops_infer(self.student_params, n_eval) * (self._epochs(n_train, self.student_epochs) + 1))
+        return self._price(flops)
+
+    def distill_fixed(self, n_train: int, n_eval: int) -> int:
+        """The parts of a distillation that do not grow with the unlabeled items: teacher fine-tune on
+        the gold labels, the student's gold part, and evaluations."""
+        flops = (self._flops_train(self.teacher_params, n_train, self.teacher_epochs)
+                 + self._flops_infer(self.teacher_params, n_eval) * self._epochs(n_train, self.teacher_epochs)
+                 + self._flops_train(self.student_params, n_train, self.distill_epochs)
+                 + self._flops_infer(self.student_params, n_eval) * (self.distill_epochs + 1))
+        return self._price(flops)
+
+    def distill_per_1000(self) -> int:
+        """What 1000 more unlabeled items add: a teacher pass and the student's epochs on each."""
+        flops = self._flops_infer(self.teacher_params, 1000) + self._flops_train(self.student_params, 1000,
+                                                                                self.distill_epochs)
+        return self._price(flops)

@@ -1,0 +1,416 @@
+"""What one round does: the baseline student, an annotation round, a distillation round.
+
+Each round is a list of steps recorded in the ledger before they start and marked done after they
+end, so a killed run resumes where it was: a pushed batch is never pushed twice (the push is
+idempotent on external ids and its receipt is stored), labels are stored as they arrive, and each
+compute step settles its metered cost in the same transaction that marks it done.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from annotation.aggregate import agreement_rate, majority_vote
+from annotation.pool import ItemState, ItemStates, Pool, PoolSplit, dev_membership
+from annotation.records import Annotation, Batch, BatchItem, Receipt
+from annotation.selection import make_strategy
+from budget.config import ProjectConfig
+from budget.costs import ComputePricer
+from budget.exceptions import BatchNotFoundError
+from budget.ledger import LabelRow, Ledger
+from budget.money import format_usd
+from budget.policy import Decision
+from budget.prices import label_cost, label_cost_from_time
+from connectors.base import Connector
+from modeling.infer import evaluate, predict_logits, soft_labels, softmax
+from modeling.meter import Meter, PhaseRecord
+from modeling.models import LoadedModel, load_classifier
+from modeling.train import SoftTargets, TrainConfig, train
+
+__all__ = ["RunContext", "AwaitingApproval", "AwaitingAnnotators", "run_baseline", "run_annotate", "run_distill"]
+
+_MAX_SELECTION_CANDIDATES = 4000  # the student scores at most this many unlabeled items per round
+
+
+class AwaitingApproval(Exception):
+    """Raised when a batch waits for a project lead's approval; the run exits and resumes later."""
+
+    def __init__(self, batch_id: str, total_micro: int, n_items: int) -> None:
+        super().__init__(f"Batch {batch_id} ({n_items} items, {format_usd(total_micro)}) waits for approval.")
+        self.batch_id, self.total_micro, self.n_items = batch_id, total_micro, n_items
+
+
+class AwaitingAnnotators(Exception):
+    """Raised when a pushed batch is not finished within the configured wait; the run resumes later."""
+
+    def __init__(self, batch_id: str, waiting: int) -> None:
+        super().__init__(f"Batch {batch_id}: {waiting} items still wait for annotators.")
+        self.batch_id, self.waiting = batch_id, waiting
+
+
+@dataclass
+class RunContext:
+    """Everything a round needs; built once per run by the controller."""
+
+    config: ProjectConfig
+    ledger: Ledger
+    pool: Pool
+    split: PoolSplit
+    run_id: str
+    run_dir: Path
+    connector: Connector
+    pricer: ComputePricer
+    seed: int
+    progress: bool = True
+    say: Callable[[str], None] = print
+    _models: dict[str, LoadedModel] = field(default_factory=dict)
+
+    # --- labels ---------------------------------------------------------------------------------
+    def answers(self) -> list[Annotation]:
+        """Every bought answer so far, as connector annotations."""
+        return [Annotation(r.external_id, r.annotator, r.label, r.lead_time_s) for r in self.ledger.labels()]
+
+    def gold_labels(self) -> dict[int, int]:
+        """Pool index -> label id of every labeled item: the seed plus purchased, majority-voted labels."""
+        out = {int(i): int(self.pool.gold[i]) for i in self.split.seed}
+        by_ext = {self.pool.external_id(self.run_id, int(i)): int(i)
+                  for b in self.ledger.batches() for i in b.payload["item_ids"]}
+        for resolved in majority_vote(self.answers(), self.pool.labels):
+            if resolved.label is not None and resolved.external_id in by_ext:
+                out[by_ext[resolved.external_id]] = self.pool.label_id(resolved.label)
+        return out
+
+    def train_dev(self) -> tuple[tuple[list, np.ndarray], tuple[list, np.ndarray]]:
+        """(texts, label ids) for training and for dev; dev is carved from the labels by a hash of the id."""
+        labels = self.gold_labels()
+        frac = float(self.config["split"]["dev_fraction"])
+        train_ids, dev_ids = [], []
+        for i in sorted(labels):
+            (dev_ids if dev_membership(self.pool.item_hash(i), frac) else train_ids).append(i)  # same in any run
+        if not dev_ids or not train_ids:
+            raise ValueError(f"{len(labels)} labels give {len(train_ids)} for training and {len(dev_ids)} for dev; "
+                             "raise [split] seed_size or set dev_fraction between 0.1 and 0.5.")
+        texts = self.pool.texts
+        return (([texts[i] for i in train_ids], np.array([labels[i] for i in train_ids])),
+                ([texts[i] for i in dev_ids], np.array([labels[i] for i in dev_ids])))
+
+    def item_states(self) -> ItemStates:
+        """Pool item states rebuilt from the split and the ledger."""
+        states = ItemStates.from_split(len(self.pool), self.split)
+        in_run = np.concatenate([self.split.seed, self.split.unlabeled, self.split.test])
+        states.mark(np.setdiff1d(np.arange(len(self.pool)), in_run), ItemState.HELD_OUT)  # cut by max_unlabeled
+        answered = {a.external_id for a in self.answers()}
+        labeled = set(self.gold_labels())
+        for b in self.ledger.batches():
+            ids = b.payload["item_ids"]
+            if b.state == "rejected":
+                continue
+            for i in ids:
+                if i in labeled:
+                    states.mark([i], ItemState.LABELED)
+                elif b.state == "done" and self.pool.external_id(self.run_id, i) in answered:
+                    states.mark([i], ItemState.SKIPPED)
+                else:
+                    states.mark([i], ItemState.IN_BATCH)
+        return states
+
+    def unlabeled_for_distill(self, n: int) -> np.ndarray:
+        """The first ``n`` of a seeded order of the unlabeled items that have no label."""
+        states = self.item_states()
+        free = np.flatnonzero(np.isin(states.states, [ItemState.UNLABELED, ItemState.IN_BATCH, ItemState.SKIPPED]))
+        order = np.random.default_rng(self.seed).permutation(len(self.pool))
+        ranked = order[np.isin(order, free)]
+        return np.sort(ranked[:n])
+
+    # --- models ---------------------------------------------------------------------------------
+    def train_config(self, role: str) -> TrainConfig:
+        """Training settings of the student ('student'), teacher ('teacher') or distillation ('distill')."""
+        m = self.config["models"]
+        epochs = {"student": m["student_epochs"], "teacher": m["teacher_epochs"], "distill": m["distill_epochs"]}
+        lr = m["teacher_lr"] if role == "teacher" else m["student_lr"]
+        return TrainConfig(epochs=int(epochs[role]), min_steps=int(m["min_steps"]), batch_size=int(m["batch_size"]),
+                           lr=float(lr),
+                           max_length=int(m["max_length"]), seed=self.seed, precision=m["precision"],
+                           device=m["device"], patience=int(m["patience"]), metric=self.config.task.metric,
+                           temperature=float(m["temperature"]), alpha=float(m["alpha"]), progress=self.progress)
+
+    def fresh(self, role: str) -> LoadedModel:
+        """A newly loaded student or teacher with the task's labels (never a trained one)."""
+        return load_classifier(self.config["models"][role], self.pool.labels, seed=self.seed,
+                               cache_dir=self.run_dir.parent / ".model-cache")
+
+    def latest_student(self) -> LoadedModel | None:
+        """The student trained by the last finished round, or None before the baseline."""
+        rounds = [r for r in self.ledger.rounds() if r.state == "done" and r.summary and r.summary.get("student")]
+        if not rounds:
+            return None
+        path = rounds[-1].summary["student"]
+        if path not in self._models:
+            self._models.clear()
+            self._models[path] = load_classifier(path, self.pool.labels, seed=self.seed)
+        return self._models[path]
+
+    # --- steps ----------------------------------------------------------------------------------
+    def compute_step(self, key: str, reservation_id: int, work: Callable[[int], tuple[dict, list[PhaseRecord]]]
+                     ) -> dict[str, Any]:
+        """Run ``work(limit_micro)`` once; settle its phases' price and mark the step done atomically."""
+        done = self.ledger.step_result(key)
+        if done is not None:
+            return done
+        self.ledger.begin_step(key)
+        limit = self.ledger.reservation(reservation_id).remaining_micro
+        result, records = work(limit)
+        cost = sum(self.pricer.price(r) for r in records)
+        result = {**result, "cost_micro": cost, "seconds": sum(r.seconds for r in records),
+                  "phases": [asdict(r) for r in records]}
+        with self.ledger.atomic():
+            if cost:
+                self.ledger.settle(reservation_id, cost, key=f"settle:{key}")
+            self.ledger.finish_step(key, result)
+        return result
+
+    def score(self, model: LoadedModel, rnd: int, meter: Meter) -> dict[str, float]:
+        """Dev score (metered, decisions use it) and, in simulation, test scores (reports only)."""
+        _, (dev_texts, dev_y) = self.train_dev()
+        kw = dict(max_length=int(self.config["models"]["max_length"]), progress=False)
+        dev = evaluate(model.model, model.tokenizer, dev_texts, dev_y, self.pool.labels, meter=meter, **kw)
+        out = {"dev": dev.get(self.config.task.metric), "dev_accuracy": dev.accuracy, "dev_macro_f1": dev.macro_f1}
+        if len(self.split.test):
+            test_texts = [self.pool.texts[i] for i in self.split.test]
+            test = evaluate(model.model, model.tokenizer, test_texts, self.pool.gold[self.split.test],
+                            self.pool.labels, **kw)  # not metered: the test set exists only in simulation
+            out.update(test=test.get(self.config.task.metric), test_accuracy=test.accuracy,
+                       test_macro_f1=test.macro_f1)
+        return out
+
+
+def _student_step(ctx: RunContext, rnd: int, soft: SoftTargets | None = None) -> Callable:
+    def work(limit: int) -> tuple[dict, list[PhaseRecord]]:
+        (texts, ys), dev = ctx.train_dev()
+        student = ctx.fresh("student")
+        meter = Meter(price=ctx.pricer.price)
+        out = ctx.run_dir / "models" / f"round-{rnd:03d}" / "student"
+        result = train(student.model, student.tokenizer, texts, ys, label_names=ctx.pool.labels, dev=dev, soft=soft,
+                       config=ctx.train_config("distill" if soft else "student"), out_dir=out, meter=meter,
+                       phase_name="student_distill" if soft else "student_finetune", limit_micro=limit)
+        scores = ctx.score(student, rnd, meter)
+        ctx._models.clear()
+        ctx._models[str(out)] = student
+        return ({"student": str(out), "stopped": result.stopped, "n_labels": len(ys) + len(dev[1]), **scores},
+                [result.phase, *meter.records[-1:]])
+    return work
+
+
+def _finish_round(ctx: RunContext, rnd: int, reservation_id: int, summary: dict[str, Any]) -> dict[str, Any]:
+    ctx.ledger.close(reservation_id, key=f"close:round-{rnd}")
+    for split in ("dev", "test"):
+        if summary.get(split) is not None:
+            ctx.ledger.record_metric(rnd, ctx.config.task.metric, float(summary[split]), split=split)
+    ctx.ledger.finish_round(rnd, summary)
+    return summary
+
+
+def run_baseline(ctx: RunContext, rnd: int, decision: Decision) -> dict[str, Any]:
+    """Round 0: the student fine-tuned on the seed labels, the point every arm is measured from."""
+    res = ctx.ledger.reserve(decision.amount_micro, key=f"round-{rnd}:baseline", arm="baseline", round=rnd,
+                             purpose="student on the seed labels", estimate_micro=decision.amount_micro)
+    step = ctx.compute_step(f"round-{rnd}:student", res.id, _student_step(ctx, rnd))
+    summary = {k: step[k] for k in ("student", "n_labels", "dev", "test", "seconds") if k in step}
+    return _finish_round(ctx, rnd, res.id, {**summary, "labels_bought": 0, "compute_micro": step["cost_micro"]})
+
+
+# --- annotation round -------------------------------------------------------------------------------
+
+def _propose(ctx: RunContext, rnd: int, batch_id: str, decision: Decision) -> None:
+    states = ctx.item_states()
+    candidates = states.indices(ItemState.UNLABELED)
+    rng = np.random.default_rng(ctx.seed * 1000 + rnd)
+    if len(candidates) > _MAX_SELECTION_CANDIDATES:
+        candidates = np.sort(rng.choice(candidates, _MAX_SELECTION_CANDIDATES, replace=False))
+    student = ctx.latest_student()
+    proba = None
+    if student is not None and len(candidates):
+        logits = predict_logits(student.model, student.tokenizer, [ctx.pool.texts[i] for i in candidates],
+                                max_length=int(ctx.config["models"]["max_length"]), progress=ctx.progress,
+                                phase_name="selection")
+        proba = softmax(logits)
+    strategy = make_strategy(ctx.config["annotation"]["selection"])
+    chosen = strategy.select(decision.n_items, candidates=candidates, proba=proba, rng_seed=ctx.seed * 1000 + rnd)
+    row = {int(c): j for j, c in enumerate(candidates)}
+    suggestions = {}
+    if proba is not None:
+        for i in chosen:
+            p = proba[row[int(i)]]
+            suggestions[int(i)] = [ctx.pool.labels[int(p.argmax())], round(float(p.max()), 4)]
+    price = ctx.config.label_price()
+    overlap = int(ctx.config["prices"]["overlap"])
+    labels_micro = label_cost(price, len(chosen), overlap)
+    per_item = label_cost(price, 1, overlap)
+    amount = min(labels_micro + (decision.amount_micro - decision.n_items * per_item), decision.amount_micro)
+    totals = ctx.ledger.totals()
+    payload = {
+        "item_ids": [int(i) for i in chosen],
+        "suggestions": {str(k): v for k, v in suggestions.items()},
+        "why": decision.reason,
+        "estimates": decision.estimates,
+        "selection": repr(strategy),
+        "available_before_micro": totals.available,
+        "available_after_micro": totals.available - labels_micro,
+        "sample": [ctx.pool.texts[int(i)] if isinstance(ctx.pool.texts[int(i)], str)
+                   else " / ".join(ctx.pool.texts[int(i)]) for i in chosen[:5]],
+    }
+    with ctx.ledger.atomic():
+        res = ctx.ledger.reserve(amount, key=f"round-{rnd}:annotate", arm="annotate", round=rnd,
+                                 purpose=f"{len(chosen)} labels x {overlap} + student retrain",
+                                 estimate_micro=decision.amount_micro)
+        ctx.ledger.add_batch(batch_id, round=rnd, reservation_id=res.id, payload=payload,
+                             price_per_item_micro=per_item, overlap=overlap, total_micro=labels_micro)
+        ctx.ledger.log_event("proposed", batch_id=batch_id, n_items=len(chosen), total_micro=labels_micro)
+
+
+def _batch_for_platform(ctx: RunContext, batch_id: str) -> Batch:
+    rec = ctx.ledger.batch(batch_id)
+    items = []
+    for i in rec.payload["item_ids"]:
+        sug = rec.payload["suggestions"].get(str(i)) if ctx.config["annotation"]["suggestions"] else None
+        items.append(BatchItem(i, ctx.pool.external_id(ctx.run_id, i), ctx.pool.texts[i],
+                               suggestion=sug[0] if sug else None, suggestion_score=sug[1] if sug else None))
+    return Batch(batch_id, ctx.config.task.name, ctx.pool.labels, tuple(items),
+                 text_fields=ctx.config.task.batch_text_fields, overlap=rec.overlap,
+                 approved=rec.state in {"approved", "pushed", "partial", "done"},
+                 guidelines=str(ctx.config["connector"]["guidelines"]))
+
+
+def _store_answers(ctx: RunContext, batch_id: str, receipt: Receipt, annotations: list[Annotation]) -> None:
+    by_ext = {ctx.pool.external_id(ctx.run_id, i): i for i in ctx.ledger.batch(batch_id).payload["item_ids"]}
+    rows = [LabelRow(by_ext[a.external_id], a.external_id, a.annotator, a.label, a.lead_time_s)
+            for a in annotations if a.external_id in by_ext]
+    ctx.ledger.record_labels(batch_id, rows)
+
+
+def _label_cost(ctx: RunContext, batch_id: str) -> int:
+    """What the batch's answers cost: each label given (skips are free), at most ``overlap`` per item."""
+    rec = ctx.ledger.batch(batch_id)
+    per_item: dict[str, list[LabelRow]] = {}
+    for row in ctx.ledger.labels(batch_id):
+        if row.label is not None:
+            per_item.setdefault(row.external_id, []).append(row)
+    paid = [r for rows in per_item.values() for r in rows[: rec.overlap]]
+    price = ctx.config.label_price()
+    if price.per_label_micro is not None:
+        return label_cost(price, len(paid), 1)
+    seconds = sum(r.lead_time_s if r.lead_time_s is not None else price.seconds_per_label for r in paid)
+    return label_cost_from_time(price, seconds)
+
+
+def run_annotate(ctx: RunContext, rnd: int, decision: Decision) -> dict[str, Any]:
+    """Propose a batch, get it approved, push it, wait for people, settle what they did, retrain."""
+    batch_id = f"{ctx.run_id}-r{rnd:03d}"
+    a = ctx.config["annotation"]
+    try:
+        rec = ctx.ledger.batch(batch_id)
+    except BatchNotFoundError:  # not proposed yet; proposing reserves and stores the batch atomically
+        _propose(ctx, rnd, batch_id, decision)
+        rec = ctx.ledger.batch(batch_id)
+    # 1. approval: auto under the configured amount, else a lead decides while we are not running
+    if rec.state == "proposed":
+        limit = ctx.config.dollars_or_inf("annotation", "auto_approve_under")
+        if limit is None or rec.total_micro < limit:
+            ctx.ledger.approve(batch_id, by="auto", why="under the auto-approval limit")
+        else:
+            raise AwaitingApproval(batch_id, rec.total_micro, len(rec.payload["item_ids"]))
+    rec = ctx.ledger.batch(batch_id)
+    if rec.state == "rejected":
+        summary = {"rejected": True, "labels_bought": 0, "n_labels": len(ctx.gold_labels())}
+        return _finish_round(ctx, rnd, rec.reservation_id, summary)
+    # 2. push once: the connector skips items already on the platform, the receipt is stored
+    if rec.state == "approved":
+        receipt = ctx.connector.push(_batch_for_platform(ctx, batch_id))
+        ctx.ledger.set_batch_state(batch_id, "pushed", receipt=asdict(receipt))
+        ctx.ledger.log_event("pushed", batch_id=batch_id, platform=receipt.platform, n_items=len(receipt.external_ids))
+        rec = ctx.ledger.batch(batch_id)
+    receipt = Receipt(**{**rec.receipt, "external_ids": tuple(rec.receipt["external_ids"])})
+    # 3. wait for people; store every answer as it arrives
+    if rec.state in {"pushed", "partial"}:
+        clock = ctx.connector.clock
+        started = clock.now()
+        while True:
+            status = ctx.connector.status(receipt)
+            _store_answers(ctx, batch_id, receipt, ctx.connector.pull(receipt))
+            if status.finished:
+                break
+            if status.done or status.skipped:
+                ctx.ledger.set_batch_state(batch_id, "partial")
+            if clock.now() - started >= float(a["wait_seconds"]) and not ctx.config.simulated:
+                raise AwaitingAnnotators(batch_id, status.waiting)
+            clock.sleep(float(a["poll_seconds"]))
+        # 4. settle what people did, atomically with the batch being done
+        cost = _label_cost(ctx, batch_id)
+        with ctx.ledger.atomic():
+            if cost:
+                ctx.ledger.settle(rec.reservation_id, cost, key=f"settle:{batch_id}:labels")
+            ctx.ledger.set_batch_state(batch_id, "done")
+        ctx.ledger.log_event("settled", batch_id=batch_id, cost_micro=cost)
+    # 5. retrain the student on every label so far
+    step = ctx.compute_step(f"round-{rnd}:student", rec.reservation_id, _student_step(ctx, rnd))
+    answers = [x for x in ctx.answers() if x.external_id in set(receipt.external_ids)]
+    agreement = agreement_rate(answers)
+    summary = {k: step[k] for k in ("student", "n_labels", "dev", "test", "seconds") if k in step}
+    summary.update(labels_bought=sum(x.label is not None for x in answers),
+                   skipped=sum(x.label is None for x in answers),
+                   agreement=None if math.isnan(agreement) else agreement, labels_micro=_label_cost(ctx, batch_id),
+                   compute_micro=step["cost_micro"], batch_id=batch_id)
+    return _finish_round(ctx, rnd, rec.reservation_id, summary)
+
+
+# --- distillation round -----------------------------------------------------------------------------
+
+def run_distill(ctx: RunContext, rnd: int, decision: Decision) -> dict[str, Any]:
+    """Teacher fine-tuned on every label so far, soft labels on unlabeled items (once), student distilled."""
+    margin = decision.amount_micro * 2  # estimates are FLOP-based; the meter stops at the reservation
+    amount = min(margin, ctx.ledger.totals().available) if ctx.ledger.step_state(f"round-{rnd}:teacher") is None \
+        else margin
+    res = ctx.ledger.reserve(amount, key=f"round-{rnd}:distill", arm="distill", round=rnd,
+                             purpose=f"teacher + soft labels on {decision.n_items} items + student",
+                             estimate_micro=decision.amount_micro)
+    out = ctx.run_dir / "models" / f"round-{rnd:03d}"
+    items = ctx.unlabeled_for_distill(decision.n_items)
+    texts = [ctx.pool.texts[i] for i in items]
+
+    def fit_teacher(limit: int) -> tuple[dict, list[PhaseRecord]]:
+        (tr_texts, tr_y), dev = ctx.train_dev()
+        teacher = ctx.fresh("teacher")
+        meter = Meter(price=ctx.pricer.price)
+        result = train(teacher.model, teacher.tokenizer, tr_texts, tr_y, label_names=ctx.pool.labels, dev=dev,
+                       config=ctx.train_config("teacher"), out_dir=out / "teacher", meter=meter,
+                       phase_name="teacher_finetune", limit_micro=limit)
+        ctx._models["teacher"] = teacher
+        return {"stopped": result.stopped, "teacher_dev": result.best_dev}, [result.phase]
+
+    def label_pool(limit: int) -> tuple[dict, list[PhaseRecord]]:
+        teacher = ctx._models.get("teacher") or load_classifier(out / "teacher", ctx.pool.labels)
+        soft = soft_labels(teacher.model, teacher.tokenizer, texts, cache_dir=ctx.run_dir / "cache",
+                           max_length=int(ctx.config["models"]["max_length"]), progress=ctx.progress)
+        return {"soft_labels": str(soft.path), "n_items": len(texts)}, [soft.phase]
+
+    t = ctx.compute_step(f"round-{rnd}:teacher", res.id, fit_teacher)
+    if t["stopped"] == "budget":
+        summary = {"stopped": "budget", "n_labels": len(ctx.gold_labels()), "labels_bought": 0,
+                   "compute_micro": t["cost_micro"], "seconds": t["seconds"]}
+        return _finish_round(ctx, rnd, res.id, summary)
+    s = ctx.compute_step(f"round-{rnd}:soft_labels", res.id, label_pool)
+    ctx._models.pop("teacher", None)
+    logits = np.load(s["soft_labels"])
+    st = ctx.compute_step(f"round-{rnd}:student", res.id, _student_step(ctx, rnd, SoftTargets(texts, logits)))
+    summary = {k: st[k] for k in ("student", "n_labels", "dev", "test") if k in st}
+    summary.update(labels_bought=0, unlabeled_used=len(texts), teacher_dev=t.get("teacher_dev"),
+                   compute_micro=t["cost_micro"] + s["cost_micro"] + st["cost_micro"],
+                   seconds=t["seconds"] + s["seconds"] + st["seconds"])
+    return _finish_round(ctx, rnd, res.id, summary)
+

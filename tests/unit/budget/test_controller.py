@@ -1,0 +1,172 @@
+"""The controller end to end on tiny models: each policy, resuming after SIGKILL, and bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from budget.controller import cli
+from budget.ledger import Ledger
+from tests.utils.projects import write_tiny_project
+from tests.utils.tiny_models import LABELS
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("tiny-models")
+
+
+def run(args):
+    result = CliRunner().invoke(cli, [*args, "--quiet"], catch_exceptions=False)
+    return result
+
+
+def ledger_of(run_dir) -> Ledger:
+    return Ledger(Path(run_dir) / "ledger.sqlite")
+
+
+@pytest.mark.parametrize("policy", ["annotate", "distill", "split:0.5", "adaptive"])
+def test_each_policy_spends_within_the_cap_and_reports(policy, tmp_path, models_dir):
+    project = write_tiny_project(tmp_path, models_dir=models_dir)
+    result = run(["--spend", "40", "--config", str(project), "--run-dir", str(tmp_path / "run"), "--policy", policy])
+    assert result.exit_code == 0, result.output
+    assert "Report:" in result.output
+    with ledger_of(tmp_path / "run") as ledger:
+        totals = ledger.totals()
+        arms = [r.arm for r in ledger.rounds()]
+        by_arm = ledger.spent_by_arm()
+    assert totals.granted == 40_000_000 and totals.reserved == 0
+    assert 0 < totals.spent <= totals.granted
+    assert arms[0] == "baseline"
+    if policy == "annotate":
+        assert set(arms[1:]) == {"annotate"} and by_arm["annotate"] > 35_000_000
+    elif policy == "distill":
+        assert arms[1:] == ["distill"] and "annotate" not in by_arm
+    else:
+        assert {"annotate", "distill"} <= set(arms)
+    report = tmp_path / "run" / "report"
+    assert (report / "score_vs_dollars.png").stat().st_size > 10_000
+    assert "| round | arm | spent |" in (report / "report.md").read_text()
+
+
+def test_simulated_annotators_error_and_skip_rates_match_their_settings(tmp_path, models_dir):
+    project = write_tiny_project(tmp_path, models_dir=models_dir, n=900)
+    text = project.read_text().replace("overlap = 1", "overlap = 3").replace("batch_size = 30", "batch_size = 60")
+    text = text.replace("error_rate = 0.1", "error_rate = 0.2").replace("skip_rate = 0.05", "skip_rate = 0.1")
+    project.write_text(text)
+    result = run(["--spend", "300", "--config", str(project), "--run-dir", str(tmp_path / "run"),
+                  "--policy", "annotate", "--max-rounds", "5"])
+    assert result.exit_code == 0, result.output
+    data = [json.loads(line) for line in (tmp_path / "data.jsonl").read_text().splitlines()]
+    from annotation.pool import TaskSpec, load_pool
+
+    pool = load_pool(TaskSpec(name="k", data=tmp_path / "data.jsonl", labels=LABELS))
+    gold = {pool.item_hash(i): data[i]["label"] for i in range(len(pool))}
+    with ledger_of(tmp_path / "run") as ledger:
+        rows = ledger.labels()
+    answered = [r for r in rows if r.label is not None]
+    skip_rate = 1 - len(answered) / len(rows)
+    error_rate = sum(r.label != gold[r.external_id.rsplit("-", 1)[-1]] for r in answered) / len(answered)
+    assert len(rows) >= 600  # 4 batches x 60 items x 3 annotators, minus the last short one
+    assert abs(error_rate - 0.2) < 0.05, error_rate  # 4 standard errors at n ~ 600
+    assert abs(skip_rate - 0.1) < 0.04, skip_rate
+
+
+def _cmd(project, run_dir, *extra):
+    return [sys.executable, "-m", "budget.controller", "--config", str(project), "--run-dir", str(run_dir),
+            "--policy", "adaptive", "--quiet", *extra]
+
+
+def _summary(run_dir):
+    with ledger_of(run_dir) as ledger:
+        t = ledger.totals()
+        batches = [(b.state, b.payload["item_ids"]) for b in ledger.batches()]
+        return (t.granted, t.spent, t.reserved), batches, [r.arm for r in ledger.rounds()]
+
+
+def test_run_killed_mid_round_resumes_to_the_same_ledger_and_batches(tmp_path, models_dir):
+    project = write_tiny_project(tmp_path, models_dir=models_dir)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
+    whole = subprocess.run(_cmd(project, tmp_path / "whole", "--spend", "40"), env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+
+    # Kill the second run with SIGKILL as soon as round 2 has started (inside the round).
+    proc = subprocess.Popen(_cmd(project, tmp_path / "killed", "--spend", "40"), env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    for line in proc.stdout:
+        if line.startswith("round 2:"):
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    with ledger_of(tmp_path / "killed") as ledger:
+        assert ledger.rounds()[-1].state == "started"  # it died inside the round
+    resumed = subprocess.run(_cmd(project, tmp_path / "killed"), env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert _summary(tmp_path / "killed") == _summary(tmp_path / "whole")
+    platform = json.loads((tmp_path / "killed" / "simulated-platform.json").read_text())
+    assert len(platform["tasks"]) == sum(len(ids) for _, ids in _summary(tmp_path / "whole")[1])  # none pushed twice
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--spend", "-5"], "Error: --spend '-5': The amount must be more than $0"),
+    (["--spend", "lots"], "Error: --spend 'lots': Not a dollar amount: 'lots'"),
+    (["--spend", "0.10"], "Error: Budget $0.10 is too small for one label ($0.50 per item with overlap 1); "
+                          "spend at least $0.50."),
+    (["--spend", "10", "--policy", "greedy"], "Error: Unknown policy 'greedy'"),
+])
+def test_bad_spend_or_policy_is_one_line_exit_2_and_writes_nothing(args, message, tmp_path, models_dir):
+    project = write_tiny_project(tmp_path, models_dir=models_dir)
+    result = run([*args, "--config", str(project), "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 2
+    assert result.output.startswith(message) and result.output.count("\n") == 1
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda t: t.replace('data = "data.jsonl"', 'data = "missing.jsonl"'), "Data file"),
+    (lambda t: t.replace('[task]', '[task]\ntext_fields = ["body"]'), "'body'"),
+    (lambda t: t.replace('labels = ["sports", "music", "weather"]', 'labels = ["sports", "music"]'), "'weather'"),
+    (lambda t: t.replace("[annotation]", "[annotation]\ncolour = 1"), "Unknown key(s) ['colour'] in [annotation]"),
+])
+def test_bad_project_file_is_one_line_exit_2_and_writes_nothing(edit, message, tmp_path, models_dir):
+    project = write_tiny_project(tmp_path, models_dir=models_dir)
+    project.write_text(edit(project.read_text()))
+    result = run(["--spend", "10", "--config", str(project), "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("Error: ") and message in result.output and result.output.count("\n") == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_project_file_is_named(tmp_path):
+    result = run(["--spend", "10", "--config", str(tmp_path / "nope.toml"), "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 2
+    assert result.output == f"Error: Project file '{tmp_path / 'nope.toml'}' not found; pass --config with an " \
+                            "existing TOML file.\n"
+
+
+def test_dry_run_prints_both_arms_and_spends_nothing(tmp_path, models_dir):
+    project = write_tiny_project(tmp_path, models_dir=models_dir)
+    result = run(["--spend", "40", "--config", str(project), "--run-dir", str(tmp_path / "run"), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "annotate: a batch of 30 items costs $15.00" in result.output
+    assert "distill: teacher + soft labels on" in result.output and "Dry run: nothing was spent." in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_status_and_report_read_an_existing_run(tmp_path, models_dir):
+    project = write_tiny_project(tmp_path, models_dir=models_dir)
+    run(["--spend", "20", "--config", str(project), "--run-dir", str(tmp_path / "run"), "--policy", "annotate"])
+    status = CliRunner().invoke(cli, ["status", "--run-dir", str(tmp_path / "run")])
+    assert status.exit_code == 0 and status.output.startswith("granted $20.00")
+    assert "round 0: baseline done" in status.output
+    report = CliRunner().invoke(cli, ["report", "--run-dir", str(tmp_path / "run")])
+    assert report.exit_code == 0 and "# What the money bought (accuracy, 0-100)" in report.output
+    missing = CliRunner().invoke(cli, ["status", "--run-dir", str(tmp_path / "none")])
+    assert missing.exit_code == 2 and "No run in" in missing.output
