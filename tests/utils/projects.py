@@ -17,7 +17,7 @@ def write_tiny_project(root: Path, *, n: int = 600, policy: str = "adaptive", mo
     teacher = build_tiny_bert(models_dir / "teacher", hidden=64, layers=3, heads=4)
     texts, ys = make_task(n, seed=11)
     data = root / "data.jsonl"
-    data.write_text("".join(json.dumps({"text": t, "label": LABELS[y]}) + "\n" for t, y in zip(texts, ys)))
+    data.write_text("".join(json.dumps({"text": t, "label": LABELS[y]}) + "\n" for t, y in zip(texts, ys, strict=True)))
     project = root / "project.toml"
     project.write_text(f"""
 [task]
