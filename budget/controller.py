@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 import uuid
 from dataclasses import asdict, dataclass
@@ -64,7 +65,10 @@ class RunOutcome:
 
 
 def _config_hash(config: ProjectConfig) -> str:
-    return hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """What fixes a run's items and models; prices, policy, approvals and waiting may change between runs."""
+    d = config.to_dict()
+    fixed = {k: d[k] for k in ("task", "split", "models")}
+    return hashlib.sha256(json.dumps(fixed, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 class Controller:
@@ -337,10 +341,13 @@ def _existing(run_dir: str) -> Ledger:
 @click.option("--policy", help="annotate | distill | split:F | adaptive (default: [policy] name).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split, selection and training.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and both arms' estimates; spend nothing.")
+@click.option("--auto-approve-under", metavar="DOLLARS",
+              help="Approve annotation batches cheaper than this without a lead (default: the project file's).")
 @click.option("--max-rounds", type=int, help="Stop after this many rounds.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.pass_context
-def cli(ctx: click.Context, spend, config, run_dir, policy, seed, dry_run, max_rounds, quiet) -> None:
+def cli(ctx: click.Context, spend, config, run_dir, policy, seed, dry_run, auto_approve_under, max_rounds,
+        quiet) -> None:
     """Spend a budget on labels or distillation, round by round, and report what each dollar bought.
 
     Example: python -m budget.controller --spend 500
@@ -359,14 +366,22 @@ def cli(ctx: click.Context, spend, config, run_dir, policy, seed, dry_run, max_r
             make_policy(policy)
         except ValueError as exc:
             raise InputError(str(exc)) from exc
+    if auto_approve_under is not None:
+        try:
+            parse_usd(auto_approve_under)
+        except ValueError as exc:
+            raise InputError(f"--auto-approve-under {auto_approve_under!r}: {exc}") from exc
     c = _open(config, run_dir, seed, policy, progress=not quiet)
+    if auto_approve_under is not None:
+        c.config["annotation"]["auto_approve_under"] = auto_approve_under
     existing = c.ledger_path.exists()
     if not existing and amount == 0 and not dry_run:
         raise InputError(f"No budget: give --spend DOLLARS to start a run in '{c.run_dir}'.")
     per_item = label_cost(c.config.label_price(), 1, int(c.config["prices"]["overlap"]))
     if existing:
         with Ledger(c.ledger_path) as peek:
-            available = peek.totals().available
+            totals = peek.totals()  # money held by a waiting batch is the run's: resuming must not be refused
+            available = totals.available + totals.reserved
     else:
         available = 0
     if not dry_run and available + amount < per_item and c.policy_name != "distill":
@@ -432,6 +447,83 @@ def report(run_dir: str, metric: str | None) -> None:
         paths = write_report(ledger, Path(run_dir) / "report", metric)
         click.echo(markdown(ledger, metric), nl=False)
         click.echo(f"Plot: {paths['plot']}")
+
+
+def proposal_lines(ledger: Ledger, rec) -> list[str]:
+    """A pending proposal as a lead reads it: what, how much, money before and after, why, a sample."""
+    p = rec.payload
+    if p.get("kind") == "compute":
+        what = f"compute: {p.get('purpose', '')}, {format_usd(rec.total_micro)}"
+    else:
+        what = (f"{len(p['item_ids'])} items x {format_usd(rec.price_per_item_micro // max(rec.overlap, 1))} x "
+                f"{rec.overlap} annotators = {format_usd(rec.total_micro)}")
+    est = ", ".join(f"{arm} {'?' if g is None else f'{g:.3g}'}" for arm, g in (p.get("estimates") or {}).items())
+    lines = [f"{rec.batch_id} (round {rec.round}): {what}",
+             f"  money left: {format_usd(p.get('available_before_micro', 0))} before, "
+             f"{format_usd(p.get('available_after_micro', 0))} after",
+             f"  why: {p.get('why', '')}" + (f" (expected dev points per $100: {est})" if est else "")]
+    lines += [f"  - {text[:100]}" for text in p.get("sample", [])]
+    return lines
+
+
+@cli.command()
+@click.option("--run-dir", default="runs/demo", show_default=True)
+def proposals(run_dir: str) -> None:
+    """List the batches (and compute spends) waiting for a lead's approval.
+
+    Example: python -m budget.controller proposals --run-dir runs/demo
+    """
+    with _existing(run_dir) as ledger:
+        pending = ledger.batches("proposed")
+        if not pending:
+            click.echo("No proposals wait for approval.")
+        for rec in pending:
+            click.echo("\n".join(proposal_lines(ledger, rec)))
+
+
+def _decide(run_dir: str, batch_id: str, verb: str, **kw) -> None:
+    with _existing(run_dir) as ledger:
+        try:
+            rec = ledger.batch(batch_id)
+        except LedgerError as exc:
+            raise InputError(str(exc)) from exc
+        if rec.state not in {"proposed", verb}:
+            raise InputError(f"Batch {batch_id} is already {rec.state}; only a proposed batch can be {verb}.")
+        changed = ledger.approve(batch_id, **kw) if verb == "approved" else ledger.reject(batch_id, **kw)
+        ledger.log_event(verb, batch_id=batch_id, **kw)
+        total = format_usd(rec.total_micro)
+        if not changed:
+            click.echo(f"Batch {batch_id} was already {verb}; nothing changed.")
+        elif verb == "approved":
+            click.echo(f"Approved {batch_id} ({total}) by {kw['by']}. Run the controller again to push it: "
+                       f"python -m budget.controller --run-dir {run_dir}")
+        else:
+            click.echo(f"Rejected {batch_id} by {kw['by']}: {kw['why']}. Its {total} is released.")
+
+
+@cli.command()
+@click.argument("batch_id")
+@click.option("--run-dir", default="runs/demo", show_default=True)
+@click.option("--by", default=lambda: os.environ.get("USER", "cli"), help="Who approves (recorded).")
+def approve(batch_id: str, run_dir: str, by: str) -> None:
+    """Approve a proposed batch; the next run pushes it. Approving twice pushes once.
+
+    Example: python -m budget.controller approve demo-1a2b3c4d-r001 --by alice
+    """
+    _decide(run_dir, batch_id, "approved", by=by)
+
+
+@cli.command()
+@click.argument("batch_id")
+@click.option("--run-dir", default="runs/demo", show_default=True)
+@click.option("--by", default=lambda: os.environ.get("USER", "cli"), help="Who rejects (recorded).")
+@click.option("--why", required=True, help="Why; recorded with the decision.")
+def reject(batch_id: str, run_dir: str, by: str, why: str) -> None:
+    """Reject a proposed batch: its money is released and its items are not proposed again at once.
+
+    Example: python -m budget.controller reject demo-1a2b3c4d-r001 --why "too many near-duplicates"
+    """
+    _decide(run_dir, batch_id, "rejected", by=by, why=why)
 
 
 def main() -> None:  # pragma: no cover - the module's entry point

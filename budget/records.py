@@ -28,7 +28,7 @@ __all__ = [
 
 #: batch states, in the order a batch moves through them (``rejected`` ends a proposal)
 BATCH_STATES = ("proposed", "approved", "rejected", "pushed", "partial", "done")
-_BATCH_NEXT = {"proposed": ("approved", "rejected"), "approved": ("pushed",), "pushed": ("partial", "done"),
+_BATCH_NEXT = {"proposed": ("approved", "rejected"), "approved": ("pushed", "done"), "pushed": ("partial", "done"),
                "partial": ("done",), "rejected": (), "done": ()}
 
 # --- records (money in micro-dollars, times ISO-8601 UTC) --------------------------------------------

@@ -23,7 +23,7 @@ from annotation.selection import make_strategy
 from budget.config import ProjectConfig
 from budget.costs import ComputePricer
 from budget.exceptions import BatchNotFoundError
-from budget.ledger import LabelRow, Ledger
+from budget.ledger import LabelRow, Ledger, Reservation
 from budget.money import format_usd
 from budget.policy import Decision
 from budget.prices import label_cost, label_cost_from_time
@@ -190,6 +190,12 @@ class RunContext:
         return out
 
 
+def _reserve_once(ctx: RunContext, key: str, amount: int, **kwargs) -> Reservation:
+    """The reservation made under ``key`` (a resumed round finds the one it made before), or a new one."""
+    existing = next((r for r in ctx.ledger.reservations() if r.key == key), None)
+    return existing or ctx.ledger.reserve(amount, key=key, **kwargs)
+
+
 def _student_step(ctx: RunContext, rnd: int, soft: SoftTargets | None = None) -> Callable:
     def work(limit: int) -> tuple[dict, list[PhaseRecord]]:
         (texts, ys), dev = ctx.train_dev()
@@ -208,7 +214,8 @@ def _student_step(ctx: RunContext, rnd: int, soft: SoftTargets | None = None) ->
 
 
 def _finish_round(ctx: RunContext, rnd: int, reservation_id: int, summary: dict[str, Any]) -> dict[str, Any]:
-    ctx.ledger.close(reservation_id, key=f"close:round-{rnd}")
+    if ctx.ledger.reservation(reservation_id).state == "open":  # a rejection already released and closed it
+        ctx.ledger.close(reservation_id, key=f"close:round-{rnd}")
     for split in ("dev", "test"):
         if summary.get(split) is not None:
             ctx.ledger.record_metric(rnd, ctx.config.task.metric, float(summary[split]), split=split)
@@ -230,6 +237,11 @@ def run_baseline(ctx: RunContext, rnd: int, decision: Decision) -> dict[str, Any
 def _propose(ctx: RunContext, rnd: int, batch_id: str, decision: Decision) -> None:
     states = ctx.item_states()
     candidates = states.indices(ItemState.UNLABELED)
+    # A lead rejected these items: offer others first, and them again only when nothing else is left.
+    rejected = [i for b in ctx.ledger.batches("rejected") for i in b.payload["item_ids"]]
+    fresh = np.setdiff1d(candidates, rejected)
+    if len(fresh):
+        candidates = fresh
     rng = np.random.default_rng(ctx.seed * 1000 + rnd)
     if len(candidates) > _MAX_SELECTION_CANDIDATES:
         candidates = np.sort(rng.choice(candidates, _MAX_SELECTION_CANDIDATES, replace=False))
@@ -373,12 +385,29 @@ def run_annotate(ctx: RunContext, rnd: int, decision: Decision) -> dict[str, Any
 
 def run_distill(ctx: RunContext, rnd: int, decision: Decision) -> dict[str, Any]:
     """Teacher fine-tuned on every label so far, soft labels on unlabeled items (once), student distilled."""
-    margin = decision.amount_micro * 2  # estimates are FLOP-based; the meter stops at the reservation
-    amount = min(margin, ctx.ledger.totals().available) if ctx.ledger.step_state(f"round-{rnd}:teacher") is None \
-        else margin
-    res = ctx.ledger.reserve(amount, key=f"round-{rnd}:distill", arm="distill", round=rnd,
-                             purpose=f"teacher + soft labels on {decision.n_items} items + student",
-                             estimate_micro=decision.amount_micro)
+    # Estimates are FLOP-based: reserve twice the estimate (what the money allows); the meter stops at it.
+    amount = min(decision.amount_micro * 2, ctx.ledger.totals().available)
+    res = _reserve_once(ctx, f"round-{rnd}:distill", amount, arm="distill", round=rnd,
+                        purpose=f"teacher + soft labels on {decision.n_items} items + student",
+                        estimate_micro=decision.amount_micro)
+    # A lead approves compute above the configured amount, as for annotation batches.
+    limit = ctx.config.dollars_or_inf("policy", "approve_compute_over")
+    if limit is not None and res.amount_micro > limit:
+        batch_id = f"{ctx.run_id}-r{rnd:03d}-compute"
+        try:
+            rec = ctx.ledger.batch(batch_id)
+        except BatchNotFoundError:
+            left = ctx.ledger.totals().available
+            payload = {"kind": "compute", "item_ids": [], "why": decision.reason, "estimates": decision.estimates,
+                       "purpose": res.purpose, "available_before_micro": left + res.amount_micro,
+                       "available_after_micro": left, "sample": []}
+            rec = ctx.ledger.add_batch(batch_id, round=rnd, reservation_id=res.id, payload=payload,
+                                       price_per_item_micro=0, overlap=1, total_micro=res.amount_micro)
+        if rec.state == "proposed":
+            raise AwaitingApproval(batch_id, rec.total_micro, 0)
+        if rec.state == "rejected":
+            return _finish_round(ctx, rnd, res.id, {"rejected": True, "labels_bought": 0,
+                                                    "n_labels": len(ctx.gold_labels())})
     out = ctx.run_dir / "models" / f"round-{rnd:03d}"
     items = ctx.unlabeled_for_distill(decision.n_items)
     texts = [ctx.pool.texts[i] for i in items]
@@ -409,6 +438,8 @@ def run_distill(ctx: RunContext, rnd: int, decision: Decision) -> dict[str, Any]
     logits = np.load(s["soft_labels"])
     st = ctx.compute_step(f"round-{rnd}:student", res.id, _student_step(ctx, rnd, SoftTargets(texts, logits)))
     summary = {k: st[k] for k in ("student", "n_labels", "dev", "test") if k in st}
+    for rec in ctx.ledger.batches("approved", round=rnd):  # the lead's approval of this compute is used up
+        ctx.ledger.set_batch_state(rec.batch_id, "done")
     summary.update(labels_bought=0, unlabeled_used=len(texts), teacher_dev=t.get("teacher_dev"),
                    compute_micro=t["cost_micro"] + s["cost_micro"] + st["cost_micro"],
                    seconds=t["seconds"] + s["seconds"] + st["seconds"])

@@ -55,10 +55,9 @@ def test_each_policy_spends_within_the_cap_and_reports(policy, tmp_path, models_
 
 
 def test_simulated_annotators_error_and_skip_rates_match_their_settings(tmp_path, models_dir):
-    project = write_tiny_project(tmp_path, models_dir=models_dir, n=900)
-    text = project.read_text().replace("overlap = 1", "overlap = 3").replace("batch_size = 30", "batch_size = 60")
-    text = text.replace("error_rate = 0.1", "error_rate = 0.2").replace("skip_rate = 0.05", "skip_rate = 0.1")
-    project.write_text(text)
+    noisy = {"prices": {"overlap": 3}, "annotation": {"batch_size": 60},
+             "annotators": {"error_rate": 0.2, "skip_rate": 0.1}}
+    project = write_tiny_project(tmp_path, models_dir=models_dir, n=900, overrides=noisy)
     result = run(["--spend", "300", "--config", str(project), "--run-dir", str(tmp_path / "run"),
                   "--policy", "annotate", "--max-rounds", "5"])
     assert result.exit_code == 0, result.output
@@ -133,6 +132,7 @@ def test_bad_spend_or_policy_is_one_line_exit_2_and_writes_nothing(args, message
     (lambda t: t.replace('data = "data.jsonl"', 'data = "missing.jsonl"'), "Data file"),
     (lambda t: t.replace('[task]', '[task]\ntext_fields = ["body"]'), "'body'"),
     (lambda t: t.replace('labels = ["sports", "music", "weather"]', 'labels = ["sports", "music"]'), "'weather'"),
+    (lambda t: t.replace('per_label = "0.50"', 'per_label = 0.5'), "must be a string like"),
     (lambda t: t.replace("[annotation]", "[annotation]\ncolour = 1"), "Unknown key(s) ['colour'] in [annotation]"),
 ])
 def test_bad_project_file_is_one_line_exit_2_and_writes_nothing(edit, message, tmp_path, models_dir):
