@@ -1,8 +1,16 @@
 """Fixtures shared by every test package."""
 
-import pytest
+import os
 
-from budget.ledger import Ledger
+# Tiny models gain nothing from threads, and OpenMP threads spinning against servers and other
+# processes on 2 cores slow torch down many times over; subprocesses inherit the setting.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import pytest  # noqa: E402
+
+from budget.ledger import Ledger  # noqa: E402
 
 
 @pytest.fixture
