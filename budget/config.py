@@ -88,6 +88,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "api_key_env": "",
         "workspace": "argilla",
         "guidelines": "",
+        "timeout": 30.0,  # seconds per HTTP request to the platform
     },
     "policy": {
         "name": "adaptive",  # annotate | distill | split:F | adaptive

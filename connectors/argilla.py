@@ -322,8 +322,8 @@ class ArgillaConnector(Connector):
             raise ConnectorUsageError(
                 f"Argilla dataset '{self.dataset}' in workspace '{self.workspace}' has fields {list(fields)}, labels "
                 f"{list(labels)} and {overlap} annotator(s) per record, but batch {batch.batch_id} has fields "
-                f"{list(batch.text_fields)}, labels {list(batch.labels)} and overlap {batch.overlap}; give each run "
-                f"and task its own [connector] dataset name in project.toml."
+                f"{list(batch.text_fields)}, labels {list(batch.labels)} and overlap {batch.overlap}; the project "
+                f"file changed during the run: start a new --run-dir (each run gets its own dataset)."
             )
         return ds
 
