@@ -26,16 +26,18 @@ import numpy as np
 from annotation.exceptions import AnnotationError
 from annotation.pool import load_pool, split_pool
 from annotation.simulated import SimulatedAnnotators
+from budget.approvals import LEDGER_FILE, DecisionError, RunNotFoundError, decide, open_ledger, proposal_lines
 from budget.config import ConfigError, ProjectConfig, load_config
 from budget.costs import ComputePricer, CostModel
 from budget.demo import demo_config, write_demo_data
-from budget.exceptions import LedgerError
+from budget.exceptions import InputError, LedgerError
 from budget.ledger import Ledger
 from budget.money import format_usd, parse_usd
 from budget.policy import Decision, Policy, PolicyState, RoundObservation, make_policy
 from budget.prices import label_cost
 from budget.report import markdown, write_report
 from budget.rounds import AwaitingAnnotators, AwaitingApproval, RunContext, run_annotate, run_baseline, run_distill
+from budget.web import serve
 from connectors.base import Connector
 from connectors.exceptions import ConnectorError
 from connectors.retry import RetryingConnector
@@ -45,14 +47,7 @@ from modeling.models import load_classifier
 
 __all__ = ["Controller", "RunOutcome", "InputError", "cli"]
 
-LEDGER_FILE = "ledger.sqlite"
 _INIT = "run:init"
-
-
-class InputError(click.ClickException):
-    """Bad input from the user: a one-line message, exit status 2, nothing written."""
-
-    exit_code = 2
 
 
 @dataclass(frozen=True)
@@ -172,12 +167,13 @@ class Controller:
 
             inner = LabelStudioConnector(c["url"], project_title(run_id, self.config.task.name),
                                          api_key_env=c["api_key_env"] or "LABEL_STUDIO_API_KEY",
-                                         attach_predictions=bool(a["suggestions"]))
+                                         attach_predictions=bool(a["suggestions"]), timeout=float(c["timeout"]))
         elif kind == "argilla":
             from connectors.argilla import ArgillaConnector
 
             inner = ArgillaConnector(c["url"], workspace=c["workspace"], dataset=f"{run_id}-{self.config.task.name}",
-                                     api_key_env=c["api_key_env"] or "ARGILLA_API_KEY", guidelines=c["guidelines"])
+                                     api_key_env=c["api_key_env"] or "ARGILLA_API_KEY", guidelines=c["guidelines"],
+                                     timeout=float(c["timeout"]))
         else:
             raise InputError(f"[annotation] connector must be simulated, labelstudio or argilla; got {kind!r}.")
         return RetryingConnector(inner)
@@ -270,8 +266,8 @@ class Controller:
                 return RunOutcome("awaiting_approval", f"{wait} Approve it with `python -m budget.controller approve "
                                   f"{wait.batch_id} --run-dir {self.run_dir}`, then run again.", done)
             except AwaitingAnnotators as wait:
-                return RunOutcome("awaiting_annotators", f"{wait} Run the same command again to pull their work "
-                                  "(nothing is pushed twice).", done)
+                return RunOutcome("awaiting_annotators", f"{wait} Run again on --run-dir {self.run_dir} without "
+                                  "--spend (it would add money) to pull their work (nothing is pushed twice).", done)
             dev = summary.get("dev")
             test = f", test {100 * summary['test']:.1f}" if summary.get("test") is not None else ""
             self.say(f"round {rnd}: {decision.arm} done: spent {format_usd(self.ledger.spent_by_round().get(rnd, 0))}"
@@ -327,11 +323,10 @@ def _open(config: str | None, run_dir: str | None, seed: int, policy: str | None
 
 
 def _existing(run_dir: str) -> Ledger:
-    path = Path(run_dir) / LEDGER_FILE
-    if not path.exists():
-        raise InputError(f"No run in '{run_dir}': {LEDGER_FILE} not found; start one with "
-                         f"`python -m budget.controller --spend AMOUNT --run-dir {run_dir}`.")
-    return Ledger(path)
+    try:
+        return open_ledger(run_dir)
+    except RunNotFoundError as exc:
+        raise InputError(str(exc)) from exc
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
@@ -371,6 +366,11 @@ def cli(ctx: click.Context, spend, config, run_dir, policy, seed, dry_run, auto_
             parse_usd(auto_approve_under)
         except ValueError as exc:
             raise InputError(f"--auto-approve-under {auto_approve_under!r}: {exc}") from exc
+    if quiet:  # also the libraries' own bars (transformers' shard writing, Argilla's record upload)
+        os.environ["TQDM_DISABLE"] = "1"
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()
     c = _open(config, run_dir, seed, policy, progress=not quiet)
     if auto_approve_under is not None:
         c.config["annotation"]["auto_approve_under"] = auto_approve_under
@@ -449,23 +449,6 @@ def report(run_dir: str, metric: str | None) -> None:
         click.echo(f"Plot: {paths['plot']}")
 
 
-def proposal_lines(ledger: Ledger, rec) -> list[str]:
-    """A pending proposal as a lead reads it: what, how much, money before and after, why, a sample."""
-    p = rec.payload
-    if p.get("kind") == "compute":
-        what = f"compute: {p.get('purpose', '')}, {format_usd(rec.total_micro)}"
-    else:
-        what = (f"{len(p['item_ids'])} items x {format_usd(rec.price_per_item_micro // max(rec.overlap, 1))} x "
-                f"{rec.overlap} annotators = {format_usd(rec.total_micro)}")
-    est = ", ".join(f"{arm} {'?' if g is None else f'{g:.3g}'}" for arm, g in (p.get("estimates") or {}).items())
-    lines = [f"{rec.batch_id} (round {rec.round}): {what}",
-             f"  money left: {format_usd(p.get('available_before_micro', 0))} before, "
-             f"{format_usd(p.get('available_after_micro', 0))} after",
-             f"  why: {p.get('why', '')}" + (f" (expected dev points per $100: {est})" if est else "")]
-    lines += [f"  - {text[:100]}" for text in p.get("sample", [])]
-    return lines
-
-
 @cli.command()
 @click.option("--run-dir", default="runs/demo", show_default=True)
 def proposals(run_dir: str) -> None:
@@ -478,27 +461,18 @@ def proposals(run_dir: str) -> None:
         if not pending:
             click.echo("No proposals wait for approval.")
         for rec in pending:
-            click.echo("\n".join(proposal_lines(ledger, rec)))
+            click.echo("\n".join(proposal_lines(rec)))
 
 
 def _decide(run_dir: str, batch_id: str, verb: str, **kw) -> None:
     with _existing(run_dir) as ledger:
         try:
-            rec = ledger.batch(batch_id)
-        except LedgerError as exc:
+            changed, message = decide(ledger, batch_id, verb, **kw)
+        except DecisionError as exc:
             raise InputError(str(exc)) from exc
-        if rec.state not in {"proposed", verb}:
-            raise InputError(f"Batch {batch_id} is already {rec.state}; only a proposed batch can be {verb}.")
-        changed = ledger.approve(batch_id, **kw) if verb == "approved" else ledger.reject(batch_id, **kw)
-        ledger.log_event(verb, batch_id=batch_id, **kw)
-        total = format_usd(rec.total_micro)
-        if not changed:
-            click.echo(f"Batch {batch_id} was already {verb}; nothing changed.")
-        elif verb == "approved":
-            click.echo(f"Approved {batch_id} ({total}) by {kw['by']}. Run the controller again to push it: "
-                       f"python -m budget.controller --run-dir {run_dir}")
-        else:
-            click.echo(f"Rejected {batch_id} by {kw['by']}: {kw['why']}. Its {total} is released.")
+    if changed and verb == "approved":
+        message += f" Run the controller again to push it: python -m budget.controller --run-dir {run_dir}"
+    click.echo(message)
 
 
 @cli.command()
@@ -524,6 +498,9 @@ def reject(batch_id: str, run_dir: str, by: str, why: str) -> None:
     Example: python -m budget.controller reject demo-1a2b3c4d-r001 --why "too many near-duplicates"
     """
     _decide(run_dir, batch_id, "rejected", by=by, why=why)
+
+
+cli.add_command(serve)
 
 
 def main() -> None:  # pragma: no cover - the module's entry point

@@ -1,4 +1,4 @@
-"""Errors raised by the ledger.
+"""Errors raised by the ledger, and the command line's bad-input error.
 
 The tree (after httpx)::
 
@@ -9,6 +9,7 @@ The tree (after httpx)::
     ├── InvalidTransitionError      a batch, step or round cannot move from its state to the one asked
     ├── IdempotencyConflictError    a key already used for a different write
     └── ReservationClosedError      settle or release on a closed reservation
+    InputError (click.ClickException)   bad input on the command line: one line, exit status 2
 
 Misuse (a float or negative amount, an unknown state name) raises ``ValueError`` or ``TypeError``
 instead, naming the parameter and what it accepts. Money in messages is formatted with
@@ -17,7 +18,10 @@ instead, naming the parameter and what it accepts. Money in messages is formatte
 
 from __future__ import annotations
 
+import click
+
 __all__ = [
+    "InputError",
     "LedgerError",
     "CapExceededError",
     "BatchNotFoundError",
@@ -26,6 +30,12 @@ __all__ = [
     "IdempotencyConflictError",
     "ReservationClosedError",
 ]
+
+
+class InputError(click.ClickException):
+    """Raised for bad input on the command line: a one-line message, exit status 2, nothing written."""
+
+    exit_code = 2
 
 
 class LedgerError(Exception):

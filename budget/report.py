@@ -106,6 +106,10 @@ def _plot(rows: list[RoundRow], metric: str, path: Path) -> None:
             if sel:
                 ax.scatter([p[0] for p in sel], [p[1] for p in sel], color=colors[arm], zorder=2,
                            marker="o" if split == "dev" else "x", label=f"{arm} ({split})")
+    from matplotlib.ticker import FuncFormatter
+
+    ax.set_xlim(left=0)  # the baseline costs a fraction of a cent: every run starts at $0
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"${x:,.0f}" if x >= 10 else f"${x:,.2f}"))
     ax.set_xlabel("dollars spent")
     ax.set_ylabel(f"{metric} (0-100)")
     ax.set_title("Student score against dollars, per arm")
