@@ -34,7 +34,7 @@ __all__ = ["DEFAULTS", "ProjectConfig", "ConfigError", "load_config"]
 #: every table and key of a project file with its default ([task] is validated by TaskSpec)
 DEFAULTS: dict[str, dict[str, Any]] = {
     "split": {
-        "seed_size": 100,  # labeled items the team already has (simulation: drawn from the data)
+        "seed_size": 100,  # labeled rows the team starts with; "all" for every labeled row of real data
         "test_size": 0.2,  # held-out test items for reports (simulation only); int or fraction; 0 = none
         "max_unlabeled": 0,  # cap on the unlabeled pool used (0 = all), to bound soft-labelling time
         "dev_fraction": 0.25,  # share of purchased labels (seed included) kept as the dev set

@@ -93,7 +93,11 @@ class Controller:
         self.progress = progress
         self.say = say
         self.pool = load_pool(config.task)  # fails with a one-line error before anything is written
-        split = split_pool(self.pool, seed=seed, seed_size=int(config["split"]["seed_size"]),
+        # "all": every labeled row is the team's seed (real data); a number draws that many of them
+        # (a simulation draws its seed and test set from the labeled rows and buys the rest).
+        size = config["split"]["seed_size"]
+        seed_size = len(self.pool.labeled) if size == "all" else int(size)
+        split = split_pool(self.pool, seed=seed, seed_size=seed_size,
                            test_size=config["split"]["test_size"] if config.simulated else 0)
         cap = int(config["split"]["max_unlabeled"])
         if cap and len(split.unlabeled) > cap:

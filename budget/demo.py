@@ -54,5 +54,6 @@ def demo_config(data: Path) -> dict[str, Any]:
         "prices": {"per_label": "0.10", "overlap": 3},
         "annotation": {"batch_size": 40, "selection": "entropy"},
         "annotators": {"n": 5, "error_rate": 0.15, "skip_rate": 0.05},
-        "policy": {"name": "adaptive", "min_points_per_100usd": 1.0},
+        # A batch of 40 costs about $11: it must be expected to add 1.1 dev points (10 per $100) to be bought.
+        "policy": {"name": "adaptive", "min_points_per_100usd": 10.0},
     }

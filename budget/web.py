@@ -103,7 +103,7 @@ def _money(ledger: Ledger) -> str:
     return f'<section class="money">{tiles}</section><div class="bar" title="spent, reserved, available">{bar}</div>'
 
 
-def _card(ledger: Ledger, rec, by: str) -> str:
+def _card(rec, by: str) -> str:
     """One pending proposal: the controller's own description of it, its sample items, and the decision form."""
     p = rec.payload
     sample = p.get("sample") or []
@@ -153,7 +153,7 @@ def render_page(run_dir: Path, *, msg: str = "", kind: str = "ok", by: str = "")
     with open_ledger(run_dir) as ledger:
         init = ledger.step_result("run:init") or {}
         pending = ledger.batches("proposed")
-        cards = "".join(_card(ledger, rec, by) for rec in pending) or (
+        cards = "".join(_card(rec, by) for rec in pending) or (
             '<p class="empty">No proposals wait for approval. When the controller proposes a batch above the '
             "auto-approval limit, it appears here; reload the page.</p>")
         money, decisions = _money(ledger), _decisions(ledger)

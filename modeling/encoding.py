@@ -104,9 +104,14 @@ def bucketed_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Genera
     return batches
 
 
-def collate(encoded: Encoded, idx: np.ndarray, pad_id: int) -> dict[str, torch.Tensor]:
-    """Pad the examples ``idx`` to the batch's longest one (dynamic padding)."""
-    width = max(len(encoded.input_ids[i]) for i in idx)
+def collate(encoded: Encoded, idx: np.ndarray, pad_id: int, multiple: int = 8) -> dict[str, torch.Tensor]:
+    """Pad the examples ``idx`` to the batch's longest one, rounded up to ``multiple`` (dynamic padding).
+
+    Rounding keeps the number of distinct shapes small: each new shape makes oneDNN (CPU) build
+    new kernels, which cost seconds in bf16.
+    """
+    longest = max(len(encoded.input_ids[i]) for i in idx)
+    width = -(-longest // multiple) * multiple
     ids = torch.full((len(idx), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(idx), width), dtype=torch.long)
     types = torch.zeros((len(idx), width), dtype=torch.long) if encoded.token_type_ids is not None else None

@@ -60,6 +60,7 @@ class TrainConfig:
     temperature: float = 2.0  # distillation temperature T: KL between softmax(z/T), scaled by T^2
     alpha: float = 0.5  # distillation weight of gold cross-entropy; 1 - alpha weighs the KL term
     group_by_length: bool = True  # batches of similar length (less padding), in random order
+    checkpoint_every_s: float = 60.0  # with out_dir: save to resume at most this often (and when stopping)
     progress: bool = True  # show a progress bar
 
     def validate(self) -> None:
@@ -216,6 +217,7 @@ def train(
     # --- the loop -------------------------------------------------------------------------------
     meter = meter or Meter()
     stopped = "completed"
+    last_save = time.monotonic()
     model.train()
     with meter.phase(phase_name, kind="train", device=device_kind(device),
                      n_params=sum(p.numel() for p in model.parameters()), limit_micro=limit_micro) as phase:
@@ -277,8 +279,10 @@ def train(
                         bad_evals += 1
                     if cfg.patience and bad_evals >= cfg.patience:
                         stopped = "early_stop"
-                if evaluate_now or at_epoch_end:
+                # a checkpoint writes the model, optimizer and best weights: not after every tiny epoch
+                if (evaluate_now or at_epoch_end) and time.monotonic() - last_save >= cfg.checkpoint_every_s:
                     save(None, phase)
+                    last_save = time.monotonic()
                 if stopped != "completed" or at_epoch_end:
                     break
         bar.close()
