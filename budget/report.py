@@ -68,7 +68,7 @@ def markdown(ledger: Ledger, metric: str) -> str:
         lines.append("Spent per arm: " + ", ".join(f"{arm} {format_usd(v)}" for arm, v in sorted(by_arm.items())) + ".")
         lines.append("")
     has_test = any(r.test is not None for r in rows)
-    cols = ["round", "arm", "spent", "total", "labels bought", "labels", "compute s", "dev"]
+    cols = ["round", "arm", "spent", "total", "answers bought", "labels", "compute s", "dev"]
     cols += (["test"] if has_test else []) + ["note"]
     lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
