@@ -262,7 +262,8 @@ def train(
                 step += 1
                 phase.add(len(idx), int(batch["attention_mask"].sum()), batch["input_ids"].numel())
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.4f}", ms=f"{1000 * (time.perf_counter() - t0):.0f}")
+                if cfg.progress:  # loss.item() waits for the device: only when someone reads the bar
+                    bar.set_postfix(loss=f"{loss.item():.4f}", ms=f"{1000 * (time.perf_counter() - t0):.0f}")
                 # 6. evaluate on dev, keep the best weights, stop early when it stops improving
                 at_epoch_end = step % steps_per_epoch == 0 or step == total_steps
                 evaluate_now = dev is not None and (step % cfg.eval_every == 0 if cfg.eval_every else at_epoch_end)
