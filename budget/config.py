@@ -28,6 +28,7 @@ from typing import Any
 from annotation.pool import TaskSpec
 from budget.money import to_micro
 from budget.prices import DEFAULT_DEVICE_PRICES, DevicePrice, FlopPricing, LabelPrice
+from budget.runfolder import check_keep
 
 __all__ = ["DEFAULTS", "ProjectConfig", "ConfigError", "load_config"]
 
@@ -55,6 +56,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "patience": 2,  # dev evaluations without improvement before early stop
         "precision": "auto",  # auto | bf16 | fp32
         "device": "auto",
+        "keep": 1,  # latest students and teachers kept in the run folder besides the best student; "all"
     },
     "prices": {
         "per_label": "0.364",  # dollars per label per annotator (the paper's Stanceosaurus price)
@@ -197,4 +199,8 @@ def load_config(path: str | Path | None = None, *, raw: dict[str, Any] | None = 
     task = TaskSpec.from_dict(raw["task"], base_dir=base_dir)
     for key in ("per_label", "reference_gpu_hour"):
         to_micro(str(tables["prices"][key]))  # fails early on a bad amount
+    try:
+        check_keep(tables["models"]["keep"])
+    except ValueError as exc:
+        raise ConfigError(f"{exc} ({where})") from exc
     return ProjectConfig(task=task, tables=tables, path=path)

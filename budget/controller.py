@@ -26,6 +26,7 @@ import numpy as np
 from annotation.exceptions import AnnotationError
 from annotation.pool import load_pool, split_pool
 from annotation.simulated import SimulatedAnnotators
+from budget import failpoints
 from budget.approvals import LEDGER_FILE, DecisionError, RunNotFoundError, decide, open_ledger, proposal_lines
 from budget.config import ConfigError, ProjectConfig, load_config
 from budget.costs import ComputePricer, CostModel
@@ -37,6 +38,7 @@ from budget.policy import Decision, Policy, PolicyState, RoundObservation, make_
 from budget.prices import label_cost
 from budget.report import markdown, write_report
 from budget.rounds import AwaitingAnnotators, AwaitingApproval, RunContext, run_annotate, run_baseline, run_distill
+from budget.runfolder import check_keep, folder_bytes, prune
 from budget.web import serve
 from connectors.base import Connector
 from connectors.exceptions import ConnectorError
@@ -63,6 +65,7 @@ def _config_hash(config: ProjectConfig) -> str:
     """What fixes a run's items and models; prices, policy, approvals and waiting may change between runs."""
     d = config.to_dict()
     fixed = {k: d[k] for k in ("task", "split", "models")}
+    fixed["models"] = {k: v for k, v in fixed["models"].items() if k != "keep"}  # what is kept may change
     return hashlib.sha256(json.dumps(fixed, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -244,9 +247,25 @@ class Controller:
 
     # --- running ------------------------------------------------------------------------------------
     def grant(self, amount_micro: int) -> None:
-        """Add money to the run (one ``--spend``)."""
-        self.ledger.grant(amount_micro, note="--spend")
+        """Add money to the run (one ``--add``)."""
+        self.ledger.grant(amount_micro, note="--add")
         self.ledger.log_event("granted", amount_micro=amount_micro)
+
+    def set_budget(self, total_micro: int) -> int:
+        """Raise the run's budget to ``total_micro`` (one ``--spend``); return what was added.
+
+        The same budget given again adds nothing, so a command re-run after a crash resumes the run
+        instead of granting its money a second time. A budget below what was granted adds nothing
+        either (money once granted stays granted) and says so.
+        """
+        added = self.ledger.grant_up_to(total_micro, note=f"--spend {format_usd(total_micro)}")
+        granted = self.ledger.totals().granted
+        if added:
+            self.ledger.log_event("granted", amount_micro=added, budget_micro=total_micro)
+        elif granted > total_micro:
+            self.say(f"The run already has a budget of {format_usd(granted)}, more than --spend "
+                     f"{format_usd(total_micro)}; nothing added (use --add to add money).")
+        return added
 
     def run(self, max_rounds: int | None = None) -> RunOutcome:
         """Run rounds until the policy stops, money runs out, or a batch waits for a person."""
@@ -263,6 +282,7 @@ class Controller:
             if self.ledger.start_round(rnd, decision.arm, record):
                 self.say(f"round {rnd}: {decision.arm} {decision.n_items} items, reserve "
                          f"{format_usd(decision.amount_micro)} ({decision.reason})")
+            failpoints.reach("round-start", rnd)
             runner = {"baseline": run_baseline, "annotate": run_annotate, "distill": run_distill}[decision.arm]
             try:
                 summary = runner(self.ctx, rnd, decision)
@@ -270,8 +290,11 @@ class Controller:
                 return RunOutcome("awaiting_approval", f"{wait} Approve it with `python -m budget.controller approve "
                                   f"{wait.batch_id} --run-dir {self.run_dir}`, then run again.", done)
             except AwaitingAnnotators as wait:
-                return RunOutcome("awaiting_annotators", f"{wait} Run again on --run-dir {self.run_dir} without "
-                                  "--spend (it would add money) to pull their work (nothing is pushed twice).", done)
+                return RunOutcome("awaiting_annotators", f"{wait} Run the same command again (or with just --run-dir "
+                                  f"{self.run_dir}) to pull their work: no money is added, nothing is pushed twice.",
+                                  done)
+            failpoints.reach("round-end", rnd)
+            prune(self.run_dir, self.ledger, check_keep(self.config["models"]["keep"]))
             dev = summary.get("dev")
             test = f", test {100 * summary['test']:.1f}" if summary.get("test") is not None else ""
             self.say(f"round {rnd}: {decision.arm} done: spent {format_usd(self.ledger.spent_by_round().get(rnd, 0))}"
@@ -287,7 +310,7 @@ class Controller:
         batch = min(state.batch_size, state.n_available)
         lines = [f"Run {self.init['run_id']} in {self.run_dir}: {self.pool!r}, seed {len(self.split.seed)}, "
                  f"unlabeled {len(self.split.unlabeled)}, test {len(self.split.test)}.",
-                 f"Money: {format_usd(state.granted_micro)} granted with this --spend, "
+                 f"Money: {format_usd(state.granted_micro)} granted with this {'--spend' if extra_micro else 'run'}, "
                  f"{format_usd(state.available_micro)} available.",
                  f"annotate: a batch of {batch} items costs {format_usd(batch * state.label_cost_micro)} "
                  f"({format_usd(state.label_cost_micro)} each) + {format_usd(state.retrain_cost_micro)} retraining.",
@@ -334,7 +357,9 @@ def _existing(run_dir: str) -> Ledger:
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--spend", "spend", metavar="DOLLARS", help="Add this many dollars to the run's budget, then run.")
+@click.option("--spend", "spend", metavar="DOLLARS",
+              help="The run's budget: raise it to this many dollars (never twice: the same command again resumes).")
+@click.option("--add", "add", metavar="DOLLARS", help="Add this many dollars to the run's budget, then run.")
 @click.option("--config", type=click.Path(dir_okay=False), help="Project file (TOML). Default: the BBC News demo.")
 @click.option("--run-dir", help="Run folder (ledger, models, report). Default: runs/<project file name> or runs/demo.")
 @click.option("--policy", help="annotate | distill | split:F | adaptive (default: [policy] name).")
@@ -345,21 +370,25 @@ def _existing(run_dir: str) -> Ledger:
 @click.option("--max-rounds", type=int, help="Stop after this many rounds.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.pass_context
-def cli(ctx: click.Context, spend, config, run_dir, policy, seed, dry_run, auto_approve_under, max_rounds,
+def cli(ctx: click.Context, spend, add, config, run_dir, policy, seed, dry_run, auto_approve_under, max_rounds,
         quiet) -> None:
     """Spend a budget on labels or distillation, round by round, and report what each dollar bought.
 
     Example: python -m budget.controller --spend 500
 
     Without --config it runs the embedded demo (BBC News, simulated annotators, MiniLM student,
-    MPNet teacher). Run it again on the same --run-dir to resume; --spend adds money each time.
+    MPNet teacher). --spend names the run's whole budget, so running the same command again after a
+    crash resumes without adding money; --add adds money to a run.
     """
     if ctx.invoked_subcommand is not None:
         return
+    if spend is not None and add is not None:
+        raise InputError("Give --spend (the run's budget) or --add (more money), not both.")
+    flag, text = ("--add", add) if add is not None else ("--spend", spend)
     try:
-        amount = parse_usd(spend, positive=True) if spend is not None else 0
+        amount = parse_usd(text, positive=True) if text is not None else 0
     except ValueError as exc:
-        raise InputError(f"--spend {spend!r}: {exc}") from exc
+        raise InputError(f"{flag} {text!r}: {exc}") from exc
     if policy is not None:
         try:
             make_policy(policy)
@@ -382,26 +411,26 @@ def cli(ctx: click.Context, spend, config, run_dir, policy, seed, dry_run, auto_
     if not existing and amount == 0 and not dry_run:
         raise InputError(f"No budget: give --spend DOLLARS to start a run in '{c.run_dir}'.")
     per_item = label_cost(c.config.label_price(), 1, int(c.config["prices"]["overlap"]))
-    if existing:
-        with Ledger(c.ledger_path) as peek:
-            totals = peek.totals()  # money held by a waiting batch is the run's: resuming must not be refused
-            available = totals.available + totals.reserved
-    else:
-        available = 0
-    if not dry_run and available + amount < per_item and c.policy_name != "distill":
-        raise InputError(f"Budget {format_usd(available + amount)} is too small for one label "
+    # Only a new run is held to the price of one label: resuming an existing run (a round in flight,
+    # a batch waiting, or nothing left to do) must never depend on money left for new work.
+    if not existing and not dry_run and amount < per_item and c.policy_name != "distill":
+        raise InputError(f"Budget {format_usd(amount)} is too small for one label "
                          f"({format_usd(per_item)} per item with overlap {c.config['prices']['overlap']}); "
-                         f"spend at least {format_usd(per_item - available)}.")
+                         f"spend at least {format_usd(per_item)}.")
     if dry_run and not existing:
         c.run_dir = Path(c.run_dir.parent / f".dry-run-{uuid.uuid4().hex[:6]}")
     try:
         c.open()
         if dry_run:
-            click.echo(c.plan(amount))
+            extra = amount if flag == "--add" else max(0, amount - c.ledger.totals().granted)
+            click.echo(c.plan(extra))
             return
         (c.run_dir / "project.json").write_text(json.dumps(c.config.to_dict(), indent=1, default=str))
-        if amount:
+        if amount and flag == "--add":
             c.grant(amount)
+        elif amount:
+            c.set_budget(amount)
+        failpoints.reach("grant")
         outcome = c.run(max_rounds)
         paths = c.report()
         click.echo(outcome.message)
@@ -427,6 +456,7 @@ def status(run_dir: str) -> None:
     """
     with _existing(run_dir) as ledger:
         click.echo(str(ledger.totals()))
+        click.echo(f"run folder: {_size(folder_bytes(Path(run_dir)))} in {run_dir}")
         for r in ledger.rounds():
             s = r.summary or {}
             dev = f", dev {100 * s['dev']:.1f}" if s.get("dev") is not None else ""
@@ -434,6 +464,38 @@ def status(run_dir: str) -> None:
         for b in ledger.batches():
             click.echo(f"batch {b.batch_id}: {b.state}, {len(b.payload['item_ids'])} items, "
                        f"{format_usd(b.total_micro)}")
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+@cli.command("prune")
+@click.argument("run_dirs", nargs=-1, required=True, metavar="RUN_DIR...")
+@click.option("--keep", default="1", show_default=True,
+              help="Latest students and teachers to keep besides the best student, or 'all'.")
+def prune_command(run_dirs: tuple[str, ...], keep: str) -> None:
+    """Shrink old run folders: drop finished phases' checkpoints and models that are not kept.
+
+    The ledger, the report, the best student and the latest student and teacher stay; a round in
+    flight is not touched, so a pruned run still resumes.
+
+    Example: python -m budget.controller prune runs/*
+    """
+    try:
+        count = check_keep(int(keep) if keep.lstrip("-").isdigit() else keep)
+    except ValueError as exc:
+        raise InputError(f"--keep {keep!r}: {str(exc).replace('[models] keep', 'it')}") from exc
+    for run_dir in run_dirs:
+        with _existing(run_dir) as ledger:
+            before = folder_bytes(Path(run_dir))
+            result = prune(Path(run_dir), ledger, count)
+        click.echo(f"{run_dir}: freed {_size(result.freed_bytes)} ({len(result.removed)} files and folders); "
+                   f"{_size(before - result.freed_bytes)} left.")
 
 
 @cli.command()

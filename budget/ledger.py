@@ -202,6 +202,25 @@ class Ledger:
                     return row["id"]
             return self._insert_entry("grant", amount, None, key, note)
 
+    def grant_up_to(self, total_micro: int, *, note: str = "") -> int:
+        """Raise the budget to ``total_micro`` if it is below; return the micro-dollars added (0 if none).
+
+        Idempotent by design: granting up to the same total twice adds money once, so a command
+        repeated after a crash never doubles the budget. The read and the grant are one transaction.
+
+        Raises
+        ------
+        ValueError
+            If ``total_micro`` is not an int >= 1.
+        """
+        total = _check_micro(total_micro, "total_micro", "grant_up_to", minimum=1)
+        with self.atomic():
+            missing = total - self.totals().granted
+            if missing <= 0:
+                return 0
+            self._insert_entry("grant", missing, None, None, note)
+            return missing
+
     def reserve(self, amount_micro: int, *, key: str, arm: str, purpose: str = "", round: int | None = None,
                 estimate_micro: int | None = None) -> Reservation:
         """Hold ``amount_micro`` micro-dollars for a planned spend, if it fits under the cap.

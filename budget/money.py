@@ -128,6 +128,9 @@ def parse_usd(text: str, *, positive: bool = False) -> int:
         raise ValueError(f"Not a dollar amount: {text!r}. Give a number like 500 or 500.25.")
     amount = Decimal(match["sign"] + match["number"].replace(",", ""))
     micro = to_micro(amount)
+    if positive and amount > 0 and micro <= 0:
+        raise ValueError(f"{text!r} is less than one micro-dollar ($0.000001), the smallest amount the ledger "
+                         "keeps; give at least 0.000001.")
     if positive and micro <= 0:
         raise ValueError(f"The amount must be more than $0. Got {text!r}.")
     return micro

@@ -20,6 +20,7 @@ from annotation.aggregate import agreement_rate, majority_vote
 from annotation.pool import ItemState, ItemStates, Pool, PoolSplit, dev_membership
 from annotation.records import Annotation, Batch, BatchItem, Receipt
 from annotation.selection import make_strategy
+from budget import failpoints
 from budget.config import ProjectConfig
 from budget.costs import ComputePricer
 from budget.exceptions import BatchNotFoundError
@@ -157,8 +158,15 @@ class RunContext:
         return self._models[path]
 
     # --- steps ----------------------------------------------------------------------------------
-    def compute_step(self, key: str, reservation_id: int, work: Callable[[int], tuple[dict, list[PhaseRecord]]]
-                     ) -> dict[str, Any]:
+    def meter(self, where: str) -> Meter:
+        """A meter that prices each phase as the project says (each pricing is a crash point for tests)."""
+        def price(record: PhaseRecord) -> int:
+            failpoints.reach("compute", where)
+            return self.pricer.price(record)
+        return Meter(price=price)
+
+    def compute_step(self, rnd: int, key: str, reservation_id: int,
+                     work: Callable[[int], tuple[dict, list[PhaseRecord]]]) -> dict[str, Any]:
         """Run ``work(limit_micro)`` once; settle its phases' price and mark the step done atomically."""
         done = self.ledger.step_result(key)
         if done is not None:
@@ -166,6 +174,7 @@ class RunContext:
         self.ledger.begin_step(key)
         limit = self.ledger.reservation(reservation_id).remaining_micro
         result, records = work(limit)
+        failpoints.reach("compute-done", f"{rnd}.{key.rsplit(':', 1)[-1]}")
         cost = sum(self.pricer.price(r) for r in records)
         result = {**result, "cost_micro": cost, "seconds": sum(r.seconds for r in records),
                   "phases": [asdict(r) for r in records]}
@@ -200,7 +209,7 @@ def _student_step(ctx: RunContext, rnd: int, soft: SoftTargets | None = None) ->
     def work(limit: int) -> tuple[dict, list[PhaseRecord]]:
         (texts, ys), dev = ctx.train_dev()
         student = ctx.fresh("student")
-        meter = Meter(price=ctx.pricer.price)
+        meter = ctx.meter(f"{rnd}.student")
         out = ctx.run_dir / "models" / f"round-{rnd:03d}" / "student"
         result = train(student.model, student.tokenizer, texts, ys, label_names=ctx.pool.labels, dev=dev, soft=soft,
                        config=ctx.train_config("distill" if soft else "student"), out_dir=out, meter=meter,
@@ -214,12 +223,13 @@ def _student_step(ctx: RunContext, rnd: int, soft: SoftTargets | None = None) ->
 
 
 def _finish_round(ctx: RunContext, rnd: int, reservation_id: int, summary: dict[str, Any]) -> dict[str, Any]:
-    if ctx.ledger.reservation(reservation_id).state == "open":  # a rejection already released and closed it
-        ctx.ledger.close(reservation_id, key=f"close:round-{rnd}")
-    for split in ("dev", "test"):
-        if summary.get(split) is not None:
-            ctx.ledger.record_metric(rnd, ctx.config.task.metric, float(summary[split]), split=split)
-    ctx.ledger.finish_round(rnd, summary)
+    with ctx.ledger.atomic():  # one transaction: a kill leaves the round either open or wholly finished
+        if ctx.ledger.reservation(reservation_id).state == "open":  # a rejection already released and closed it
+            ctx.ledger.close(reservation_id, key=f"close:round-{rnd}")
+        for split in ("dev", "test"):
+            if summary.get(split) is not None:
+                ctx.ledger.record_metric(rnd, ctx.config.task.metric, float(summary[split]), split=split)
+        ctx.ledger.finish_round(rnd, summary)
     return summary
 
 
@@ -227,7 +237,7 @@ def run_baseline(ctx: RunContext, rnd: int, decision: Decision) -> dict[str, Any
     """Round 0: the student fine-tuned on the seed labels, the point every arm is measured from."""
     res = ctx.ledger.reserve(decision.amount_micro, key=f"round-{rnd}:baseline", arm="baseline", round=rnd,
                              purpose="student on the seed labels", estimate_micro=decision.amount_micro)
-    step = ctx.compute_step(f"round-{rnd}:student", res.id, _student_step(ctx, rnd))
+    step = ctx.compute_step(rnd, f"round-{rnd}:student", res.id, _student_step(ctx, rnd))
     summary = {k: step[k] for k in ("student", "n_labels", "dev", "test", "seconds") if k in step}
     return _finish_round(ctx, rnd, res.id, {**summary, "labels_bought": 0, "compute_micro": step["cost_micro"]})
 
@@ -329,12 +339,14 @@ def run_annotate(ctx: RunContext, rnd: int, decision: Decision) -> dict[str, Any
         rec = ctx.ledger.batch(batch_id)
     except BatchNotFoundError:  # not proposed yet; proposing reserves and stores the batch atomically
         _propose(ctx, rnd, batch_id, decision)
+        failpoints.reach("propose", rnd)
         rec = ctx.ledger.batch(batch_id)
     # 1. approval: auto under the configured amount, else a lead decides while we are not running
     if rec.state == "proposed":
         limit = ctx.config.dollars_or_inf("annotation", "auto_approve_under")
         if limit is None or rec.total_micro < limit:
             ctx.ledger.approve(batch_id, by="auto", why="under the auto-approval limit")
+            failpoints.reach("approve", rnd)
         else:
             raise AwaitingApproval(batch_id, rec.total_micro, len(rec.payload["item_ids"]))
     rec = ctx.ledger.batch(batch_id)
@@ -344,6 +356,7 @@ def run_annotate(ctx: RunContext, rnd: int, decision: Decision) -> dict[str, Any
     # 2. push once: the connector skips items already on the platform, the receipt is stored
     if rec.state == "approved":
         receipt = ctx.connector.push(_batch_for_platform(ctx, batch_id))
+        failpoints.reach("push", rnd)  # pushed, but the ledger does not know yet: the lost-receipt case
         ctx.ledger.set_batch_state(batch_id, "pushed", receipt=asdict(receipt))
         ctx.ledger.log_event("pushed", batch_id=batch_id, platform=receipt.platform, n_items=len(receipt.external_ids))
         rec = ctx.ledger.batch(batch_id)
@@ -355,6 +368,7 @@ def run_annotate(ctx: RunContext, rnd: int, decision: Decision) -> dict[str, Any
         while True:
             status = ctx.connector.status(receipt)
             _store_answers(ctx, batch_id, receipt, ctx.connector.pull(receipt))
+            failpoints.reach("pull", rnd)
             if status.finished:
                 break
             if status.done or status.skipped:
@@ -369,8 +383,9 @@ def run_annotate(ctx: RunContext, rnd: int, decision: Decision) -> dict[str, Any
                 ctx.ledger.settle(rec.reservation_id, cost, key=f"settle:{batch_id}:labels")
             ctx.ledger.set_batch_state(batch_id, "done")
         ctx.ledger.log_event("settled", batch_id=batch_id, cost_micro=cost)
+        failpoints.reach("settle", rnd)
     # 5. retrain the student on every label so far
-    step = ctx.compute_step(f"round-{rnd}:student", rec.reservation_id, _student_step(ctx, rnd))
+    step = ctx.compute_step(rnd, f"round-{rnd}:student", rec.reservation_id, _student_step(ctx, rnd))
     answers = [x for x in ctx.answers() if x.external_id in set(receipt.external_ids)]
     agreement = agreement_rate(answers)
     summary = {k: step[k] for k in ("student", "n_labels", "dev", "test", "seconds") if k in step}
@@ -415,7 +430,7 @@ def run_distill(ctx: RunContext, rnd: int, decision: Decision) -> dict[str, Any]
     def fit_teacher(limit: int) -> tuple[dict, list[PhaseRecord]]:
         (tr_texts, tr_y), dev = ctx.train_dev()
         teacher = ctx.fresh("teacher")
-        meter = Meter(price=ctx.pricer.price)
+        meter = ctx.meter(f"{rnd}.teacher")
         result = train(teacher.model, teacher.tokenizer, tr_texts, tr_y, label_names=ctx.pool.labels, dev=dev,
                        config=ctx.train_config("teacher"), out_dir=out / "teacher", meter=meter,
                        phase_name="teacher_finetune", limit_micro=limit)
@@ -428,15 +443,15 @@ def run_distill(ctx: RunContext, rnd: int, decision: Decision) -> dict[str, Any]
                            max_length=int(ctx.config["models"]["max_length"]), progress=ctx.progress)
         return {"soft_labels": str(soft.path), "n_items": len(texts)}, [soft.phase]
 
-    t = ctx.compute_step(f"round-{rnd}:teacher", res.id, fit_teacher)
+    t = ctx.compute_step(rnd, f"round-{rnd}:teacher", res.id, fit_teacher)
     if t["stopped"] == "budget":
         summary = {"stopped": "budget", "n_labels": len(ctx.gold_labels()), "labels_bought": 0,
                    "compute_micro": t["cost_micro"], "seconds": t["seconds"]}
         return _finish_round(ctx, rnd, res.id, summary)
-    s = ctx.compute_step(f"round-{rnd}:soft_labels", res.id, label_pool)
+    s = ctx.compute_step(rnd, f"round-{rnd}:soft_labels", res.id, label_pool)
     ctx._models.pop("teacher", None)
     logits = np.load(s["soft_labels"])
-    st = ctx.compute_step(f"round-{rnd}:student", res.id, _student_step(ctx, rnd, SoftTargets(texts, logits)))
+    st = ctx.compute_step(rnd, f"round-{rnd}:student", res.id, _student_step(ctx, rnd, SoftTargets(texts, logits)))
     summary = {k: st[k] for k in ("student", "n_labels", "dev", "test") if k in st}
     for rec in ctx.ledger.batches("approved", round=rnd):  # the lead's approval of this compute is used up
         ctx.ledger.set_batch_state(rec.batch_id, "done")

@@ -199,7 +199,7 @@ def train(
         best_state = ckpt.get("best_model")
         torch.set_rng_state(ckpt["rng"])  # dropout continues as if never interrupted
         earlier = PhaseRecord(**ckpt["phase"])  # what the interrupted run already measured
-        if ckpt["stopped"] in {"completed", "early_stop"}:
+        if ckpt["stopped"] in {"completed", "early_stop"}:  # its model folder was written before this checkpoint
             if best_state is not None:
                 model.load_state_dict(best_state)
             return TrainResult(step, total_steps, ckpt["stopped"], best_dev, history, out, earlier)
@@ -289,12 +289,19 @@ def train(
                     break
         bar.close()
 
-        # --- finish: keep the best weights, save the model folder and the final checkpoint ------
+        # --- finish: keep the best weights, save the model folder and the final checkpoint --------
+        # A phase stopped at its money limit checkpoints its training state as it is (more money
+        # resumes it) and keeps its best model so far. A finished phase writes its model folder
+        # first: a checkpoint that says 'finished' always has its model beside it, whenever the
+        # process is killed.
+        if stopped == "budget":
+            save(stopped, phase)
         if best_state is not None:
             model.load_state_dict(best_state)
-        save(stopped, phase)
-    if out is not None and stopped != "budget":
-        model.save_pretrained(out)
-        tokenizer.save_pretrained(out)
+        if out is not None:
+            model.save_pretrained(out)
+            tokenizer.save_pretrained(out)
+        if stopped != "budget":
+            save(stopped, phase)
     return TrainResult(step, total_steps, stopped, best_dev, history, out, meter.records[-1])
 

@@ -119,6 +119,9 @@ def test_run_killed_mid_round_resumes_to_the_same_ledger_and_batches(tmp_path, m
     (["--spend", "0.10"], "Error: Budget $0.10 is too small for one label ($0.50 per item with overlap 1); "
                           "spend at least $0.50."),
     (["--spend", "10", "--policy", "greedy"], "Error: Unknown policy 'greedy'"),
+    (["--spend", "0.0000001"], "Error: --spend '0.0000001': '0.0000001' is less than one micro-dollar ($0.000001), "
+                               "the smallest amount the ledger keeps; give at least 0.000001."),
+    (["--spend", "10", "--add", "5"], "Error: Give --spend (the run's budget) or --add (more money), not both."),
 ])
 def test_bad_spend_or_policy_is_one_line_exit_2_and_writes_nothing(args, message, tmp_path, models_dir):
     project = write_tiny_project(tmp_path, models_dir=models_dir)
@@ -170,3 +173,67 @@ def test_status_and_report_read_an_existing_run(tmp_path, models_dir):
     assert report.exit_code == 0 and "# What the money bought (accuracy, 0-100)" in report.output
     missing = CliRunner().invoke(cli, ["status", "--run-dir", str(tmp_path / "none")])
     assert missing.exit_code == 2 and "No run in" in missing.output
+
+
+def _granted(run_dir) -> int:
+    with ledger_of(run_dir) as ledger:
+        return ledger.totals().granted
+
+
+def test_the_same_spend_command_after_a_crash_resumes_without_granting_again(tmp_path, models_dir):
+    project = write_tiny_project(tmp_path, models_dir=models_dir)
+    args = ["--spend", "40", "--config", str(project), "--run-dir", str(tmp_path / "run"), "--policy", "annotate"]
+    # the first process ended after one round (the kill-resume test kills for real); the same command again
+    assert run([*args, "--max-rounds", "1"]).exit_code == 0
+    again = run(args)
+    assert again.exit_code == 0, again.output
+    assert _granted(tmp_path / "run") == 40_000_000
+    assert "Stopped" in again.output
+    # a third time, after the run ended: nothing added, nothing run, still exit 0
+    third = run(args)
+    assert third.exit_code == 0 and _granted(tmp_path / "run") == 40_000_000
+    # a bigger budget raises it to that total; --add adds; a smaller budget adds nothing and says so
+    assert run([*args[2:], "--spend", "45", "--max-rounds", "0"]).exit_code == 0
+    assert _granted(tmp_path / "run") == 45_000_000
+    assert run([*args[2:], "--add", "5", "--max-rounds", "0"]).exit_code == 0
+    assert _granted(tmp_path / "run") == 50_000_000
+    lower = run([*args[2:], "--spend", "20", "--max-rounds", "0"])
+    assert lower.exit_code == 0 and "already has a budget of $50.00, more than --spend $20.00" in lower.output
+    assert _granted(tmp_path / "run") == 50_000_000
+
+
+def test_a_finished_run_with_less_than_a_label_left_resumes_to_a_clean_stop(tmp_path, models_dir):
+    project = write_tiny_project(tmp_path, models_dir=models_dir)
+    args = ["--config", str(project), "--run-dir", str(tmp_path / "run"), "--policy", "annotate"]
+    assert run([*args, "--spend", "40.25"]).exit_code == 0
+    with ledger_of(tmp_path / "run") as ledger:
+        assert ledger.totals().available < 500_000  # less than one $0.50 label is left
+    resumed = run(args)
+    assert resumed.exit_code == 0, resumed.output
+    assert "Stopped" in resumed.output
+
+
+def test_run_folder_keeps_the_best_and_latest_models_and_prune_shrinks_an_old_one(tmp_path, models_dir):
+    project = write_tiny_project(tmp_path, models_dir=models_dir, overrides={"models": {"keep": "all"}})
+    run_dir = tmp_path / "run"
+    assert run(["--spend", "40", "--config", str(project), "--run-dir", str(run_dir), "--policy", "adaptive"]
+               ).exit_code == 0
+    assert not list(run_dir.rglob("ckpt.pt"))  # no finished phase keeps its resume checkpoint
+    with ledger_of(run_dir) as ledger:
+        rounds = [r for r in ledger.rounds() if r.summary.get("student")]
+        best = max(rounds, key=lambda r: r.summary["dev"]).round
+        teachers = [r.round for r in ledger.rounds() if r.arm == "distill"]
+    students = sorted(p.parent.name for p in run_dir.glob("models/*/student"))
+    assert len(students) == len(rounds) >= 4  # keep = "all"
+
+    status = CliRunner().invoke(cli, ["status", "--run-dir", str(run_dir)])
+    assert status.exit_code == 0 and "run folder: " in status.output and " MB in " in status.output
+    pruned = CliRunner().invoke(cli, ["prune", str(run_dir)])
+    assert pruned.exit_code == 0 and "freed" in pruned.output, pruned.output
+    kept = sorted(p.parent.name for p in run_dir.glob("models/*/student"))
+    assert kept == sorted({f"round-{best:03d}", f"round-{rounds[-1].round:03d}"})
+    assert [p.parent.name for p in run_dir.glob("models/*/teacher")] == [f"round-{teachers[-1]:03d}"]
+    # the pruned run still resumes and reports
+    assert run(["--run-dir", str(run_dir), "--config", str(project), "--policy", "adaptive"]).exit_code == 0
+    bad = CliRunner().invoke(cli, ["prune", str(run_dir), "--keep", "0"])
+    assert bad.exit_code == 2 and "--keep '0': it must be an int >= 1" in bad.output

@@ -104,9 +104,15 @@ def test_parse_usd_refuses_non_numbers_in_one_line(text):
         parse_usd(text)
 
 
-@pytest.mark.parametrize("text", ["0", "-5", "0.0000001"])
+@pytest.mark.parametrize("text", ["0", "-5"])
 def test_parse_usd_positive_refuses_zero_and_below(text):
     with pytest.raises(ValueError, match=r"The amount must be more than \$0\. Got"):
+        parse_usd(text, positive=True)
+
+
+@pytest.mark.parametrize("text", ["0.0000001", "0.0000005"])
+def test_parse_usd_positive_says_an_amount_below_one_micro_dollar_is_too_small_to_keep(text):
+    with pytest.raises(ValueError, match=r"is less than one micro-dollar \(\$0\.000001\), the smallest amount"):
         parse_usd(text, positive=True)
 
 

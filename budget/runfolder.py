@@ -1,0 +1,100 @@
+"""What a run folder keeps: the ledger, the report, and only the models a person (or the next round) needs.
+
+A round trains a student (and a distillation a teacher) into ``models/round-NNN/{student,teacher}``.
+While a phase runs, ``ckpt.pt`` beside the model holds what a killed process needs to resume it (the
+optimizer state is twice the model); once the phase's step is done in the ledger nothing reads it
+again, so it goes. Of the finished rounds' models the folder keeps the best student on dev, and the
+latest ``keep`` students and teachers (``[models] keep``, default 1; ``"all"`` keeps every one). The
+latest student always stays: the next round selects items with it. Soft labels cached for a teacher
+that is removed go with it. A round still in flight is never touched.
+
+:func:`prune` does this; the controller calls it after every round and ``python -m budget.controller
+prune`` on old run folders.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from budget.ledger import Ledger
+from budget.records import RoundRecord
+
+__all__ = ["PruneResult", "best_student_round", "check_keep", "folder_bytes", "prune"]
+
+_CHECKPOINTS = ("ckpt.pt", "ckpt.tmp")
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """What :func:`prune` removed and the bytes it freed."""
+
+    removed: tuple[Path, ...] = ()
+    freed_bytes: int = 0
+
+
+def check_keep(value: object) -> int | None:
+    """``[models] keep`` as a count (None for 'all'); raise ValueError naming the fix."""
+    if value == "all":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"[models] keep must be an int >= 1 (the latest students and teachers kept besides the "
+                         f"best student) or \"all\"; got {value!r}.")
+    return value
+
+
+def folder_bytes(path: Path) -> int:
+    """Bytes of every file under ``path`` (0 if it does not exist)."""
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+def best_student_round(rounds: list[RoundRecord]) -> int | None:
+    """The finished round whose student scored best on dev (the earliest on a tie), as the report picks it."""
+    scored = [r for r in rounds if r.state == "done" and r.summary.get("student") and r.summary.get("dev") is not None]
+    return max(scored, key=lambda r: r.summary["dev"]).round if scored else None
+
+
+def _soft_label_files(ledger: Ledger, rnd: int) -> set[Path]:
+    """The soft-label cache files a round's teacher made (or reused)."""
+    path = (ledger.step_result(f"round-{rnd}:soft_labels") or {}).get("soft_labels")
+    return {Path(path), Path(path).with_suffix(".json")} if path else set()
+
+
+def prune(run_dir: Path, ledger: Ledger, keep: int | None = 1) -> PruneResult:
+    """Remove finished phases' checkpoints and the models of finished rounds that ``keep`` does not keep.
+
+    Parameters
+    ----------
+    run_dir : Path
+        The run folder (its ``models/`` and ``cache/``).
+    ledger : Ledger
+        The run's ledger: which rounds are done, their dev scores and soft-label files.
+    keep : int or None
+        How many of the latest students and teachers to keep besides the best student; None keeps all.
+    """
+    rounds = ledger.rounds()
+    done = sorted(r.round for r in rounds if r.state == "done")
+    models = Path(run_dir) / "models"
+    doomed = [ckpt for rnd in done for name in _CHECKPOINTS for ckpt in (models / f"round-{rnd:03d}").glob(f"*/{name}")]
+    if keep is not None:
+        have = {role: [r for r in done if (models / f"round-{r:03d}" / role).is_dir()]
+                for role in ("student", "teacher")}
+        kept = {(role, r) for role, rs in have.items() for r in rs[-keep:]}
+        best = best_student_round(rounds)
+        if best is not None:
+            kept.add(("student", best))
+        gone = [(role, r) for role, rs in have.items() for r in rs if (role, r) not in kept]
+        doomed += [models / f"round-{r:03d}" / role for role, r in gone]
+        still_used = set().union(*(_soft_label_files(ledger, r) for role, r in kept if role == "teacher"))
+        doomed += [f for role, r in gone if role == "teacher" for f in _soft_label_files(ledger, r) - still_used
+                   if f.exists()]
+    freed = 0
+    for path in doomed:
+        freed += folder_bytes(path) if path.is_dir() else path.stat().st_size
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    for rnd in done:
+        round_dir = models / f"round-{rnd:03d}"
+        if round_dir.is_dir() and not any(round_dir.iterdir()):
+            round_dir.rmdir()
+    return PruneResult(tuple(doomed), freed)
