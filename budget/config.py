@@ -30,7 +30,27 @@ from budget.money import to_micro
 from budget.prices import DEFAULT_DEVICE_PRICES, DevicePrice, FlopPricing, LabelPrice
 from budget.runfolder import check_keep
 
-__all__ = ["DEFAULTS", "ProjectConfig", "ConfigError", "load_config"]
+__all__ = ["DEFAULTS", "PHASES", "ProjectConfig", "ConfigError", "check_phase_scale", "load_config"]
+
+#: the compute phases a run meters, by the names the meter gives them
+PHASES = ("student_finetune", "teacher_finetune", "soft_labels", "student_distill", "evaluation")
+
+
+def check_phase_scale(value: object) -> dict[str, float]:
+    """``[prices] phase_scale`` as {phase: multiplier}; raise ValueError naming the fix."""
+    if not isinstance(value, dict):
+        raise ValueError(f"[prices] phase_scale must be a table like {{teacher_finetune = 100}}; got {value!r}.")
+    out = {}
+    for phase, factor in value.items():
+        if phase not in PHASES:
+            raise ValueError(f"[prices] phase_scale names an unknown phase {phase!r}; use {', '.join(PHASES)}.")
+        try:
+            out[phase] = float(str(factor))
+        except ValueError:
+            out[phase] = -1.0
+        if not out[phase] > 0 or isinstance(factor, bool):
+            raise ValueError(f"[prices] phase_scale {phase} must be a number > 0; got {factor!r}.")
+    return out
 
 #: every table and key of a project file with its default ([task] is validated by TaskSpec)
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -69,6 +89,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "reference_utilisation": 0.4,
         "reference_gpu_hour": "2.00",
         "device_hour": dict(DEFAULT_DEVICE_PRICES),
+        # multiply what a phase costs (FLOPs or seconds before pricing), e.g. {teacher_finetune = 100}: the
+        # decision study's compute-price regimes (budget/regimes.py); the ledger charges the scaled price
+        "phase_scale": {},
     },
     "annotation": {
         "connector": "simulated",  # simulated | labelstudio | argilla
@@ -201,6 +224,7 @@ def load_config(path: str | Path | None = None, *, raw: dict[str, Any] | None = 
         to_micro(str(tables["prices"][key]))  # fails early on a bad amount
     try:
         check_keep(tables["models"]["keep"])
+        check_phase_scale(tables["prices"]["phase_scale"])
     except ValueError as exc:
         raise ConfigError(f"{exc} ({where})") from exc
     return ProjectConfig(task=task, tables=tables, path=path)

@@ -34,6 +34,7 @@ from budget.demo import demo_config, write_demo_data
 from budget.exceptions import InputError, LedgerError
 from budget.ledger import Ledger
 from budget.money import format_usd, parse_usd
+from budget.phase_cache import PhaseCache
 from budget.policy import Decision, Policy, PolicyState, RoundObservation, make_policy
 from budget.prices import label_cost
 from budget.report import markdown, write_report
@@ -84,10 +85,15 @@ class Controller:
         Overrides ``[policy] name``: 'annotate', 'distill', 'split:F' or 'adaptive'.
     connector : Connector, optional
         Overrides the connector built from ``[annotation] connector`` (tests use this).
+    phase_cache : PhaseCache, optional
+        Finished compute steps shared with other runs of a study (reused steps are charged what they cost).
+    model_cache_dir : Path, optional
+        Where models joined from PyPI packages are kept (default: ``.model-cache`` beside ``run_dir``).
     """
 
     def __init__(self, config: ProjectConfig, run_dir: Path, *, seed: int = 0, policy: str | None = None,
-                 connector: Connector | None = None, progress: bool = True, say=click.echo) -> None:
+                 connector: Connector | None = None, progress: bool = True, say=click.echo,
+                 phase_cache: PhaseCache | None = None, model_cache_dir: Path | None = None) -> None:
         self.config = config
         self.run_dir = Path(run_dir)
         self.seed = seed
@@ -108,6 +114,8 @@ class Controller:
             split = type(split)(seed=split.seed, unlabeled=keep, test=split.test)
         self.split = split
         self._connector = connector
+        self.phase_cache = phase_cache
+        self.model_cache_dir = Path(model_cache_dir) if model_cache_dir else self.run_dir.parent / ".model-cache"
         self.ledger: Ledger | None = None
         self.ctx: RunContext | None = None
 
@@ -140,13 +148,14 @@ class Controller:
         self.init = init
         self.ctx = RunContext(self.config, self.ledger, self.pool, self.split, init["run_id"], self.run_dir,
                               self._connector or self._make_connector(init["run_id"]),
-                              ComputePricer(self.config), self.seed, self.progress, self.say)
+                              ComputePricer(self.config), self.seed, self.progress, self.say,
+                              phase_cache=self.phase_cache, model_cache_dir=self.model_cache_dir)
         return self
 
     def _measure_models(self, run_id: str) -> dict[str, Any]:
         m = self.config["models"]
         student = load_classifier(m["student"], self.pool.labels)
-        teacher = load_classifier(m["teacher"], self.pool.labels, cache_dir=self.run_dir.parent / ".model-cache")
+        teacher = load_classifier(m["teacher"], self.pool.labels, cache_dir=self.model_cache_dir)
         sample = [self.pool.texts[i] for i in self.split.unlabeled[:500]] or self.pool.texts[:500]
         pairs = isinstance(sample[0], tuple)
         enc = (student.tokenizer([t[0] for t in sample], [t[1] for t in sample], truncation=True,
@@ -192,21 +201,41 @@ class Controller:
             self.ctx.connector.close()
 
     # --- the policy's view --------------------------------------------------------------------------
-    def cost_model(self) -> CostModel:
+    def cost_model(self, corrected: bool = True) -> CostModel:
+        """FLOP estimates of this run's compute; ``corrected``: scaled by what finished rounds really cost.
+
+        Retraining and distillation are corrected separately (actual / raw estimate of each kind's
+        finished rounds, within 0.2-5x): a regime can price their phases very differently.
+        """
         m, init = self.config["models"], self.init
         model = CostModel(ComputePricer(self.config), "cpu" if m["device"] == "auto" else m["device"],
                           init["student_params"], init["teacher_params"], init["tokens_per_item"],
                           int(m["student_epochs"]), int(m["teacher_epochs"]), int(m["distill_epochs"]),
                           min_steps=int(m["min_steps"]), batch_size=int(m["batch_size"]))
-        estimated = actual = 0
+        if not corrected:
+            return model
+        sums = {"retrain": [0.0, 0.0], "distill": [0.0, 0.0]}
         for r in self.ledger.rounds():
             s = r.summary or {}
-            if r.state == "done" and s.get("compute_micro") and r.decision.get("compute_estimate"):
-                estimated += r.decision["compute_estimate"]
-                actual += s["compute_micro"]
-        if estimated:
-            model.correction = min(5.0, max(0.2, actual / estimated))
+            raw = r.decision.get("compute_estimate_raw", r.decision.get("compute_estimate"))
+            if r.state == "done" and s.get("compute_micro") and raw and s.get("stopped") != "budget":
+                kind = sums["distill" if r.arm == "distill" else "retrain"]
+                kind[0], kind[1] = kind[0] + raw, kind[1] + s["compute_micro"]
+        if sums["retrain"][0]:
+            model.correction = min(5.0, max(0.2, sums["retrain"][1] / sums["retrain"][0]))
+        if sums["distill"][0]:
+            model.distill_correction = min(5.0, max(0.2, sums["distill"][1] / sums["distill"][0]))
         return model
+
+    def compute_estimate(self, decision: Decision) -> tuple[int, float]:
+        """What a decision's compute is expected to cost (as the policy saw it) and the raw FLOP estimate."""
+        if decision.arm == "distill":
+            return decision.amount_micro, decision.amount_micro / self.cost_model().distill_correction
+        n = len(self.ctx.gold_labels()) + (decision.n_items if decision.arm == "annotate" else 0)  # + labels it buys
+        n_dev = max(1, round(n * float(self.config["split"]["dev_fraction"])))
+        n_train = max(1, n - n_dev)
+        raw = self.cost_model(corrected=False).retrain(n_train, n_dev)
+        return self.cost_model().retrain(n_train, n_dev), float(raw)
 
     def policy_state(self, extra_micro: int = 0) -> PolicyState:
         """The read-only state the policy decides on (``extra_micro``: money about to be granted)."""
@@ -277,8 +306,8 @@ class Controller:
                                       available_micro=self.ledger.totals().available)
                 return RunOutcome("stopped", f"Stopped: {decision.reason}. {self.ledger.totals()}.", done)
             # what the compute part was expected to cost, to correct later estimates by what it did cost
-            estimate = (decision.amount_micro if decision.arm == "distill" else self.policy_state().retrain_cost_micro)
-            record = {**asdict(decision), "compute_estimate": estimate}
+            estimate, raw = self.compute_estimate(decision)
+            record = {**asdict(decision), "compute_estimate": estimate, "compute_estimate_raw": raw}
             if self.ledger.start_round(rnd, decision.arm, record):
                 self.say(f"round {rnd}: {decision.arm} {decision.n_items} items, reserve "
                          f"{format_usd(decision.amount_micro)} ({decision.reason})")
@@ -300,6 +329,9 @@ class Controller:
             self.say(f"round {rnd}: {decision.arm} done: spent {format_usd(self.ledger.spent_by_round().get(rnd, 0))}"
                      f", labels {summary.get('n_labels')}, dev {'' if dev is None else f'{100 * dev:.1f}'}{test}; "
                      f"{self.ledger.totals()}")
+            if summary.get("stopped") == "budget":
+                self.say(f"round {rnd}: its training stopped early at the cap (no money left to extend its "
+                         "reservation); the model trained so far is kept.")
             done += 1
         return RunOutcome("stopped", f"Stopped after {done} rounds (--max-rounds).", done)
 

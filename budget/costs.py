@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from budget.config import ProjectConfig
+from budget.config import ProjectConfig, check_phase_scale
 from budget.prices import compute_cost, flop_cost
 from modeling.meter import PhaseRecord
 
@@ -41,16 +41,19 @@ class ComputePricer:
             raise ValueError(f"[prices] compute must be 'flops' or 'device-hours'; got {self.mode!r}.")
         self.flops = config.flop_pricing()
         self.devices = config.device_prices()
+        self.scale = check_phase_scale(config["prices"].get("phase_scale", {}))
 
     def price(self, record: PhaseRecord) -> int:
-        """Micro-dollars for one phase (rounded up once)."""
+        """Micro-dollars for one phase (its FLOPs or seconds times ``[prices] phase_scale``, rounded up once)."""
+        scale = self.scale.get(record.name, 1.0)
         if self.mode == "flops":
-            return flop_cost(self.flops, record.flops)
+            return flop_cost(self.flops, record.flops * scale)
         kind = _price_kind(record.device, set(self.devices.per_hour_micro))
-        return compute_cost(self.devices, kind, record.seconds)
+        return compute_cost(self.devices, kind, record.seconds * scale)
 
-    def estimate(self, flops: float, device: str, flops_per_second: float | None = None) -> int:
-        """Micro-dollars for ``flops`` of work on ``device`` (device-hours mode needs a speed)."""
+    def estimate(self, flops: float, device: str, flops_per_second: float | None = None, phase: str = "") -> int:
+        """Micro-dollars for ``flops`` of work on ``device`` in ``phase`` (device-hours mode needs a speed)."""
+        flops *= self.scale.get(phase, 1.0)
         if self.mode == "flops":
             return flop_cost(self.flops, flops)
         speed = flops_per_second or _DEFAULT_FLOPS_PER_SECOND[_price_kind(device, set())]
@@ -81,7 +84,8 @@ class CostModel:
     min_steps: int = 0  # trainings run at least this many steps of batch_size
     batch_size: int = 16
     flops_per_second: float | None = None  # measured on this run's finished phases
-    correction: float = 1.0  # measured cost / estimated cost of finished compute rounds
+    correction: float = 1.0  # measured cost / estimated cost of finished retraining rounds
+    distill_correction: float = 1.0  # the same for finished distillations
 
     #: dynamic padding computes the longest item of each batch: about this many positions per real token
     padding_factor: float = 1.3
@@ -96,26 +100,31 @@ class CostModel:
     def _flops_infer(self, params: int, n_items: int) -> float:
         return 2.0 * params * self.tokens_per_item * self.padding_factor * n_items
 
-    def _price(self, flops: float) -> int:
-        return int(self.pricer.estimate(flops, self.device, self.flops_per_second) * self.correction) + 1
+    def _price(self, correction: float, **flops_by_phase: float) -> int:
+        micro = sum(self.pricer.estimate(f, self.device, self.flops_per_second, phase)
+                    for phase, f in flops_by_phase.items())
+        return int(micro * correction) + 1
 
     def retrain(self, n_train: int, n_eval: int) -> int:
         """Student fine-tuned on ``n_train`` gold labels, evaluated on ``n_eval`` items each epoch."""
-        flops = (self._flops_train(self.student_params, n_train, self.student_epochs)
-                 + self._flops_infer(self.student_params, n_eval) * (self._epochs(n_train, self.student_epochs) + 1))
-        return self._price(flops)
+        return self._price(
+            self.correction,
+            student_finetune=self._flops_train(self.student_params, n_train, self.student_epochs)
+            + self._flops_infer(self.student_params, n_eval) * self._epochs(n_train, self.student_epochs),
+            evaluation=self._flops_infer(self.student_params, n_eval))
 
     def distill_fixed(self, n_train: int, n_eval: int) -> int:
         """The parts of a distillation that do not grow with the unlabeled items: teacher fine-tune on
         the gold labels, the student's gold part, and evaluations."""
-        flops = (self._flops_train(self.teacher_params, n_train, self.teacher_epochs)
-                 + self._flops_infer(self.teacher_params, n_eval) * self._epochs(n_train, self.teacher_epochs)
-                 + self._flops_train(self.student_params, n_train, self.distill_epochs)
-                 + self._flops_infer(self.student_params, n_eval) * (self.distill_epochs + 1))
-        return self._price(flops)
+        return self._price(
+            self.distill_correction,
+            teacher_finetune=self._flops_train(self.teacher_params, n_train, self.teacher_epochs)
+            + self._flops_infer(self.teacher_params, n_eval) * self._epochs(n_train, self.teacher_epochs),
+            student_distill=self._flops_train(self.student_params, n_train, self.distill_epochs)
+            + self._flops_infer(self.student_params, n_eval) * self.distill_epochs,
+            evaluation=self._flops_infer(self.student_params, n_eval))
 
     def distill_per_1000(self) -> int:
         """What 1000 more unlabeled items add: a teacher pass and the student's epochs on each."""
-        flops = self._flops_infer(self.teacher_params, 1000) + self._flops_train(self.student_params, 1000,
-                                                                                self.distill_epochs)
-        return self._price(flops)
+        return self._price(self.distill_correction, soft_labels=self._flops_infer(self.teacher_params, 1000),
+                           student_distill=self._flops_train(self.student_params, 1000, self.distill_epochs))

@@ -272,6 +272,26 @@ class Ledger:
             self._insert_entry("reserve", amount, rid, key, purpose)
             return self.reservation(rid)
 
+    def extend(self, reservation_id: int, amount_micro: int, *, note: str = "") -> int:
+        """Hold up to ``amount_micro`` more on an open reservation, as much as fits under the cap.
+
+        What a spend asks for when it needs more than its estimate: it gets the whole amount while
+        money is available, part of it near the cap, and 0 at the cap (never an error). Returns the
+        micro-dollars added.
+
+        Raises
+        ------
+        ReservationNotFoundError, ReservationClosedError
+            If the reservation does not exist, or is closed.
+        """
+        amount = _check_micro(amount_micro, "amount_micro", "extend")
+        with self.atomic():
+            held = self._open_reservation(reservation_id, "extend")
+            granted = min(amount, max(0, self.totals().available))
+            if granted:
+                self._insert_entry("reserve", granted, held.id, None, note or "extension")
+            return granted
+
     def settle(self, reservation_id: int, amount_micro: int, *, key: str) -> None:
         """Record ``amount_micro`` micro-dollars actually spent against an open reservation.
 

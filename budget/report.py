@@ -45,7 +45,7 @@ def round_rows(ledger: Ledger) -> list[RoundRow]:
         if s.get("rejected"):
             note = "batch rejected"
         elif s.get("stopped") == "budget":
-            note = "stopped at its reservation"
+            note = "training stopped at the cap"
         rows.append(RoundRow(r.round, r.arm, r.state, spent.get(r.round, 0), total, int(s.get("labels_bought", 0)),
                              int(s.get("n_labels", 0)), float(s.get("seconds", 0.0)), s.get("dev"), s.get("test"),
                              note))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +26,12 @@ from budget.costs import ComputePricer
 from budget.exceptions import BatchNotFoundError
 from budget.ledger import LabelRow, Ledger, Reservation
 from budget.money import format_usd
+from budget.phase_cache import PhaseCache, data_fingerprint
 from budget.policy import Decision
 from budget.prices import label_cost, label_cost_from_time
 from connectors.base import Connector
+from modeling.device import device_kind, pick_device
+from modeling.encoding import encode, sorted_batches
 from modeling.infer import evaluate, predict_logits, soft_labels, softmax
 from modeling.meter import Meter, PhaseRecord
 from modeling.models import LoadedModel, load_classifier
@@ -37,6 +40,9 @@ from modeling.train import SoftTargets, TrainConfig, train
 __all__ = ["RunContext", "AwaitingApproval", "AwaitingAnnotators", "run_baseline", "run_annotate", "run_distill"]
 
 _MAX_SELECTION_CANDIDATES = 4000  # the student scores at most this many unlabeled items per round
+
+#: a compute step: ``work(limit_micro, more_money) -> (result, phase records)``
+Work = Callable[[int, Callable[[int], int]], tuple[dict, list[PhaseRecord]]]
 
 
 class AwaitingApproval(Exception):
@@ -70,6 +76,8 @@ class RunContext:
     seed: int
     progress: bool = True
     say: Callable[[str], None] = print
+    phase_cache: PhaseCache | None = None  # a study's finished steps, shared between its cells
+    model_cache_dir: Path | None = None  # where models joined from packages are kept (default: beside run_dir)
     _models: dict[str, LoadedModel] = field(default_factory=dict)
 
     # --- labels ---------------------------------------------------------------------------------
@@ -144,7 +152,7 @@ class RunContext:
     def fresh(self, role: str) -> LoadedModel:
         """A newly loaded student or teacher with the task's labels (never a trained one)."""
         return load_classifier(self.config["models"][role], self.pool.labels, seed=self.seed,
-                               cache_dir=self.run_dir.parent / ".model-cache")
+                               cache_dir=self.model_cache_dir or self.run_dir.parent / ".model-cache")
 
     def latest_student(self) -> LoadedModel | None:
         """The student trained by the last finished round, or None before the baseline."""
@@ -165,20 +173,36 @@ class RunContext:
             return self.pricer.price(record)
         return Meter(price=price)
 
-    def compute_step(self, rnd: int, key: str, reservation_id: int,
-                     work: Callable[[int], tuple[dict, list[PhaseRecord]]]) -> dict[str, Any]:
-        """Run ``work(limit_micro)`` once; settle its phases' price and mark the step done atomically."""
+    def compute_step(self, rnd: int, key: str, reservation_id: int, work: Work) -> dict[str, Any]:
+        """Run ``work(limit_micro, more_money)`` once; settle its phases' price and mark the step done atomically.
+
+        ``limit_micro`` is what the reservation still holds; ``more_money(micro)`` extends it while
+        money is available (a phase that needs more than its estimate asks instead of stopping).
+        A settlement never kills a run: an excess is reserved first, as far as the cap allows.
+        """
         done = self.ledger.step_result(key)
         if done is not None:
             return done
         self.ledger.begin_step(key)
         limit = self.ledger.reservation(reservation_id).remaining_micro
-        result, records = work(limit)
+
+        def more_money(micro: int) -> int:
+            return self.ledger.extend(reservation_id, micro, note=f"more for {key}")
+
+        result, records = work(limit, more_money)
         failpoints.reach("compute-done", f"{rnd}.{key.rsplit(':', 1)[-1]}")
         cost = sum(self.pricer.price(r) for r in records)
         result = {**result, "cost_micro": cost, "seconds": sum(r.seconds for r in records),
                   "phases": [asdict(r) for r in records]}
         with self.ledger.atomic():
+            excess = cost - self.ledger.reservation(reservation_id).remaining_micro
+            unpaid = excess - more_money(excess) if excess > 0 else 0
+            if unpaid > 0:
+                # Phases stop before their limit, with a margin for the evaluation after them; this is
+                # reached only if a measure ran far past its projection. The cap holds; the event says so.
+                self.ledger.log_event("compute_overrun", key=key, cost_micro=cost, unpaid_micro=unpaid)
+                self.say(f"{key}: compute cost {format_usd(unpaid)} more than the cap allows; settled at the cap.")
+                cost -= unpaid
             if cost:
                 self.ledger.settle(reservation_id, cost, key=f"settle:{key}")
             self.ledger.finish_step(key, result)
@@ -205,20 +229,97 @@ def _reserve_once(ctx: RunContext, key: str, amount: int, **kwargs) -> Reservati
     return existing or ctx.ledger.reserve(amount, key=key, **kwargs)
 
 
-def _student_step(ctx: RunContext, rnd: int, soft: SoftTargets | None = None) -> Callable:
-    def work(limit: int) -> tuple[dict, list[PhaseRecord]]:
+def _eval_margin(ctx: RunContext, model: LoadedModel, texts: list) -> int:
+    """Twice the estimated price of evaluating ``model`` on ``texts``: held back from a training's limit so
+    that the metered evaluation after it still fits in the reservation."""
+    tokens = int(encode(model.tokenizer, texts, max_length=int(ctx.config["models"]["max_length"])).lengths.sum())
+    device = device_kind(pick_device(ctx.config["models"]["device"]))
+    return 2 * ctx.pricer.estimate(2.0 * model.n_params * tokens * 1.5, device, phase="evaluation") + 1
+
+
+def _cached(ctx: RunContext, out: Path, key: dict[str, Any] | None, limit: int, more_money: Callable[[int], int],
+            run: Callable[[], tuple[dict, list[PhaseRecord]]]) -> tuple[dict, list[PhaseRecord]]:
+    """Run a training step, or, in a study, reuse the same step another cell finished (same content key).
+
+    A reused step is charged what its phases cost when they ran, if the reservation holds that (or can
+    be extended to it) as it would have for the real run; its FLOPs are reported as saved.
+    """
+    cache = ctx.phase_cache
+    if cache is None or not key:
+        return run()
+    digest = cache.key(**key)
+    hit = cache.get(digest)
+    if hit is not None:
+        cost = sum(ctx.pricer.price(r) for r in hit.records)
+        if cost <= limit or more_money(cost - limit) >= cost - limit:
+            cache.restore(hit, out)
+            return {**hit.result, "reused_flops": hit.flops}, list(hit.records)
+    result, records = run()
+    if result.get("stopped") != "budget":
+        cache.put(digest, result, records, out)
+    return result, records
+
+
+def _train_key(ctx: RunContext, role: str, cfg: TrainConfig, texts: list, ys: np.ndarray, dev: tuple) -> dict:
+    """What fixes a training's outcome: the model it starts from, its data, its settings and seed."""
+    return {"role": role, "model": str(ctx.config["models"]["student" if role != "teacher" else "teacher"]),
+            "train": data_fingerprint(texts, ys), "dev": data_fingerprint(list(dev[0]), dev[1]),
+            "labels": list(ctx.pool.labels), "config": {k: v for k, v in asdict(cfg).items() if k != "progress"}}
+
+
+def _affordable_prefix(ctx: RunContext, teacher: LoadedModel, texts: list, limit: int,
+                       more_money: Callable[[int], int]) -> int:
+    """How many of ``texts`` the teacher can soft-label with the money held (extended while there is more).
+
+    The price of a prefix is computed as the meter will measure it: 2N FLOPs per padded position, with
+    the batches :func:`modeling.infer.predict_logits` makes (length-sorted, padded to multiples of 8).
+    """
+    lengths = encode(teacher.tokenizer, texts, max_length=int(ctx.config["models"]["max_length"])).lengths
+    device = device_kind(pick_device(ctx.config["models"]["device"]))
+
+    def cost(n: int) -> int:
+        padded = sum(len(b) * -(-int(lengths[b].max()) // 8) * 8 for b in sorted_batches(lengths[:n], 64))
+        return ctx.pricer.estimate(2.0 * teacher.n_params * padded, device, phase="soft_labels")
+
+    if cost(len(texts)) > limit:
+        limit += more_money(cost(len(texts)) - limit)
+    lo, hi = 0, len(texts)  # the largest n with cost(n) <= limit
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if cost(mid) <= limit else (lo, mid - 1)
+    return lo
+
+
+def _student_step(ctx: RunContext, rnd: int, soft: SoftTargets | None = None) -> Work:
+    def work(limit: int, more_money: Callable[[int], int]) -> tuple[dict, list[PhaseRecord]]:
         (texts, ys), dev = ctx.train_dev()
-        student = ctx.fresh("student")
-        meter = ctx.meter(f"{rnd}.student")
+        cfg = ctx.train_config("distill" if soft else "student")
         out = ctx.run_dir / "models" / f"round-{rnd:03d}" / "student"
-        result = train(student.model, student.tokenizer, texts, ys, label_names=ctx.pool.labels, dev=dev, soft=soft,
-                       config=ctx.train_config("distill" if soft else "student"), out_dir=out, meter=meter,
-                       phase_name="student_distill" if soft else "student_finetune", limit_micro=limit)
-        scores = ctx.score(student, rnd, meter)
-        ctx._models.clear()
-        ctx._models[str(out)] = student
-        return ({"student": str(out), "stopped": result.stopped, "n_labels": len(ys) + len(dev[1]), **scores},
-                [result.phase, *meter.records[-1:]])
+
+        def run() -> tuple[dict, list[PhaseRecord]]:
+            student = ctx.fresh("student")
+            meter = ctx.meter(f"{rnd}.student")
+            # Hold back the evaluation after training; with less than twice that, do not start at all.
+            margin = _eval_margin(ctx, student, list(dev[0]))
+            held = limit if limit >= 2 * margin else limit + more_money(2 * margin - limit)
+            if held < 2 * margin:
+                return {"stopped": "budget", "n_labels": len(ys) + len(dev[1]),
+                        "skipped": "no money left to train the student"}, []
+            result = train(student.model, student.tokenizer, texts, ys, label_names=ctx.pool.labels, dev=dev,
+                           soft=soft, config=cfg, out_dir=out, meter=meter,
+                           phase_name="student_distill" if soft else "student_finetune",
+                           limit_micro=held - margin, more_money=more_money)
+            scores = ctx.score(student, rnd, meter)
+            return ({"student": str(out), "stopped": result.stopped, "n_labels": len(ys) + len(dev[1]), **scores},
+                    [result.phase, *meter.records[-1:]])
+
+        key = ctx.phase_cache and {
+            **_train_key(ctx, "distill" if soft else "student", cfg, texts, ys, dev),
+            "soft": data_fingerprint(list(soft.texts), soft.logits) if soft else None,
+            "test": data_fingerprint([int(i) for i in ctx.split.test])}
+        result, records = _cached(ctx, out, key, limit, more_money, run)
+        ctx._models.clear()  # the next round loads this student from its folder
+        return ({**result, "student": str(out)} if "student" in result else result), records
     return work
 
 
@@ -238,7 +339,7 @@ def run_baseline(ctx: RunContext, rnd: int, decision: Decision) -> dict[str, Any
     res = ctx.ledger.reserve(decision.amount_micro, key=f"round-{rnd}:baseline", arm="baseline", round=rnd,
                              purpose="student on the seed labels", estimate_micro=decision.amount_micro)
     step = ctx.compute_step(rnd, f"round-{rnd}:student", res.id, _student_step(ctx, rnd))
-    summary = {k: step[k] for k in ("student", "n_labels", "dev", "test", "seconds") if k in step}
+    summary = {k: step[k] for k in ("student", "n_labels", "dev", "test", "seconds", "stopped") if k in step}
     return _finish_round(ctx, rnd, res.id, {**summary, "labels_bought": 0, "compute_micro": step["cost_micro"]})
 
 
@@ -388,7 +489,7 @@ def run_annotate(ctx: RunContext, rnd: int, decision: Decision) -> dict[str, Any
     step = ctx.compute_step(rnd, f"round-{rnd}:student", rec.reservation_id, _student_step(ctx, rnd))
     answers = [x for x in ctx.answers() if x.external_id in set(receipt.external_ids)]
     agreement = agreement_rate(answers)
-    summary = {k: step[k] for k in ("student", "n_labels", "dev", "test", "seconds") if k in step}
+    summary = {k: step[k] for k in ("student", "n_labels", "dev", "test", "seconds", "stopped") if k in step}
     summary.update(labels_bought=sum(x.label is not None for x in answers),
                    skipped=sum(x.label is None for x in answers),
                    agreement=None if math.isnan(agreement) else agreement, labels_micro=_label_cost(ctx, batch_id),
@@ -427,21 +528,35 @@ def run_distill(ctx: RunContext, rnd: int, decision: Decision) -> dict[str, Any]
     items = ctx.unlabeled_for_distill(decision.n_items)
     texts = [ctx.pool.texts[i] for i in items]
 
-    def fit_teacher(limit: int) -> tuple[dict, list[PhaseRecord]]:
+    def fit_teacher(limit: int, more_money: Callable[[int], int]) -> tuple[dict, list[PhaseRecord]]:
         (tr_texts, tr_y), dev = ctx.train_dev()
-        teacher = ctx.fresh("teacher")
-        meter = ctx.meter(f"{rnd}.teacher")
-        result = train(teacher.model, teacher.tokenizer, tr_texts, tr_y, label_names=ctx.pool.labels, dev=dev,
-                       config=ctx.train_config("teacher"), out_dir=out / "teacher", meter=meter,
-                       phase_name="teacher_finetune", limit_micro=limit)
-        ctx._models["teacher"] = teacher
-        return {"stopped": result.stopped, "teacher_dev": result.best_dev}, [result.phase]
+        cfg = ctx.train_config("teacher")
 
-    def label_pool(limit: int) -> tuple[dict, list[PhaseRecord]]:
+        def run() -> tuple[dict, list[PhaseRecord]]:
+            teacher = ctx.fresh("teacher")
+            result = train(teacher.model, teacher.tokenizer, tr_texts, tr_y, label_names=ctx.pool.labels, dev=dev,
+                           config=cfg, out_dir=out / "teacher", meter=ctx.meter(f"{rnd}.teacher"),
+                           phase_name="teacher_finetune", limit_micro=limit, more_money=more_money)
+            ctx._models["teacher"] = teacher
+            return {"stopped": result.stopped, "teacher_dev": result.best_dev}, [result.phase]
+
+        key = ctx.phase_cache and _train_key(ctx, "teacher", cfg, tr_texts, tr_y, dev)
+        return _cached(ctx, out / "teacher", key, limit, more_money, run)
+
+    def label_pool(limit: int, more_money: Callable[[int], int]) -> tuple[dict, list[PhaseRecord]]:
         teacher = ctx._models.get("teacher") or load_classifier(out / "teacher", ctx.pool.labels)
-        soft = soft_labels(teacher.model, teacher.tokenizer, texts, cache_dir=ctx.run_dir / "cache",
+        cache_dir = ctx.phase_cache.root / "soft-labels" if ctx.phase_cache else ctx.run_dir / "cache"
+        n = _affordable_prefix(ctx, teacher, texts, limit, more_money)
+        if n == 0:
+            return {"n_items": 0, "stopped": "budget"}, []
+        soft = soft_labels(teacher.model, teacher.tokenizer, texts[:n], cache_dir=cache_dir,
                            max_length=int(ctx.config["models"]["max_length"]), progress=ctx.progress)
-        return {"soft_labels": str(soft.path), "n_items": len(texts)}, [soft.phase]
+        phase, result = soft.phase, {"soft_labels": str(soft.path), "n_items": n}
+        if soft.cached and ctx.phase_cache is None:  # outside a study, work that did not run costs nothing
+            phase = replace(phase, seconds=0.0, examples=0, tokens=0, padded_tokens=0, flops=0.0)
+        elif soft.cached:
+            result["reused_flops"] = phase.flops
+        return result, [phase]
 
     t = ctx.compute_step(rnd, f"round-{rnd}:teacher", res.id, fit_teacher)
     if t["stopped"] == "budget":
@@ -450,12 +565,17 @@ def run_distill(ctx: RunContext, rnd: int, decision: Decision) -> dict[str, Any]
         return _finish_round(ctx, rnd, res.id, summary)
     s = ctx.compute_step(rnd, f"round-{rnd}:soft_labels", res.id, label_pool)
     ctx._models.pop("teacher", None)
+    if s["n_items"] == 0:  # the cap was reached: the teacher is kept, no student this round
+        return _finish_round(ctx, rnd, res.id, {"stopped": "budget", "n_labels": len(ctx.gold_labels()),
+                                                "labels_bought": 0, "compute_micro": t["cost_micro"],
+                                                "seconds": t["seconds"]})
     logits = np.load(s["soft_labels"])
-    st = ctx.compute_step(rnd, f"round-{rnd}:student", res.id, _student_step(ctx, rnd, SoftTargets(texts, logits)))
-    summary = {k: st[k] for k in ("student", "n_labels", "dev", "test") if k in st}
+    used = texts[:s["n_items"]]  # as many as the money paid the teacher for
+    st = ctx.compute_step(rnd, f"round-{rnd}:student", res.id, _student_step(ctx, rnd, SoftTargets(used, logits)))
+    summary = {k: st[k] for k in ("student", "n_labels", "dev", "test", "stopped") if k in st}
     for rec in ctx.ledger.batches("approved", round=rnd):  # the lead's approval of this compute is used up
         ctx.ledger.set_batch_state(rec.batch_id, "done")
-    summary.update(labels_bought=0, unlabeled_used=len(texts), teacher_dev=t.get("teacher_dev"),
+    summary.update(labels_bought=0, unlabeled_used=len(used), teacher_dev=t.get("teacher_dev"),
                    compute_micro=t["cost_micro"] + s["cost_micro"] + st["cost_micro"],
                    seconds=t["seconds"] + s["seconds"] + st["seconds"])
     return _finish_round(ctx, rnd, res.id, summary)

@@ -88,7 +88,7 @@ def prune(run_dir: Path, ledger: Ledger, keep: int | None = 1) -> PruneResult:
         doomed += [models / f"round-{r:03d}" / role for role, r in gone]
         still_used = set().union(*(_soft_label_files(ledger, r) for role, r in kept if role == "teacher"))
         doomed += [f for role, r in gone if role == "teacher" for f in _soft_label_files(ledger, r) - still_used
-                   if f.exists()]
+                   if f.exists() and f.resolve().is_relative_to(Path(run_dir).resolve())]  # not a study's shared cache
     freed = 0
     for path in doomed:
         freed += folder_bytes(path) if path.is_dir() else path.stat().st_size

@@ -9,6 +9,7 @@ micro-dollars, and ``limit_micro`` lets a training loop stop before its reservat
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -95,6 +96,20 @@ class Phase:
             flops=now.flops * grow,
         )
         return self._price(projected) > self._limit
+
+    def ask_for_more(self, more: Callable[[int], int] | None, steps_left: int) -> bool:
+        """At the limit, ask ``more(micro)`` for what the ``steps_left`` steps are projected to cost beyond it.
+
+        ``more`` returns the micro-dollars it could add (0 when there are none); the limit grows by
+        that much. True when the limit now covers the next step, so the loop may go on.
+        """
+        if more is None or self._limit is None or self._price is None:
+            return False
+        now = self.record
+        per_step = now.cost_micro / max(1, self._steps)
+        need = math.ceil(now.cost_micro + per_step * max(1, steps_left) * 1.1) - self._limit
+        self._limit += more(max(1, need))
+        return not self.would_pass_limit()
 
     def carry(self, earlier: PhaseRecord) -> None:
         """Continue a phase that an earlier, interrupted process began: add its counts and seconds."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -135,6 +135,7 @@ def train(
     meter: Meter | None = None,
     phase_name: str = "train",
     limit_micro: int | None = None,
+    more_money: Callable[[int], int] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on gold label ids ``labels`` (and ``soft`` targets, when distilling).
 
@@ -152,6 +153,10 @@ def train(
     meter, phase_name, limit_micro :
         The run is one meter phase; with a priced meter and ``limit_micro``, training stops before
         a step would pass the limit, keeping its checkpoint.
+    more_money : callable, optional
+        At the limit, ``more_money(micro)`` is asked for what the rest of the phase is projected to
+        cost; it returns what it could add (the caller's ledger extends its reservation). Training
+        stops only when that is not enough for the next step.
     """
     cfg = config or TrainConfig()
     cfg.validate()
@@ -233,8 +238,8 @@ def train(
             batches = (bucketed_batches(lengths, cfg.batch_size, rng) if cfg.group_by_length
                        else np.array_split(rng.permutation(len(lengths)), steps_per_epoch))
             for idx in batches[step - epoch * steps_per_epoch:]:
-                # 1. stop before this step would pass the money reserved for the phase
-                if phase.would_pass_limit():
+                # 1. before a step would pass the money held for the phase, ask for more; stop if none is left
+                if phase.would_pass_limit() and not phase.ask_for_more(more_money, total_steps - step):
                     phase.stop_for_limit()
                     stopped = "budget"
                     break

@@ -1,0 +1,101 @@
+"""Finished compute steps keyed by their content, shared by the cells of a decision study.
+
+Cells of a study repeat each other's work: the round-0 student of a seed is the same for every
+policy and budget, and a teacher fine-tuned on the same labels is the same teacher. A step's key
+hashes everything that fixes its outcome (the model it starts from, its training and dev data, its
+soft targets, its settings and seed); a finished step stores its result, its metered phase records
+and its model folder under ``<root>/<key>/``. A cell that meets the same key copies the model
+(hard links where the file system allows) and is charged what the phases cost when they ran, so its
+ledger is what an independent run would show; the FLOPs that did not run are counted as saved.
+
+Outside a study there is no shared cache, and nothing is charged for work that did not run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modeling.meter import PhaseRecord
+
+__all__ = ["CachedStep", "PhaseCache", "data_fingerprint"]
+
+
+def data_fingerprint(texts: list, labels: np.ndarray | None = None) -> str:
+    """A short hash of texts, text pairs or item ids (and their labels, or soft logits) in order."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(json.dumps([list(t) if isinstance(t, tuple) else t for t in texts]).encode())
+    if labels is not None:
+        h.update(np.ascontiguousarray(labels).tobytes())
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class CachedStep:
+    """A finished step found in the cache."""
+
+    result: dict[str, Any]
+    records: tuple[PhaseRecord, ...]
+    model_dir: Path
+
+    @property
+    def flops(self) -> float:
+        return sum(r.flops for r in self.records)
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+class PhaseCache:
+    """A folder of finished steps, keyed by content (see the module's docstring)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"PhaseCache({str(self.root)!r})"
+
+    @staticmethod
+    def key(**parts: Any) -> str:
+        """The key of a step from everything that fixes its outcome (JSON-able values)."""
+        return hashlib.blake2b(json.dumps(parts, sort_keys=True, default=str).encode(), digest_size=16).hexdigest()
+
+    def get(self, key: str) -> CachedStep | None:
+        """The finished step stored under ``key``, or None."""
+        entry = self.root / key
+        if not (entry / "result.json").exists():
+            return None
+        raw = json.loads((entry / "result.json").read_text())
+        return CachedStep(raw["result"], tuple(PhaseRecord(**r) for r in raw["records"]), entry / "model")
+
+    def put(self, key: str, result: dict[str, Any], records: list[PhaseRecord], model_dir: Path) -> None:
+        """Store a finished step; the entry appears whole or not at all (its result is written last)."""
+        entry = self.root / key
+        if (entry / "result.json").exists():
+            return
+        tmp = self.root / f".{key}.{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(model_dir, tmp / "model", ignore=shutil.ignore_patterns("ckpt.*"), copy_function=_link_or_copy)
+        (tmp / "result.json").write_text(json.dumps({"result": result, "records": [asdict(r) for r in records]}))
+        try:
+            os.replace(tmp, entry)
+        except OSError:  # another process stored the same step first
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    @staticmethod
+    def restore(step: CachedStep, out_dir: Path) -> None:
+        """Put the cached model folder at ``out_dir`` (replacing a partial one)."""
+        shutil.rmtree(out_dir, ignore_errors=True)
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(step.model_dir, out_dir, copy_function=_link_or_copy)

@@ -1,0 +1,196 @@
+"""The decision study's outputs: ``results.csv``, then ``summary.md`` and ``score_vs_budget.png`` read from it.
+
+The summary and the plot are computed from the rows of ``results.csv`` only (read back from the file),
+so every number a reader sees can be checked against it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from budget.money import parse_usd
+
+__all__ = ["COLUMNS", "read_results", "summary_markdown", "write_outputs"]
+
+COLUMNS = ("task", "regime", "budget", "seed", "policy", "spent_annotate_usd", "spent_distill_usd",
+           "spent_baseline_usd", "unspent_usd", "rounds", "final_test", "picked_test", "wall_seconds", "flops",
+           "flops_saved", "curve", "estimates")
+
+
+def _usd(micro: int) -> str:
+    return f"{micro / 1e6:.6f}"
+
+
+def write_outputs(results: Sequence, out: Path, scales: dict) -> dict[str, Path]:
+    """Write ``results.csv`` from the cells' results, then the summary and the plot from that file."""
+    out = Path(out)
+    paths = {"csv": out / "results.csv", "summary": out / "summary.md", "plot": out / "score_vs_budget.png"}
+    with open(paths["csv"], "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(COLUMNS)
+        for r in results:
+            d = asdict(r)
+            w.writerow([r.task, r.regime, r.budget, r.seed, r.policy, _usd(r.spent_annotate_micro),
+                        _usd(r.spent_distill_micro), _usd(r.spent_baseline_micro), _usd(r.unspent_micro), r.rounds,
+                        "" if r.final_test is None else f"{r.final_test:.4f}",
+                        "" if r.picked_test is None else f"{r.picked_test:.4f}", f"{r.wall_seconds:.1f}",
+                        f"{r.flops:.4g}", f"{r.flops_saved:.4g}", json.dumps(d["curve"]), json.dumps(d["estimates"])])
+    rows = read_results(paths["csv"])
+    paths["summary"].write_text(summary_markdown(rows, scales))
+    plot(rows, paths["plot"])
+    return paths
+
+
+def read_results(path: Path) -> list[dict[str, Any]]:
+    """The rows of ``results.csv`` with numbers parsed (scores 0-1, dollars as float for display only)."""
+    rows = []
+    with open(path, newline="") as f:
+        for raw in csv.DictReader(f):
+            row: dict[str, Any] = dict(raw)
+            row["seed"], row["rounds"] = int(raw["seed"]), int(raw["rounds"])
+            for key in ("final_test", "picked_test"):
+                row[key] = float(raw[key]) if raw[key] else None
+            for key in ("spent_annotate_usd", "spent_distill_usd", "spent_baseline_usd", "unspent_usd", "wall_seconds",
+                        "flops", "flops_saved"):
+                row[key] = float(raw[key])
+            row["curve"] = [tuple(p) for p in json.loads(raw["curve"])]
+            row["estimates"] = [tuple(e) for e in json.loads(raw["estimates"])]
+            rows.append(row)
+    return rows
+
+
+def _mean_sd(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def _fixed(policy: str) -> bool:
+    return policy in {"annotate", "distill"} or policy.startswith("split:")
+
+
+def _dollars_to_reach(curve: list[tuple[int, float]], target: float) -> float | None:
+    return next((micro / 1e6 for micro, score in curve if score >= target - 1e-9), None)
+
+
+def summary_markdown(rows: list[dict[str, Any]], scales: dict) -> str:
+    """Per task x regime x budget: each policy's test score over seeds, the best fixed policy, adaptive's regret."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[(r["task"], r["regime"], r["budget"])].append(r)
+    lines = ["# Decision study", "",
+             f"{len(rows)} cells; test scores are the final student's, 0-100, mean ± standard deviation over seeds. "
+             "Regret = best fixed policy in hindsight (mean) minus adaptive (mean); positive means adaptive did worse. "
+             "'$ to annotate-only' = dollars a policy had spent when its student first reached the annotate-only "
+             "student's final test score of the same seed (mean over the seeds where it did).", ""]
+    regrets = []
+    for (task, regime, budget), group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1],
+                                                                                parse_usd(kv[0][2]))):
+        by_policy: dict[str, list[dict]] = defaultdict(list)
+        for r in group:
+            by_policy[r["policy"]].append(r)
+        targets = {r["seed"]: r["final_test"] for r in by_policy.get("annotate", []) if r["final_test"] is not None}
+        lines += [f"## {task}, {regime} compute, ${budget}", "",
+                  "| policy | test | picked by dev | spent on labels | on compute | unspent | rounds | "
+                  "$ to annotate-only |", "|---|---|---|---|---|---|---|---|"]
+        means = {}
+        for policy, cells in by_policy.items():
+            tests = [100 * c["final_test"] for c in cells if c["final_test"] is not None]
+            picked = [100 * c["picked_test"] for c in cells if c["picked_test"] is not None]
+            if not tests:
+                continue
+            mean, sd = _mean_sd(tests)
+            means[policy] = mean
+            reach = [d for c in cells if c["seed"] in targets
+                     for d in [_dollars_to_reach(c["curve"], targets[c["seed"]])] if d is not None]
+            lines.append(f"| {policy} | {mean:.1f} ± {sd:.1f} | {statistics.fmean(picked):.1f} | "
+                         f"${statistics.fmean(c['spent_annotate_usd'] for c in cells):.2f} | "
+                         f"${statistics.fmean(c['spent_distill_usd'] + c['spent_baseline_usd'] for c in cells):.4f} | "
+                         f"${statistics.fmean(c['unspent_usd'] for c in cells):.2f} | "
+                         f"{statistics.fmean(c['rounds'] for c in cells):.1f} | "
+                         + (f"${statistics.fmean(reach):.2f} ({len(reach)}/{len(cells)})" if reach else "never")
+                         + " |")
+        fixed = {p: m for p, m in means.items() if _fixed(p)}
+        lines.append("")
+        if fixed:
+            best = max(fixed, key=fixed.get)
+            text = f"Best fixed policy in hindsight: **{best}** ({fixed[best]:.1f})."
+            if "adaptive" in means:
+                regret = fixed[best] - means["adaptive"]
+                regrets.append((task, regime, budget, best, regret))
+                text += f" Adaptive: {means['adaptive']:.1f}; regret **{regret:+.1f}** points."
+            lines += [text, ""]
+    if regrets:
+        lines += ["## Adaptive's regret per cell", "", "| task | regime | budget | best fixed | regret (points) |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {t} | {g} | ${b} | {best} | {regret:+.1f} |" for t, g, b, best, regret in regrets]
+        lines += ["", f"Mean regret {statistics.fmean(r[-1] for r in regrets):+.1f} points, worst "
+                      f"{max(r[-1] for r in regrets):+.1f}.", ""]
+    lines += _estimate_lines(rows) + _cost_lines(rows, scales)
+    return "\n".join(lines) + "\n"
+
+
+def _estimate_lines(rows: list[dict[str, Any]]) -> list[str]:
+    ratios: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for r in rows:
+        for kind, estimate, actual in r["estimates"]:
+            ratios[(r["regime"], "distillation" if kind == "distill" else f"{kind} retrain")].append(actual / estimate)
+    if not ratios:
+        return []
+    lines = ["## Compute estimates against what was spent", "",
+             "| regime | round kind | rounds | median actual/estimate | within ±25% |", "|---|---|---|---|---|"]
+    for (regime, kind), values in sorted(ratios.items()):
+        within = sum(0.75 <= v <= 1.25 for v in values)
+        lines.append(f"| {regime} | {kind} | {len(values)} | {statistics.median(values):.2f} | "
+                     f"{within}/{len(values)} |")
+    return lines + [""]
+
+
+def _cost_lines(rows: list[dict[str, Any]], scales: dict) -> list[str]:
+    charged, saved = sum(r["flops"] for r in rows), sum(r["flops_saved"] for r in rows)
+    lines = ["## What the study cost", "",
+             f"{len(rows)} cells, {sum(r['wall_seconds'] for r in rows) / 60:.1f} min of cell wall time. The cells "
+             f"were charged for {charged:.3g} FLOPs of compute; {saved:.3g} of them ({saved / max(charged, 1):.0%}) "
+             "were reused from other cells through the phase cache instead of run again.", "",
+             "Compute-price regimes ([prices] phase_scale):", ""]
+    for task, regimes in sorted(scales.items()):
+        for regime, scale in sorted(regimes.items()):
+            shown = ", ".join(f"{k} x{v:g}" for k, v in sorted(scale.items())) or "nothing scaled"
+            lines.append(f"- {task}, {regime}: {shown}")
+    return lines
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    """Test score against budget, a line per policy with a band over seeds, a panel per task and regime."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = sorted({(r["task"], r["regime"]) for r in rows})
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), dpi=110, squeeze=False)
+    for ax, (task, regime) in zip(axes[0], panels, strict=True):
+        cells = [r for r in rows if (r["task"], r["regime"]) == (task, regime) and r["final_test"] is not None]
+        for policy in sorted({r["policy"] for r in cells}):
+            pts: dict[float, list[float]] = defaultdict(list)
+            for r in cells:
+                if r["policy"] == policy:
+                    pts[float(r["budget"])].append(100 * r["final_test"])
+            xs = sorted(pts)
+            mean = [statistics.fmean(pts[x]) for x in xs]
+            ax.plot(xs, mean, marker="o", lw=2.2 if policy == "adaptive" else 1.4, label=policy,
+                    color="black" if policy == "adaptive" else None)
+            ax.fill_between(xs, [min(pts[x]) for x in xs], [max(pts[x]) for x in xs], alpha=0.15)
+        ax.set_title(f"{task}, {regime} compute", fontsize=10)
+        ax.set_xlabel("budget ($)")
+        ax.set_ylabel("test score (0-100)")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,140 @@
+"""The decision study: the quick grid end to end, its summary read from its CSV, and a killed study resuming."""
+
+import csv
+import os
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from budget.ledger import Ledger
+from budget.study import load_study, main
+from budget.study_report import read_results
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("study") / "quick"
+    started = time.monotonic()
+    result = CliRunner().invoke(main, ["--quick", "--out", str(out), "--quiet"], catch_exceptions=False)
+    return out, result, time.monotonic() - started
+
+
+def test_quick_study_runs_every_cell_as_a_real_controller_run(quick):
+    out, result, _ = quick
+    assert result.exit_code == 0, result.output
+    rows = read_results(out / "results.csv")
+    cells = {(r["regime"], r["budget"], r["seed"], r["policy"]) for r in rows}
+    assert len(cells) == len(rows) == 2 * 2 * 2 * 4  # regimes x budgets x seeds x policies
+    for r in rows:
+        ledger_path = next((out / "cells").glob(f"*/{r['regime']}/usd{r['budget']}/seed{r['seed']}/"
+                                                f"{r['policy'].replace(':', '-')}/ledger.sqlite"))
+        with Ledger(ledger_path) as ledger:
+            totals = ledger.totals()
+            assert totals.granted == round(float(r["budget"]) * 1e6) and totals.reserved == 0
+            assert totals.spent <= totals.granted
+            assert abs(totals.available / 1e6 - r["unspent_usd"]) < 1e-6
+        if r["policy"] == "annotate":
+            assert r["spent_distill_usd"] == 0 and r["spent_annotate_usd"] > 0
+        if r["policy"] == "distill":
+            assert r["spent_annotate_usd"] == 0 and r["spent_distill_usd"] > 0
+    assert (out / "score_vs_budget.png").stat().st_size > 10_000
+
+
+def test_compute_regimes_scale_what_the_ledger_charges_for_a_distillation(quick):
+    out, _, _ = quick
+    rows = {(r["regime"], r["budget"], r["seed"], r["policy"]): r for r in read_results(out / "results.csv")}
+    cheap, batch = rows[("cheap", "8", 0, "distill")], rows[("batch", "8", 0, "distill")]
+    assert batch["spent_distill_usd"] > 20 * cheap["spent_distill_usd"]  # the same work, priced dearer
+
+
+def test_a_cell_run_again_reuses_every_phase_from_the_cache_and_its_ledger_charges_the_same(quick, tmp_path,
+                                                                                          monkeypatch):
+    out, _, _ = quick
+    import json
+
+    import budget.rounds
+    import modeling.infer
+    from budget.config import load_config
+    from budget.study import Cell, _with_scale, run_cell
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a cached phase was computed again")
+
+    monkeypatch.setattr(budget.rounds, "train", must_not_run)  # no fine-tuning, student or teacher
+    monkeypatch.setattr(modeling.infer, "predict_logits", must_not_run)  # no teacher forward for soft labels
+    project = out / "quick-task" / "project.toml"
+    cell = Cell("keywords", project, "batch", "16", 0, "split:0.5")
+    scales = json.loads((out / "regimes.json").read_text())
+    again = run_cell(cell, _with_scale(load_config(project), scales["keywords"]["batch"]), tmp_path / "again", out)
+    first = next(r for r in read_results(out / "results.csv")
+                 if (r["regime"], r["budget"], r["seed"], r["policy"]) == ("batch", "16", 0, "split:0.5"))
+    assert again.flops_saved == again.flops > 0  # every phase reused...
+    assert again.spent_distill_micro / 1e6 == pytest.approx(first["spent_distill_usd"], abs=1e-6)  # ...and charged
+    assert again.final_test == pytest.approx(first["final_test"], abs=1e-4)
+    original = next((out / "cells").glob("keywords/batch/usd16/seed0/split-0.5/ledger.sqlite"))
+    with Ledger(original) as a, Ledger(tmp_path / "again" / "ledger.sqlite") as b:
+        assert a.totals() == b.totals() and a.spent_by_round() == b.spent_by_round()
+        assert sorted(e.amount_micro for e in a.entries() if e.kind == "settle") == \
+            sorted(e.amount_micro for e in b.entries() if e.kind == "settle")
+
+
+def test_every_number_in_the_summary_comes_from_results_csv(quick):
+    out, _, _ = quick
+    rows = read_results(out / "results.csv")
+    summary = (out / "summary.md").read_text()
+    for regime in ("cheap", "batch"):
+        for budget in ("8", "16"):
+            section = summary.split(f"## keywords, {regime} compute, ${budget}\n")[1].split("\n## ")[0]
+            means = {}
+            for policy in ("annotate", "distill", "split:0.5", "adaptive"):
+                tests = [100 * r["final_test"] for r in rows
+                         if (r["regime"], r["budget"], r["policy"]) == (regime, budget, policy)]
+                means[policy] = statistics.fmean(tests)
+                sd = statistics.stdev(tests)
+                assert f"| {policy} | {means[policy]:.1f} ± {sd:.1f} |" in section
+            fixed = {p: m for p, m in means.items() if p != "adaptive"}
+            best = max(fixed, key=fixed.get)
+            assert f"Best fixed policy in hindsight: **{best}** ({fixed[best]:.1f})." in section
+            assert f"regret **{fixed[best] - means['adaptive']:+.1f}** points" in section
+    # and nothing else: every score-like number in a policy row is one of the recomputed ones
+    assert len(re.findall(r"^\| (annotate|distill|split:0\.5|adaptive) \|", summary, re.M)) == 16
+
+
+def test_a_killed_study_resumes_without_running_finished_cells_again(quick, tmp_path):
+    out, _, _ = quick
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TQDM_DISABLE": "1"}
+    cmd = [sys.executable, "-m", "budget.study", "--quick", "--out", str(tmp_path / "s"), "--quiet"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while len(list((tmp_path / "s").rglob("cell.json"))) < 3 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = {p: p.stat().st_mtime_ns for p in (tmp_path / "s").rglob("cell.json")}
+    assert 3 <= len(finished) < 32
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert all(p.stat().st_mtime_ns == t for p, t in finished.items())  # not run again
+    with open(tmp_path / "s" / "results.csv", newline="") as f:
+        assert len(list(csv.DictReader(f))) == 32
+
+
+def test_a_bad_study_file_is_one_line_and_exit_2(tmp_path):
+    study = tmp_path / "study.toml"
+    study.write_text('[study]\nprojects = ["p.toml"]\npolicies = ["greedy"]\nbudgets = ["10"]\n')
+    result = CliRunner().invoke(main, [str(study)])
+    assert result.exit_code == 2 and result.output.startswith("Error: Unknown policy 'greedy'")
+    study.write_text('[study]\nprojects = ["p.toml"]\nbudgets = [10.5]\ncolour = 1\n')
+    result = CliRunner().invoke(main, [str(study)])
+    assert result.exit_code == 2 and "Unknown key(s) ['colour'] in [study]" in result.output
+    with pytest.raises(Exception, match="not found"):
+        load_study(tmp_path / "none.toml")
