@@ -50,7 +50,8 @@ __all__ = [
 ]
 
 METRICS = ("accuracy", "macro_f1")
-_READERS = {".jsonl": "JSONL", ".ndjson": "JSONL", ".json": "JSON", ".csv": "CSV", ".parquet": "Parquet"}
+_READERS = {".jsonl": "JSONL", ".ndjson": "JSONL", ".json": "JSON", ".csv": "CSV", ".tsv": "TSV",
+            ".parquet": "Parquet"}
 _PAIR_SEP = "\x1f"  # joins the two halves of a pair before hashing
 
 
@@ -63,7 +64,8 @@ class TaskSpec:
     name : str
         Task name, used in batch and project names.
     data : Path
-        A ``.jsonl`` (or ``.ndjson``), ``.json`` (an array of objects), ``.csv`` or ``.parquet`` file.
+        A ``.jsonl`` (or ``.ndjson``), ``.json`` (an array of objects), ``.csv``, ``.tsv`` (SST-2 style: tabs,
+        no quoting) or ``.parquet`` file.
     labels : tuple of str
         The label set; the order defines the label ids.
     text_fields : tuple of str, default=("text",)
@@ -263,13 +265,15 @@ def _item_hashes(texts: list[Text]) -> list[str]:
 def _read(path: Path) -> pl.DataFrame:
     if not path.is_file():
         raise DataFileNotFoundError(
-            f"Data file '{path}' not found; set [task] data in project.toml to an existing JSONL, CSV or Parquet file."
+            f"Data file '{path}' not found; set [task] data in project.toml to an existing JSONL, CSV, TSV or "
+            "Parquet file."
         )
     suffix = path.suffix.lower()
     kind = _READERS.get(suffix)
     if kind is None:
         raise UnsupportedFileError(
-            f"Data file '{path}' has suffix {suffix!r}, which cannot be read; use a .jsonl, .csv or .parquet file."
+            f"Data file '{path}' has suffix {suffix!r}, which cannot be read; use a .jsonl, .csv, .tsv or .parquet "
+            "file."
         )
     try:
         if kind == "JSONL":
@@ -280,6 +284,8 @@ def _read(path: Path) -> pl.DataFrame:
             return pl.read_json(path, infer_schema_length=None)
         if kind == "CSV":
             return pl.read_csv(path, infer_schema_length=0)  # every column as text: labels stay "0", "1"
+        if kind == "TSV":  # SST-2 and GLUE files: tab-separated, quotes are part of the text
+            return pl.read_csv(path, separator="\t", quote_char=None, infer_schema_length=0)
         return pl.read_parquet(path)
     except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
         raise TaskDataError(f"Data file '{path}' could not be read as {kind}: {exc}") from exc

@@ -45,7 +45,8 @@ import click
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = Path("/work/shared/data/distill-or-annotate/stanceosaurus_test_all.jsonl")
+# the project's shared folder sits beside the repository (../shared), wherever the checkout is
+DATA = ROOT.parent / "shared" / "data" / "distill-or-annotate" / "stanceosaurus_test_all.jsonl"
 LABELS = ("Discussing", "Irrelevant", "Supporting", "Refuting", "Querying")
 PAIR = re.compile(r"^claim: (.*?) tweet: (.*)$", re.S)
 VARIANTS = {  # variant -> (phase, side)

@@ -240,8 +240,11 @@ def _read_result(path: Path) -> CellResult:
     return CellResult(**raw)
 
 
-def run_study(study: Study, *, progress: bool = True) -> list[CellResult]:
-    """Run every cell not finished yet, then write results.csv, summary.md and score_vs_budget.png."""
+def run_study(study: Study, *, progress: bool = True, run: bool = True) -> list[CellResult]:
+    """Run every cell not finished yet, then write results.csv, summary.md and score_vs_budget.png.
+
+    With ``run=False`` only the finished cells are summarised (a study still running, or stopped).
+    """
     configs = {p: load_config(p) for p in study.projects}
     tasks = {p: c.task.name for p, c in configs.items()}
     scales = _scales(study, configs)
@@ -253,7 +256,7 @@ def run_study(study: Study, *, progress: bool = True) -> list[CellResult]:
         done = folder / "cell.json"
         if done.exists():
             results.append(_read_result(done))
-        else:
+        elif run:
             config = _with_scale(configs[cell.project], scales[cell.task][cell.regime])
             result = run_cell(cell, config, folder, study.out)
             tmp = done.with_suffix(".tmp")
@@ -276,7 +279,8 @@ def _pct(score: float | None) -> str:
 @click.option("--quick", is_flag=True, help="A small grid on a tiny task and tiny models built here (no files).")
 @click.option("--out", help="Study folder (default: the study file's [study] out, or study-quick with --quick).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def main(study_file: str | None, quick: bool, out: str | None, quiet: bool) -> None:
+@click.option("--summary-only", is_flag=True, help="Summarise the finished cells; run nothing.")
+def main(study_file: str | None, quick: bool, out: str | None, quiet: bool, summary_only: bool) -> None:
     """Run a grid of simulated controller runs and measure every policy against the best fixed split.
 
     Example: python -m budget.study --quick
@@ -288,7 +292,7 @@ def main(study_file: str | None, quick: bool, out: str | None, quiet: bool) -> N
     try:
         study = quick_study(Path(out or "study-quick")) if quick else load_study(study_file, out)
         started = time.monotonic()
-        results = run_study(study, progress=not quiet)
+        results = run_study(study, progress=not quiet, run=not summary_only)
     except (ConfigError, ValueError) as exc:
         raise InputError(str(exc).splitlines()[0]) from exc
     spent = sum(r.spent_micro for r in results)

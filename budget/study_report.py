@@ -44,7 +44,8 @@ def write_outputs(results: Sequence, out: Path, scales: dict) -> dict[str, Path]
                         f"{r.flops:.4g}", f"{r.flops_saved:.4g}", json.dumps(d["curve"]), json.dumps(d["estimates"])])
     rows = read_results(paths["csv"])
     paths["summary"].write_text(summary_markdown(rows, scales))
-    plot(rows, paths["plot"])
+    if rows:
+        plot(rows, paths["plot"])
     return paths
 
 

@@ -116,7 +116,7 @@ def make_rows(
 
 
 def write_rows(path: Path, rows: list[dict[str, object]]) -> Path:
-    """Write ``rows`` to ``path`` as JSONL, CSV or Parquet, chosen by the suffix; returns ``path``."""
+    """Write ``rows`` to ``path`` as JSONL, CSV, TSV or Parquet, chosen by the suffix; returns ``path``."""
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json"):
         path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
@@ -127,8 +127,10 @@ def write_rows(path: Path, rows: list[dict[str, object]]) -> Path:
                                                                                           "label": pl.String})
     if suffix == ".csv":
         frame.write_csv(path)
+    elif suffix == ".tsv":
+        frame.write_csv(path, separator="\t", quote_style="never")
     elif suffix == ".parquet":
         frame.write_parquet(path)
     else:
-        raise ValueError(f"write_rows cannot write {suffix!r}; use .jsonl, .csv or .parquet.")
+        raise ValueError(f"write_rows cannot write {suffix!r}; use .jsonl, .csv, .tsv or .parquet.")
     return path

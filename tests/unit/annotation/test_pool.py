@@ -79,7 +79,7 @@ def test_load_multipit_as_sentence_pairs():
 # -- formats ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".tsv", ".parquet"])
 def test_load_each_format(tmp_path: Path, suffix: str):
     rows = make_rows(12)
     path = write_rows(tmp_path / f"data{suffix}", rows)
@@ -91,7 +91,7 @@ def test_load_each_format(tmp_path: Path, suffix: str):
 
 def test_same_rows_in_any_format_have_the_same_hash(tmp_path: Path):
     rows = make_rows(10)
-    paths = [write_rows(tmp_path / f"d{s}", rows) for s in (".jsonl", ".csv", ".parquet")]
+    paths = [write_rows(tmp_path / f"d{s}", rows) for s in (".jsonl", ".csv", ".tsv", ".parquet")]
     hashes = {load_pool(_spec(p)).content_hash for p in paths}
     assert len(hashes) == 1
 
@@ -139,7 +139,7 @@ def test_missing_file_names_the_fix(tmp_path: Path):
 def test_unsupported_suffix(tmp_path: Path):
     path = tmp_path / "data.txt"
     path.write_text("hello")
-    with pytest.raises(UnsupportedFileError, match=r"suffix '\.txt'.*use a \.jsonl, \.csv or \.parquet file"):
+    with pytest.raises(UnsupportedFileError, match=r"suffix '\.txt'.*use a \.jsonl, \.csv, \.tsv or \.parquet file"):
         load_pool(_spec(path))
 
 
@@ -355,3 +355,11 @@ def test_item_states_reject_bad_input():
         states.mark([0], "done")
     with pytest.raises(ValueError, match="out of range"):
         states.mark([3], "labeled")
+
+
+def test_sst2_style_tsv_with_quotes_in_the_text_reads_as_written(tmp_path: Path):
+    path = tmp_path / "train.tsv"
+    path.write_text('sentence\tlabel\nit \'s a "charming" film \t1\nhide new secretions\t0\n')
+    pool = load_pool(TaskSpec(name="sst2", data=path, text_fields=("sentence",), labels=("0", "1")))
+    assert pool.texts == ['it \'s a "charming" film ', "hide new secretions"]
+    assert [pool.label_of(i) for i in range(2)] == ["1", "0"]
