@@ -31,7 +31,7 @@ from budget.approvals import LEDGER_FILE, DecisionError, RunNotFoundError, decid
 from budget.config import ConfigError, ProjectConfig, load_config
 from budget.costs import ComputePricer, CostModel
 from budget.demo import demo_config, write_demo_data
-from budget.exceptions import InputError, LedgerError
+from budget.exceptions import InputError, LedgerError, LedgerFileError
 from budget.ledger import Ledger
 from budget.money import format_usd, parse_usd
 from budget.phase_cache import PhaseCache
@@ -384,7 +384,7 @@ def _open(config: str | None, run_dir: str | None, seed: int, policy: str | None
 def _existing(run_dir: str) -> Ledger:
     try:
         return open_ledger(run_dir)
-    except RunNotFoundError as exc:
+    except (RunNotFoundError, LedgerFileError) as exc:
         raise InputError(str(exc)) from exc
 
 
@@ -469,6 +469,8 @@ def cli(ctx: click.Context, spend, add, config, run_dir, policy, seed, dry_run, 
         click.echo(f"Report: {paths['markdown']} and {paths['plot']}")
     except ConnectorError as exc:
         raise click.ClickException(str(exc)) from exc
+    except LedgerFileError as exc:
+        raise InputError(str(exc)) from exc
     except LedgerError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:

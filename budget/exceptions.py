@@ -42,6 +42,10 @@ class LedgerError(Exception):
     """Raised when the ledger refuses a write or cannot find a record."""
 
 
+class LedgerFileError(LedgerError):
+    """Raised when a ledger file is corrupt, or is an SQLite database of something else."""
+
+
 class CapExceededError(LedgerError):
     """Raised when a reservation, or the excess of a settlement, would pass the granted budget."""
 

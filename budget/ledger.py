@@ -37,6 +37,7 @@ from budget.exceptions import (
     CapExceededError,
     IdempotencyConflictError,
     InvalidTransitionError,
+    LedgerFileError,
     ReservationClosedError,
     ReservationNotFoundError,
 )
@@ -142,6 +143,7 @@ class Ledger:
         self._depth = 0
         self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
         self._conn.row_factory = sqlite3.Row
+        _check_is_ledger(self._conn, self.path)
         self._conn.execute("PRAGMA foreign_keys = ON")
         if self.path != ":memory:" and not self.path.startswith("file::memory:"):
             self._conn.execute("PRAGMA journal_mode = WAL")
@@ -753,6 +755,22 @@ class Ledger:
         self._conn.execute("UPDATE batches SET state = ?, updated_at = ? WHERE batch_id = ?", (decision, now, batch_id))
         self._conn.execute('INSERT INTO approvals (batch_id, decision, "by", why, at) VALUES (?, ?, ?, ?, ?)',
                            (batch_id, decision, by, why, now))
+
+
+def _check_is_ledger(conn: sqlite3.Connection, path: str) -> None:
+    """Refuse a file that is not SQLite, or an SQLite database that is not a ledger (before writing to it)."""
+    way_out = "move it away or point --run-dir at another folder"
+    try:
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        sets = ({row[0] for row in conn.execute("SELECT DISTINCT migration_set FROM _migrations")}
+                if "_migrations" in tables else set())
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise LedgerFileError(f"'{path}' is not a ledger this tool can read ({exc}); {way_out}.") from exc
+    if tables and LEDGER_MIGRATIONS.name not in sets:
+        conn.close()
+        raise LedgerFileError(f"'{path}' is an SQLite database of something else (tables {', '.join(sorted(tables))}"
+                              f"), not a run's ledger; {way_out}.")
 
 
 # a reservation with its journal sums; callers append WHERE / ORDER BY on ``r``

@@ -237,3 +237,26 @@ def test_run_folder_keeps_the_best_and_latest_models_and_prune_shrinks_an_old_on
     assert run(["--run-dir", str(run_dir), "--config", str(project), "--policy", "adaptive"]).exit_code == 0
     bad = CliRunner().invoke(cli, ["prune", str(run_dir), "--keep", "0"])
     assert bad.exit_code == 2 and "--keep '0': it must be an int >= 1" in bad.output
+
+
+@pytest.mark.parametrize("kind", ["corrupt", "foreign"])
+def test_a_corrupt_or_foreign_ledger_is_one_line_exit_2_and_left_as_it_was(kind, tmp_path, models_dir):
+    import sqlite3
+
+    project = write_tiny_project(tmp_path, models_dir=models_dir)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    path = run_dir / "ledger.sqlite"
+    if kind == "corrupt":
+        path.write_bytes(b"this is not an sqlite file at all" * 100)
+    else:
+        with sqlite3.connect(path) as db:
+            db.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL)")
+    before = path.read_bytes()
+    for args in (["--spend", "10", "--config", str(project), "--run-dir", str(run_dir)],
+                 ["status", "--run-dir", str(run_dir)]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 2, result.output
+        assert result.output.startswith(f"Error: '{path}' is ") and result.output.count("\n") == 1
+        assert "move it away or point --run-dir at another folder" in result.output
+    assert path.read_bytes() == before
