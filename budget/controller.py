@@ -1,54 +1,51 @@
-"""The round loop and the command line: ``python -m budget.controller --spend 500``.
+"""The round loop as a library: :class:`Controller` opens a run folder, takes money, runs rounds.
 
-The library is :class:`Controller` (open a run folder, add money, run rounds until the money is
-spent or the policy stops); the click CLI is one thin client of it. A run folder holds the ledger
-(``ledger.sqlite``), the trained models, the soft-label cache, the simulated platform's state and the
-report. Running again on the same folder resumes: every step was recorded before it started.
+A run folder holds the ledger (``ledger.sqlite``), the trained models, the soft-label cache, the
+simulated platform's state, ``project.json`` and the report. Opening the same folder again resumes:
+every step was recorded before it started. The library raises library errors only
+(:class:`~budget.exceptions.UsageError`, ledger, connector and modeling errors); the command line,
+``python -m budget.controller --spend 500``, is :mod:`budget.cli`, a thin client of this module::
 
-Exit status: 0 when the run ended, stopped, or waits for an approval or for annotators (the message
-says what to run next); 2 for bad input (nothing is written); 1 when a platform fails.
+    with Controller(load_config("project.toml"), Path("runs/project")) as run:
+        run.fund(to_micro("100"))
+        outcome = run.run()
+        run.report()
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import sys
+import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import click
 import numpy as np
 
-from annotation.exceptions import AnnotationError
 from annotation.pool import load_pool, split_pool
 from annotation.simulated import SimulatedAnnotators
 from budget import failpoints
-from budget.approvals import LEDGER_FILE, DecisionError, RunNotFoundError, decide, open_ledger, proposal_lines
-from budget.config import ConfigError, ProjectConfig, load_config
+from budget.approvals import LEDGER_FILE
+from budget.config import ProjectConfig
 from budget.costs import ComputePricer, CostModel
-from budget.demo import demo_config, write_demo_data
-from budget.exceptions import InputError, LedgerError, LedgerFileError
+from budget.exceptions import UsageError
 from budget.ledger import Ledger
-from budget.money import format_usd, parse_usd
+from budget.money import format_usd
 from budget.phase_cache import PhaseCache
 from budget.policy import Decision, Policy, PolicyState, RoundObservation, make_policy
 from budget.prices import label_cost
-from budget.report import markdown, write_report
+from budget.report import write_report
 from budget.rounds import AwaitingAnnotators, AwaitingApproval, RunContext, run_annotate, run_baseline, run_distill
-from budget.runfolder import check_keep, folder_bytes, prune
-from budget.web import serve
+from budget.runfolder import check_keep, prune
 from connectors.base import Connector
-from connectors.exceptions import ConnectorError
 from connectors.retry import RetryingConnector
 from connectors.simulated import SimulatedConnector
-from modeling.exceptions import ModelingError
 from modeling.models import load_classifier
 
-__all__ = ["Controller", "RunOutcome", "InputError", "cli"]
+__all__ = ["Controller", "RunOutcome"]
 
 _INIT = "run:init"
 
@@ -89,11 +86,25 @@ class Controller:
         Finished compute steps shared with other runs of a study (reused steps are charged what they cost).
     model_cache_dir : Path, optional
         Where models joined from PyPI packages are kept (default: ``.model-cache`` beside ``run_dir``).
+    auto_approve_under : str, optional
+        Overrides ``[annotation] auto_approve_under`` (dollars, or "inf").
+    say : callable
+        Where progress lines go (default: print).
+
+    Raises
+    ------
+    ValueError
+        For an unknown policy.
+    AnnotationError
+        If the task's data cannot be read (nothing is written).
     """
 
     def __init__(self, config: ProjectConfig, run_dir: Path, *, seed: int = 0, policy: str | None = None,
-                 connector: Connector | None = None, progress: bool = True, say=click.echo,
-                 phase_cache: PhaseCache | None = None, model_cache_dir: Path | None = None) -> None:
+                 connector: Connector | None = None, progress: bool = True, say: Callable[[str], None] = print,
+                 phase_cache: PhaseCache | None = None, model_cache_dir: Path | None = None,
+                 auto_approve_under: str | None = None) -> None:
+        if auto_approve_under is not None:
+            config["annotation"]["auto_approve_under"] = auto_approve_under
         self.config = config
         self.run_dir = Path(run_dir)
         self.seed = seed
@@ -131,8 +142,66 @@ class Controller:
     def ledger_path(self) -> Path:
         return self.run_dir / LEDGER_FILE
 
+    @property
+    def exists(self) -> bool:
+        """True when the run folder already holds a run (opening it resumes)."""
+        return self.ledger_path.exists()
+
+    def __enter__(self) -> Controller:
+        return self.open()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def check_new_budget(self, amount_micro: int) -> None:
+        """Refuse to start a new run that has no money, or too little for one label (distill-only needs none).
+
+        An existing run is never refused: resuming a round in flight, a waiting batch or a finished run
+        must not depend on money left for new work.
+
+        Raises
+        ------
+        UsageError
+            With one line saying how much is needed.
+        """
+        if self.exists:
+            return
+        if amount_micro == 0:
+            raise UsageError(f"No budget: give --spend DOLLARS to start a run in '{self.run_dir}'.")
+        per_item = label_cost(self.config.label_price(), 1, int(self.config["prices"]["overlap"]))
+        if amount_micro < per_item and self.policy_name != "distill":
+            raise UsageError(f"Budget {format_usd(amount_micro)} is too small for one label "
+                             f"({format_usd(per_item)} per item with overlap {self.config['prices']['overlap']}); "
+                             f"spend at least {format_usd(per_item)}.")
+
+    def dry_run(self, amount_micro: int, *, add: bool = False) -> str:
+        """The plan with this money (a budget, or with ``add`` more money); spends and keeps nothing.
+
+        A new run is opened in a scratch folder beside ``run_dir`` and removed afterwards.
+        """
+        existing, real = self.exists, self.run_dir
+        if not existing:
+            self.run_dir = real.parent / f".dry-run-{uuid.uuid4().hex[:6]}"
+        try:
+            self.open()
+            extra = amount_micro if add else max(0, amount_micro - self.ledger.totals().granted)
+            return self.plan(extra)
+        finally:
+            self.close()
+            if not existing:
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+                self.run_dir = real
+
     def open(self) -> Controller:
-        """Open (or create) the run folder's ledger and check that it belongs to this project and seed."""
+        """Open (or create) the run folder's ledger and check that it belongs to this project and seed.
+
+        Raises
+        ------
+        UsageError
+            If the folder holds a run of another project file or seed.
+        LedgerFileError
+            If its ledger file is corrupt or not a ledger.
+        """
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.ledger = Ledger(self.ledger_path)
         init = self.ledger.step_result(_INIT)
@@ -143,9 +212,10 @@ class Controller:
             self.ledger.finish_step(_INIT, init)
             self.ledger.log_event("run_created", run_id=run_id, config=self.config.to_dict(), seed=self.seed)
         elif init["config_hash"] != _config_hash(self.config) or init["seed"] != self.seed:
-            raise InputError(f"Run folder '{self.run_dir}' was started with another project file or seed "
+            raise UsageError(f"Run folder '{self.run_dir}' was started with another project file or seed "
                              f"(seed {init['seed']}); use a new --run-dir or the same --config and --seed.")
         self.init = init
+        (self.run_dir / "project.json").write_text(json.dumps(self.config.to_dict(), indent=1, default=str))
         self.ctx = RunContext(self.config, self.ledger, self.pool, self.split, init["run_id"], self.run_dir,
                               self._connector or self._make_connector(init["run_id"]),
                               ComputePricer(self.config), self.seed, self.progress, self.say,
@@ -191,7 +261,7 @@ class Controller:
                                      api_key_env=c["api_key_env"] or "ARGILLA_API_KEY", guidelines=c["guidelines"],
                                      timeout=float(c["timeout"]))
         else:
-            raise InputError(f"[annotation] connector must be simulated, labelstudio or argilla; got {kind!r}.")
+            raise UsageError(f"[annotation] connector must be simulated, labelstudio or argilla; got {kind!r}.")
         return RetryingConnector(inner)
 
     def close(self) -> None:
@@ -280,6 +350,18 @@ class Controller:
         self.ledger.grant(amount_micro, note="--add")
         self.ledger.log_event("granted", amount_micro=amount_micro)
 
+    def fund(self, amount_micro: int, *, add: bool = False) -> int:
+        """Take the money of one command: a budget of ``amount_micro`` (``--spend``), or that much more
+        (``--add``); 0 takes nothing. Returns the micro-dollars added."""
+        added = 0
+        if amount_micro and add:
+            self.grant(amount_micro)
+            added = amount_micro
+        elif amount_micro:
+            added = self.set_budget(amount_micro)
+        failpoints.reach("grant")
+        return added
+
     def set_budget(self, total_micro: int) -> int:
         """Raise the run's budget to ``total_micro`` (one ``--spend``); return what was added.
 
@@ -359,253 +441,7 @@ class Controller:
         return write_report(self.ledger, self.run_dir / "report", self.config.task.metric)
 
 
-# --- command line -------------------------------------------------------------------------------
+if __name__ == "__main__":  # pragma: no cover - `python -m budget.controller`, the command the mission names
+    from budget.cli import main
 
-def _load(config_path: str | None, run_dir: Path) -> ProjectConfig:
-    if config_path:
-        return load_config(config_path)
-    stored = run_dir / "project.json"
-    if stored.exists():
-        raw = json.loads(stored.read_text())
-        return load_config(raw=raw)
-    data = write_demo_data(run_dir.parent / ".demo-data" / "bbc-news.jsonl")
-    return load_config(raw=demo_config(data))
-
-
-def _open(config: str | None, run_dir: str | None, seed: int, policy: str | None, **kw) -> Controller:
-    rd = Path(run_dir or ("runs/" + (Path(config).stem if config else "demo")))
-    try:
-        cfg = _load(config, rd)
-        return Controller(cfg, rd, seed=seed, policy=policy, **kw)
-    except (ConfigError, AnnotationError, ModelingError, ValueError, FileNotFoundError) as exc:
-        raise InputError(str(exc).splitlines()[0]) from exc
-
-
-def _existing(run_dir: str) -> Ledger:
-    try:
-        return open_ledger(run_dir)
-    except (RunNotFoundError, LedgerFileError) as exc:
-        raise InputError(str(exc)) from exc
-
-
-@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--spend", "spend", metavar="DOLLARS",
-              help="The run's budget: raise it to this many dollars (never twice: the same command again resumes).")
-@click.option("--add", "add", metavar="DOLLARS", help="Add this many dollars to the run's budget, then run.")
-@click.option("--config", type=click.Path(dir_okay=False), help="Project file (TOML). Default: the BBC News demo.")
-@click.option("--run-dir", help="Run folder (ledger, models, report). Default: runs/<project file name> or runs/demo.")
-@click.option("--policy", help="annotate | distill | split:F | adaptive (default: [policy] name).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split, selection and training.")
-@click.option("--dry-run", is_flag=True, help="Print the plan and both arms' estimates; spend nothing.")
-@click.option("--auto-approve-under", metavar="DOLLARS",
-              help="Approve annotation batches cheaper than this without a lead (default: the project file's).")
-@click.option("--max-rounds", type=int, help="Stop after this many rounds.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
-@click.pass_context
-def cli(ctx: click.Context, spend, add, config, run_dir, policy, seed, dry_run, auto_approve_under, max_rounds,
-        quiet) -> None:
-    """Spend a budget on labels or distillation, round by round, and report what each dollar bought.
-
-    Example: python -m budget.controller --spend 500
-
-    Without --config it runs the embedded demo (BBC News, simulated annotators, MiniLM student,
-    MPNet teacher). --spend names the run's whole budget, so running the same command again after a
-    crash resumes without adding money; --add adds money to a run.
-    """
-    if ctx.invoked_subcommand is not None:
-        return
-    if spend is not None and add is not None:
-        raise InputError("Give --spend (the run's budget) or --add (more money), not both.")
-    flag, text = ("--add", add) if add is not None else ("--spend", spend)
-    try:
-        amount = parse_usd(text, positive=True) if text is not None else 0
-    except ValueError as exc:
-        raise InputError(f"{flag} {text!r}: {exc}") from exc
-    if policy is not None:
-        try:
-            make_policy(policy)
-        except ValueError as exc:
-            raise InputError(str(exc)) from exc
-    if auto_approve_under is not None:
-        try:
-            parse_usd(auto_approve_under)
-        except ValueError as exc:
-            raise InputError(f"--auto-approve-under {auto_approve_under!r}: {exc}") from exc
-    if quiet:  # also the libraries' own bars (transformers' shard writing, Argilla's record upload)
-        os.environ["TQDM_DISABLE"] = "1"
-        import transformers
-
-        transformers.utils.logging.disable_progress_bar()
-    c = _open(config, run_dir, seed, policy, progress=not quiet)
-    if auto_approve_under is not None:
-        c.config["annotation"]["auto_approve_under"] = auto_approve_under
-    existing = c.ledger_path.exists()
-    if not existing and amount == 0 and not dry_run:
-        raise InputError(f"No budget: give --spend DOLLARS to start a run in '{c.run_dir}'.")
-    per_item = label_cost(c.config.label_price(), 1, int(c.config["prices"]["overlap"]))
-    # Only a new run is held to the price of one label: resuming an existing run (a round in flight,
-    # a batch waiting, or nothing left to do) must never depend on money left for new work.
-    if not existing and not dry_run and amount < per_item and c.policy_name != "distill":
-        raise InputError(f"Budget {format_usd(amount)} is too small for one label "
-                         f"({format_usd(per_item)} per item with overlap {c.config['prices']['overlap']}); "
-                         f"spend at least {format_usd(per_item)}.")
-    if dry_run and not existing:
-        c.run_dir = Path(c.run_dir.parent / f".dry-run-{uuid.uuid4().hex[:6]}")
-    try:
-        c.open()
-        if dry_run:
-            extra = amount if flag == "--add" else max(0, amount - c.ledger.totals().granted)
-            click.echo(c.plan(extra))
-            return
-        (c.run_dir / "project.json").write_text(json.dumps(c.config.to_dict(), indent=1, default=str))
-        if amount and flag == "--add":
-            c.grant(amount)
-        elif amount:
-            c.set_budget(amount)
-        failpoints.reach("grant")
-        outcome = c.run(max_rounds)
-        paths = c.report()
-        click.echo(outcome.message)
-        click.echo(f"Report: {paths['markdown']} and {paths['plot']}")
-    except ConnectorError as exc:
-        raise click.ClickException(str(exc)) from exc
-    except LedgerFileError as exc:
-        raise InputError(str(exc)) from exc
-    except LedgerError as exc:
-        raise click.ClickException(str(exc)) from exc
-    finally:
-        c.close()
-        if dry_run and not existing:
-            import shutil
-
-            shutil.rmtree(c.run_dir, ignore_errors=True)
-
-
-@cli.command()
-@click.option("--run-dir", default="runs/demo", show_default=True)
-def status(run_dir: str) -> None:
-    """Money and rounds of a run.
-
-    Example: python -m budget.controller status --run-dir runs/demo
-    """
-    with _existing(run_dir) as ledger:
-        click.echo(str(ledger.totals()))
-        click.echo(f"run folder: {_size(folder_bytes(Path(run_dir)))} in {run_dir}")
-        for r in ledger.rounds():
-            s = r.summary or {}
-            dev = f", dev {100 * s['dev']:.1f}" if s.get("dev") is not None else ""
-            click.echo(f"round {r.round}: {r.arm} {r.state}{dev}")
-        for b in ledger.batches():
-            click.echo(f"batch {b.batch_id}: {b.state}, {len(b.payload['item_ids'])} items, "
-                       f"{format_usd(b.total_micro)}")
-
-
-def _size(n: int) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1000
-    raise AssertionError("unreachable")
-
-
-@cli.command("prune")
-@click.argument("run_dirs", nargs=-1, required=True, metavar="RUN_DIR...")
-@click.option("--keep", default="1", show_default=True,
-              help="Latest students and teachers to keep besides the best student, or 'all'.")
-def prune_command(run_dirs: tuple[str, ...], keep: str) -> None:
-    """Shrink old run folders: drop finished phases' checkpoints and models that are not kept.
-
-    The ledger, the report, the best student and the latest student and teacher stay; a round in
-    flight is not touched, so a pruned run still resumes.
-
-    Example: python -m budget.controller prune runs/*
-    """
-    try:
-        count = check_keep(int(keep) if keep.lstrip("-").isdigit() else keep)
-    except ValueError as exc:
-        raise InputError(f"--keep {keep!r}: {str(exc).replace('[models] keep', 'it')}") from exc
-    for run_dir in run_dirs:
-        with _existing(run_dir) as ledger:
-            before = folder_bytes(Path(run_dir))
-            result = prune(Path(run_dir), ledger, count)
-        click.echo(f"{run_dir}: freed {_size(result.freed_bytes)} ({len(result.removed)} files and folders); "
-                   f"{_size(before - result.freed_bytes)} left.")
-
-
-@cli.command()
-@click.option("--run-dir", default="runs/demo", show_default=True)
-@click.option("--metric", default=None, help="Name shown for the score (default: from the run's project).")
-def report(run_dir: str, metric: str | None) -> None:
-    """Write and print the report: table per round, Markdown, HTML and a PNG plot.
-
-    Example: python -m budget.controller report --run-dir runs/demo
-    """
-    with _existing(run_dir) as ledger:
-        if metric is None:
-            stored = Path(run_dir) / "project.json"
-            metric = json.loads(stored.read_text())["task"]["metric"] if stored.exists() else "score"
-        paths = write_report(ledger, Path(run_dir) / "report", metric)
-        click.echo(markdown(ledger, metric), nl=False)
-        click.echo(f"Plot: {paths['plot']}")
-
-
-@cli.command()
-@click.option("--run-dir", default="runs/demo", show_default=True)
-def proposals(run_dir: str) -> None:
-    """List the batches (and compute spends) waiting for a lead's approval.
-
-    Example: python -m budget.controller proposals --run-dir runs/demo
-    """
-    with _existing(run_dir) as ledger:
-        pending = ledger.batches("proposed")
-        if not pending:
-            click.echo("No proposals wait for approval.")
-        for rec in pending:
-            click.echo("\n".join(proposal_lines(rec)))
-
-
-def _decide(run_dir: str, batch_id: str, verb: str, **kw) -> None:
-    with _existing(run_dir) as ledger:
-        try:
-            changed, message = decide(ledger, batch_id, verb, **kw)
-        except DecisionError as exc:
-            raise InputError(str(exc)) from exc
-    if changed and verb == "approved":
-        message += f" Run the controller again to push it: python -m budget.controller --run-dir {run_dir}"
-    click.echo(message)
-
-
-@cli.command()
-@click.argument("batch_id")
-@click.option("--run-dir", default="runs/demo", show_default=True)
-@click.option("--by", default=lambda: os.environ.get("USER", "cli"), help="Who approves (recorded).")
-def approve(batch_id: str, run_dir: str, by: str) -> None:
-    """Approve a proposed batch; the next run pushes it. Approving twice pushes once.
-
-    Example: python -m budget.controller approve demo-1a2b3c4d-r001 --by alice
-    """
-    _decide(run_dir, batch_id, "approved", by=by)
-
-
-@cli.command()
-@click.argument("batch_id")
-@click.option("--run-dir", default="runs/demo", show_default=True)
-@click.option("--by", default=lambda: os.environ.get("USER", "cli"), help="Who rejects (recorded).")
-@click.option("--why", required=True, help="Why; recorded with the decision.")
-def reject(batch_id: str, run_dir: str, by: str, why: str) -> None:
-    """Reject a proposed batch: its money is released and its items are not proposed again at once.
-
-    Example: python -m budget.controller reject demo-1a2b3c4d-r001 --why "too many near-duplicates"
-    """
-    _decide(run_dir, batch_id, "rejected", by=by, why=why)
-
-
-cli.add_command(serve)
-
-
-def main() -> None:  # pragma: no cover - the module's entry point
-    cli(prog_name="python -m budget.controller")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

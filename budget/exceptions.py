@@ -8,8 +8,11 @@ The tree (after httpx)::
     ├── ReservationNotFoundError    no reservation with that id
     ├── InvalidTransitionError      a batch, step or round cannot move from its state to the one asked
     ├── IdempotencyConflictError    a key already used for a different write
-    └── ReservationClosedError      settle or release on a closed reservation
-    InputError (click.ClickException)   bad input on the command line: one line, exit status 2
+    ├── ReservationClosedError      settle or release on a closed reservation
+    └── LedgerFileError             a ledger file that is corrupt, or a database of something else
+    UsageError (ValueError)         the library cannot do what was asked as asked (another project's run
+                                    folder, a new run's budget below one label); the CLI shows one line
+    InputError (click.ClickException)   bad input on the command line (budget.cli only): one line, exit 2
 
 Misuse (a float or negative amount, an unknown state name) raises ``ValueError`` or ``TypeError``
 instead, naming the parameter and what it accepts. Money in messages is formatted with
@@ -22,6 +25,8 @@ import click
 
 __all__ = [
     "InputError",
+    "UsageError",
+    "LedgerFileError",
     "LedgerError",
     "CapExceededError",
     "BatchNotFoundError",
@@ -30,6 +35,10 @@ __all__ = [
     "IdempotencyConflictError",
     "ReservationClosedError",
 ]
+
+
+class UsageError(ValueError):
+    """Raised by the library when a request cannot be met as asked; the message is one line with the fix."""
 
 
 class InputError(click.ClickException):

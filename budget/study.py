@@ -35,7 +35,8 @@ import click
 from tqdm.auto import tqdm
 
 from budget.config import ConfigError, ProjectConfig, load_config
-from budget.controller import Controller, InputError
+from budget.controller import Controller
+from budget.exceptions import InputError
 from budget.ledger import Ledger
 from budget.money import format_usd, parse_usd
 from budget.phase_cache import PhaseCache

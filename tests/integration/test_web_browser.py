@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from budget.controller import cli
+from budget.cli import cli
 from budget.ledger import Ledger
 from budget.web import make_server
 from tests.utils.projects import write_tiny_project

@@ -27,7 +27,7 @@ from budget.failpoints import POINTS
 from budget.ledger import Ledger
 
 _CTX = multiprocessing.get_context("forkserver")
-_CTX.set_forkserver_preload(["budget.controller"])
+_CTX.set_forkserver_preload(["budget.cli"])
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ def _main(args: list[str], env: dict[str, str]) -> None:
     for key in ("AOD_KILL_AT", "AOD_FAILPOINT_LOG"):
         if key not in env:
             os.environ.pop(key, None)
-    from budget.controller import cli
+    from budget.cli import cli
 
     cli.main(args=args, prog_name="python -m budget.controller", standalone_mode=True)
 

@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 from click.testing import CliRunner
 
-from budget.controller import cli
+from budget.cli import cli
 from budget.ledger import Ledger
 from budget.money import format_usd
 from budget.web import is_loopback, make_server
