@@ -1,8 +1,10 @@
 """The project file: one TOML file that names the data, the models, the prices and the policy.
 
-Every table and key is listed in :data:`DEFAULTS` with its default; an unknown key is an error
-naming the table and the keys it allows. Relative paths are taken from the file's folder.
-Example (``examples/stanceosaurus/project.toml``)::
+Each table is a frozen dataclass below, every key a field with its default and a comment; only
+``[task]`` is required (:class:`annotation.pool.TaskSpec`). :func:`load_config` validates everything
+once: unknown tables and keys, each value's type against its default, ranges and allowed words. A
+bad value is one :class:`ConfigError` line naming the table, the key, the value and what it must be.
+Relative paths are taken from the file's folder. Example::
 
     [task]
     name = "stanceosaurus"
@@ -19,21 +21,51 @@ Example (``examples/stanceosaurus/project.toml``)::
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from annotation.pool import TaskSpec
+from annotation.selection import STRATEGIES
 from budget.money import to_micro
 from budget.prices import DEFAULT_DEVICE_PRICES, DevicePrice, FlopPricing, LabelPrice
 from budget.runfolder import check_keep
+from modeling.train import TrainConfig
 
-__all__ = ["DEFAULTS", "PHASES", "ProjectConfig", "ConfigError", "check_phase_scale", "load_config"]
+__all__ = ["PHASES", "TABLES", "Split", "Models", "Prices", "Annotation", "Annotators", "ConnectorSettings",
+           "PolicySettings", "ProjectConfig", "ConfigError", "check_phase_scale", "load_config"]
 
 #: the compute phases a run meters, by the names the meter gives them
 PHASES = ("student_finetune", "teacher_finetune", "soft_labels", "student_distill", "evaluation")
+
+# A check: (key, ok, what the value must be).
+Check = tuple[str, bool, str]
+
+
+class ConfigError(ValueError):
+    """Raised when a project file is missing, unreadable, or has an unknown key or a bad value."""
+
+
+def _int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _num(v: object) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _money(v: object, *, inf: bool = False, empty: bool = False) -> bool:
+    if not isinstance(v, str):
+        return False
+    if (inf and v == "inf") or (empty and v == ""):
+        return True
+    try:
+        return to_micro(v) >= 0
+    except (ValueError, TypeError):
+        return False
 
 
 def check_phase_scale(value: object) -> dict[str, float]:
@@ -44,164 +76,302 @@ def check_phase_scale(value: object) -> dict[str, float]:
     for phase, factor in value.items():
         if phase not in PHASES:
             raise ValueError(f"[prices] phase_scale names an unknown phase {phase!r}; use {', '.join(PHASES)}.")
+        if not _num(factor) and not isinstance(factor, str):
+            raise ValueError(f"[prices] phase_scale {phase} must be a number > 0; got {factor!r}.")
         try:
-            out[phase] = float(str(factor))
+            out[phase] = float(factor)
         except ValueError:
             out[phase] = -1.0
-        if not out[phase] > 0 or isinstance(factor, bool):
+        if not out[phase] > 0:
             raise ValueError(f"[prices] phase_scale {phase} must be a number > 0; got {factor!r}.")
     return out
 
-#: every table and key of a project file with its default ([task] is validated by TaskSpec)
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "split": {
-        "seed_size": 100,  # labeled rows the team starts with; "all" for every labeled row of real data
-        "test_size": 0.2,  # held-out test items for reports (simulation only); int or fraction; 0 = none
-        "max_unlabeled": 0,  # cap on the unlabeled pool used (0 = all), to bound soft-labelling time
-        "dev_fraction": 0.25,  # share of purchased labels (seed included) kept as the dev set
-    },
-    "models": {
-        "student": "minilm-l6",  # folder, known name (minilm-l6, mpnet-base) or hub id
-        "teacher": "mpnet-base",
-        "max_length": 128,  # tokens per example
-        "batch_size": 16,
-        "student_lr": 5e-5,
-        "teacher_lr": 3e-5,
-        "student_epochs": 4,  # fine-tuning on gold labels
-        "teacher_epochs": 3,
-        "distill_epochs": 2,  # student on gold + soft labels
-        "min_steps": 0,  # at least this many optimizer steps per training (small label sets)
-        "temperature": 2.0,  # distillation temperature T
-        "alpha": 0.5,  # weight of gold CE against the KL to soft labels
-        "patience": 2,  # dev evaluations without improvement before early stop
-        "precision": "auto",  # auto | bf16 | fp32
-        "device": "auto",
-        "keep": 1,  # latest students and teachers kept in the run folder besides the best student; "all"
-    },
-    "prices": {
-        "per_label": "0.364",  # dollars per label per annotator (the paper's Stanceosaurus price)
-        "hourly_wage": "",  # dollars per hour; when set, labels are paid by time spent
-        "seconds_per_label": 30.0,  # estimate used with hourly_wage before the real lead times come
-        "overlap": 1,  # annotators per item; multiplies the label price
-        "compute": "flops",  # flops: priced as time on a reference GPU; device-hours: metered seconds
-        "reference_gpu": "A100-80GB",
-        "reference_peak_flops": 312e12,
-        "reference_utilisation": 0.4,
-        "reference_gpu_hour": "2.00",
-        "device_hour": dict(DEFAULT_DEVICE_PRICES),
-        # multiply what a phase costs (FLOPs or seconds before pricing), e.g. {teacher_finetune = 100}: the
-        # decision study's compute-price regimes (budget/regimes.py); the ledger charges the scaled price
-        "phase_scale": {},
-    },
-    "annotation": {
-        "connector": "simulated",  # simulated | labelstudio | argilla
-        "batch_size": 50,  # items per annotation round
-        "selection": "entropy",  # random | entropy | margin
-        "auto_approve_under": "inf",  # dollars; batches costing less are approved without a lead
-        "poll_seconds": 30.0,  # how often to look for finished work
-        "wait_seconds": 0.0,  # real platforms: how long one run waits before exiting (resume later)
-        "suggestions": True,  # send the student's prediction as a pre-annotation
-    },
-    "annotators": {  # simulation only
-        "n": 3,
-        "error_rate": 0.1,
-        "skip_rate": 0.05,
-        "latency_s": [30.0, 120.0],
-    },
-    "connector": {  # real platforms
-        "url": "",
-        "api_key_env": "",
-        "workspace": "argilla",
-        "guidelines": "",
-        "timeout": 30.0,  # seconds per HTTP request to the platform
-    },
-    "policy": {
-        "name": "adaptive",  # annotate | distill | split:F | adaptive
-        "min_points_per_100usd": 0.5,
-        "keep_final_distill": True,
-        "redistill_growth": 0.5,  # distil again mid-run once labels grew by half since the last distillation
-        "approve_compute_over": "inf",  # dollars; compute reservations above need a lead's approval
-    },
-}
+
+@dataclass(frozen=True)
+class Split:
+    """``[split]``: how the task's rows become the seed, the unlabeled pool and the test set."""
+
+    seed_size: int | str = 100  # labeled rows the team starts with; "all" for every labeled row of real data
+    test_size: int | float = 0.2  # held-out test items for reports (simulation only); int or fraction; 0 = none
+    max_unlabeled: int = 0  # cap on the unlabeled pool used (0 = all), to bound soft-labelling time
+    dev_fraction: float = 0.25  # share of purchased labels (seed included) kept as the dev set
+
+    def checks(self) -> Iterator[Check]:
+        yield "seed_size", self.seed_size == "all" or (_int(self.seed_size) and self.seed_size >= 1), \
+            'an int >= 1 or "all"'
+        yield "test_size", _num(self.test_size) and self.test_size >= 0 and (
+            _int(self.test_size) or self.test_size < 1), "an int >= 0 (items) or a fraction in [0, 1)"
+        yield "max_unlabeled", _int(self.max_unlabeled) and self.max_unlabeled >= 0, "an int >= 0 (0 = all)"
+        yield "dev_fraction", _num(self.dev_fraction) and 0.05 <= self.dev_fraction <= 0.5, \
+            "a fraction between 0.05 and 0.5"
 
 
-class ConfigError(ValueError):
-    """Raised when a project file is missing, unreadable, or has an unknown key or a bad value."""
+@dataclass(frozen=True)
+class Models:
+    """``[models]``: the student, the teacher and how they train."""
+
+    student: str = "minilm-l6"  # folder, known name (minilm-l6, mpnet-base) or hub id
+    teacher: str = "mpnet-base"
+    max_length: int = 128  # tokens per example
+    batch_size: int = 16
+    student_lr: float = 5e-5
+    teacher_lr: float = 3e-5
+    student_epochs: int = 4  # fine-tuning on gold labels
+    teacher_epochs: int = 3
+    distill_epochs: int = 2  # student on gold + soft labels
+    min_steps: int = 0  # at least this many optimizer steps per training (small label sets)
+    temperature: float = 2.0  # distillation temperature T
+    alpha: float = 0.5  # weight of gold CE against the KL to soft labels
+    patience: int = 2  # dev evaluations without improvement before early stop
+    precision: str = "auto"  # auto | bf16 | fp32
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    keep: int | str = 1  # latest students and teachers kept in the run folder besides the best student; "all"
+
+    def checks(self) -> Iterator[Check]:
+        for key in ("student", "teacher", "device"):
+            yield key, isinstance(getattr(self, key), str) and bool(getattr(self, key)), "a non-empty string"
+        yield "max_length", _int(self.max_length) and self.max_length >= 8, "an int >= 8"
+        for key in ("batch_size", "student_epochs", "teacher_epochs", "distill_epochs"):
+            yield key, _int(getattr(self, key)) and getattr(self, key) >= 1, "an int >= 1"
+        for key in ("min_steps", "patience"):
+            yield key, _int(getattr(self, key)) and getattr(self, key) >= 0, "an int >= 0"
+        for key in ("student_lr", "teacher_lr", "temperature"):
+            yield key, _num(getattr(self, key)) and getattr(self, key) > 0, "a number > 0"
+        yield "alpha", _num(self.alpha) and 0 <= self.alpha <= 1, "a number in [0, 1]"
+        yield "precision", self.precision in {"auto", "bf16", "fp32"}, "one of auto, bf16, fp32"
+        yield "keep", self.keep == "all" or (_int(self.keep) and self.keep >= 1), 'an int >= 1 or "all"'
+
+    @property
+    def keep_count(self) -> int | None:
+        """``keep`` as a count; None keeps every model."""
+        return check_keep(self.keep)
+
+    def train_config(self, role: str, *, seed: int, metric: str, progress: bool = True) -> TrainConfig:
+        """Training settings of the student ('student'), the teacher ('teacher') or a distillation ('distill')."""
+        epochs = {"student": self.student_epochs, "teacher": self.teacher_epochs, "distill": self.distill_epochs}[role]
+        return TrainConfig(epochs=epochs, min_steps=self.min_steps, batch_size=self.batch_size,
+                           lr=float(self.teacher_lr if role == "teacher" else self.student_lr),
+                           max_length=self.max_length, seed=seed, precision=self.precision, device=self.device,
+                           patience=self.patience, metric=metric, temperature=float(self.temperature),
+                           alpha=float(self.alpha), progress=progress)
+
+
+@dataclass(frozen=True)
+class Prices:
+    """``[prices]``: what a label and a unit of compute cost. Money is a string, never a binary float."""
+
+    per_label: str = "0.364"  # dollars per label per annotator (the paper's Stanceosaurus price)
+    hourly_wage: str = ""  # dollars per hour; when set, labels are paid by time spent
+    seconds_per_label: float = 30.0  # estimate used with hourly_wage before the real lead times come
+    overlap: int = 1  # annotators per item; multiplies the label price
+    compute: str = "flops"  # flops: priced as time on a reference GPU; device-hours: metered seconds
+    reference_gpu: str = "A100-80GB"
+    reference_peak_flops: float = 312e12
+    reference_utilisation: float = 0.4
+    reference_gpu_hour: str = "2.00"
+    device_hour: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_DEVICE_PRICES))
+    # multiply what a phase costs (FLOPs or seconds before pricing), e.g. {teacher_finetune = 100}: the
+    # decision study's compute-price regimes (budget/regimes.py); the ledger charges the scaled price
+    phase_scale: dict[str, float] = field(default_factory=dict)
+
+    def checks(self) -> Iterator[Check]:
+        yield "per_label", _money(self.per_label) and to_micro(self.per_label) > 0, \
+            'a dollar amount > 0 as a string, like "0.364"'
+        yield "hourly_wage", _money(self.hourly_wage, empty=True), 'a dollar amount as a string, like "15.00", or ""'
+        yield "seconds_per_label", _num(self.seconds_per_label) and self.seconds_per_label > 0, "a number > 0"
+        yield "overlap", _int(self.overlap) and self.overlap >= 1, "an int >= 1"
+        yield "compute", self.compute in {"flops", "device-hours"}, "one of flops, device-hours"
+        yield "reference_peak_flops", _num(self.reference_peak_flops) and self.reference_peak_flops > 0, \
+            "a number > 0"
+        yield "reference_utilisation", _num(self.reference_utilisation) and 0 < self.reference_utilisation <= 1, \
+            "a fraction in (0, 1]"
+        yield "reference_gpu_hour", _money(self.reference_gpu_hour), 'a dollar amount as a string, like "2.00"'
+        yield "device_hour", isinstance(self.device_hour, dict) and all(
+            _money(v) for v in self.device_hour.values()), 'a table of dollar strings, like {cpu = "0.10"}'
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """``[annotation]``: where labels are bought, how many at a time, and who approves."""
+
+    connector: str = "simulated"  # simulated | labelstudio | argilla
+    batch_size: int = 50  # items per annotation round
+    selection: str = "entropy"  # random | entropy | margin
+    auto_approve_under: str = "inf"  # dollars; batches costing less are approved without a lead
+    poll_seconds: float = 30.0  # how often to look for finished work
+    wait_seconds: float = 0.0  # real platforms: how long one run waits before exiting (resume later)
+    suggestions: bool = True  # send the student's prediction as a pre-annotation
+
+    def checks(self) -> Iterator[Check]:
+        yield "connector", self.connector in {"simulated", "labelstudio", "argilla"}, \
+            "one of simulated, labelstudio, argilla"
+        yield "batch_size", _int(self.batch_size) and self.batch_size >= 1, "an int >= 1"
+        yield "selection", self.selection in STRATEGIES, f"one of {', '.join(STRATEGIES)}"
+        yield "auto_approve_under", _money(self.auto_approve_under, inf=True), \
+            'a dollar amount as a string, like "25.00", or "inf"'
+        yield "poll_seconds", _num(self.poll_seconds) and self.poll_seconds > 0, "a number > 0"
+        yield "wait_seconds", _num(self.wait_seconds) and self.wait_seconds >= 0, "a number >= 0"
+        yield "suggestions", isinstance(self.suggestions, bool), "true or false"
+
+    @property
+    def auto_approve_micro(self) -> int | None:
+        """The auto-approval limit in micro-dollars; None for no limit."""
+        return None if self.auto_approve_under == "inf" else to_micro(self.auto_approve_under)
+
+
+@dataclass(frozen=True)
+class Annotators:
+    """``[annotators]``: the simulated people (simulation only)."""
+
+    n: int = 3
+    error_rate: float = 0.1
+    skip_rate: float = 0.05
+    latency_s: list[float] = field(default_factory=lambda: [30.0, 120.0])  # seconds per answer, min and max
+
+    def checks(self) -> Iterator[Check]:
+        yield "n", _int(self.n) and self.n >= 1, "an int >= 1"
+        for key in ("error_rate", "skip_rate"):
+            yield key, _num(getattr(self, key)) and 0 <= getattr(self, key) < 1, "a fraction in [0, 1)"
+        ok = (isinstance(self.latency_s, list) and len(self.latency_s) == 2 and all(_num(x) for x in self.latency_s)
+              and 0 <= self.latency_s[0] <= self.latency_s[1])
+        yield "latency_s", ok, "[min, max] seconds with 0 <= min <= max"
+
+
+@dataclass(frozen=True)
+class ConnectorSettings:
+    """``[connector]``: the real annotation platform."""
+
+    url: str = ""  # the only host the connector contacts
+    api_key_env: str = ""  # the NAME of the environment variable holding the key
+    workspace: str = "argilla"
+    guidelines: str = ""
+    timeout: float = 30.0  # seconds per HTTP request to the platform
+
+    def checks(self) -> Iterator[Check]:
+        for key in ("url", "api_key_env", "workspace", "guidelines"):
+            yield key, isinstance(getattr(self, key), str), "a string"
+        yield "timeout", _num(self.timeout) and self.timeout > 0, "a number > 0"
+
+
+@dataclass(frozen=True)
+class PolicySettings:
+    """``[policy]``: which arm gets the next dollars."""
+
+    name: str = "adaptive"  # annotate | distill | split:F | adaptive
+    min_points_per_100usd: float = 0.5
+    keep_final_distill: bool = True
+    redistill_growth: float = 0.5  # distil again mid-run once labels grew by half since the last distillation
+    approve_compute_over: str = "inf"  # dollars; compute reservations above need a lead's approval
+
+    def checks(self) -> Iterator[Check]:
+        from budget.policy import make_policy
+
+        try:
+            make_policy(self.name)
+            known = True
+        except (ValueError, AttributeError):
+            known = False
+        yield "name", isinstance(self.name, str) and known, "annotate, distill, split:F (F in [0, 1]) or adaptive"
+        yield "min_points_per_100usd", _num(self.min_points_per_100usd) and self.min_points_per_100usd >= 0, \
+            "a number >= 0"
+        yield "keep_final_distill", isinstance(self.keep_final_distill, bool), "true or false"
+        yield "redistill_growth", _num(self.redistill_growth) and self.redistill_growth >= 0, "a number >= 0"
+        yield "approve_compute_over", _money(self.approve_compute_over, inf=True), \
+            'a dollar amount as a string, like "5.00", or "inf"'
+
+    @property
+    def approve_compute_micro(self) -> int | None:
+        """Compute reservations above this many micro-dollars wait for a lead; None for no limit."""
+        return None if self.approve_compute_over == "inf" else to_micro(self.approve_compute_over)
+
+
+#: table name -> its dataclass, in the order of a project file
+TABLES: dict[str, type] = {"split": Split, "models": Models, "prices": Prices, "annotation": Annotation,
+                           "annotators": Annotators, "connector": ConnectorSettings, "policy": PolicySettings}
+_MONEY_KEYS = {"per_label", "hourly_wage", "reference_gpu_hour", "auto_approve_under", "approve_compute_over"}
 
 
 @dataclass(frozen=True)
 class ProjectConfig:
-    """A parsed project file: the task spec plus every other table merged over :data:`DEFAULTS`."""
+    """A parsed, validated project file: the task and one frozen dataclass per table."""
 
     task: TaskSpec
-    tables: dict[str, dict[str, Any]]
+    split: Split = field(default_factory=Split)
+    models: Models = field(default_factory=Models)
+    prices: Prices = field(default_factory=Prices)
+    annotation: Annotation = field(default_factory=Annotation)
+    annotators: Annotators = field(default_factory=Annotators)
+    connector: ConnectorSettings = field(default_factory=ConnectorSettings)
+    policy: PolicySettings = field(default_factory=PolicySettings)
     path: Path | None = None
-
-    def __getitem__(self, table: str) -> dict[str, Any]:
-        return self.tables[table]
 
     @property
     def simulated(self) -> bool:
-        return self.tables["annotation"]["connector"] == "simulated"
+        return self.annotation.connector == "simulated"
 
     def label_price(self) -> LabelPrice:
-        p = self.tables["prices"]
-        if p["hourly_wage"]:
-            return LabelPrice.hourly(str(p["hourly_wage"]), seconds_per_label=float(p["seconds_per_label"]))
-        return LabelPrice.per_label(str(p["per_label"]))
+        p = self.prices
+        if p.hourly_wage:
+            return LabelPrice.hourly(p.hourly_wage, seconds_per_label=float(p.seconds_per_label))
+        return LabelPrice.per_label(p.per_label)
 
     def flop_pricing(self) -> FlopPricing:
-        p = self.tables["prices"]
-        return FlopPricing(reference_gpu=p["reference_gpu"], peak_flops=float(p["reference_peak_flops"]),
-                           utilisation=float(p["reference_utilisation"]),
-                           price_per_hour=to_micro(str(p["reference_gpu_hour"])))
+        p = self.prices
+        return FlopPricing(reference_gpu=p.reference_gpu, peak_flops=float(p.reference_peak_flops),
+                           utilisation=float(p.reference_utilisation), price_per_hour=to_micro(p.reference_gpu_hour))
 
     def device_prices(self) -> DevicePrice:
-        return DevicePrice.from_dollars({k: str(v) for k, v in self.tables["prices"]["device_hour"].items()})
+        return DevicePrice.from_dollars(dict(self.prices.device_hour))
 
-    def dollars_or_inf(self, table: str, key: str) -> int | None:
-        """A dollar setting in micro-dollars, or None for 'inf' (no limit)."""
-        value = str(self.tables[table][key])
-        return None if value in {"inf", ""} else to_micro(value)
+    def replace(self, **tables: Any) -> ProjectConfig:
+        """A copy with some tables' keys changed, validated: ``config.replace(prices={"phase_scale": {...}})``."""
+        changed = {name: dataclasses.replace(getattr(self, name), **values) for name, values in tables.items()}
+        out = dataclasses.replace(self, **changed)
+        for name in changed:
+            _validate(name, getattr(out, name), "the project")
+        return out
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data for the ledger (paths as strings)."""
+        """Plain data for the ledger and ``project.json`` (paths as strings)."""
         task = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(self.task).items()}
-        return {"task": task, **copy.deepcopy(self.tables)}
+        return {"task": task, **{name: asdict(getattr(self, name)) for name in TABLES}}
 
 
-def _merge(raw: dict[str, Any], where: str) -> dict[str, dict[str, Any]]:
-    unknown = sorted(set(raw) - set(DEFAULTS) - {"task"})
-    if unknown:
-        raise ConfigError(f"Unknown table(s) {unknown} in {where}; allowed: [task], "
-                          + ", ".join(f"[{t}]" for t in DEFAULTS) + ".")
-    tables = copy.deepcopy(DEFAULTS)
-    for table, values in raw.items():
-        if table == "task":
-            continue
-        if not isinstance(values, dict):
-            raise ConfigError(f"[{table}] in {where} must be a table.")
-        bad = sorted(set(values) - set(DEFAULTS[table]))
-        if bad:
-            raise ConfigError(f"Unknown key(s) {bad} in [{table}] of {where}; allowed: "
-                              f"{', '.join(DEFAULTS[table])}.")
-        for key, value in values.items():
-            if isinstance(value, float) and table == "prices" and key in {"per_label", "hourly_wage",
-                                                                          "reference_gpu_hour"}:
-                raise ConfigError(f"[prices] {key} in {where} must be a string like \"0.364\": money is never "
-                                  "a binary float.")
-            tables[table][key] = value
-    return tables
+def _validate(name: str, table: Any, where: str) -> None:
+    for key, ok, allowed in table.checks():
+        if not ok:
+            value = getattr(table, key)
+            fix = " (money is never a binary float)" if key in _MONEY_KEYS and isinstance(value, float) else ""
+            raise ConfigError(f"[{name}] {key} = {value!r} in {where} must be {allowed}{fix}.")
+    if name == "prices":
+        try:
+            check_phase_scale(table.phase_scale)
+        except ValueError as exc:
+            raise ConfigError(f"{exc} ({where})") from exc
+
+
+def _table(name: str, values: object, where: str) -> Any:
+    cls = TABLES[name]
+    if not isinstance(values, dict):
+        raise ConfigError(f"[{name}] in {where} must be a table.")
+    allowed = [f.name for f in fields(cls)]
+    bad = sorted(set(values) - set(allowed))
+    if bad:
+        raise ConfigError(f"Unknown key(s) {bad} in [{name}] of {where}; allowed: {', '.join(allowed)}.")
+    table = cls(**values)
+    _validate(name, table, where)
+    return table
 
 
 def load_config(path: str | Path | None = None, *, raw: dict[str, Any] | None = None,
                 base_dir: Path | None = None) -> ProjectConfig:
-    """Read a project file (or an already-parsed ``raw`` dict) into a :class:`ProjectConfig`.
+    """Read a project file (or an already-parsed ``raw`` dict) into a validated :class:`ProjectConfig`.
 
     Raises
     ------
     ConfigError
-        If the file is missing or not TOML, or a table or key is unknown.
+        If the file is missing or not TOML, a table or key is unknown, or a value has the wrong type
+        or is out of range (one line naming the table, key, value and what it must be).
     TaskDataError
         If ``[task]`` is incomplete or inconsistent.
     """
@@ -218,13 +388,10 @@ def load_config(path: str | Path | None = None, *, raw: dict[str, Any] | None = 
         base_dir = path.parent
     if raw is None or "task" not in raw:
         raise ConfigError(f"{where} has no [task] table; it needs at least name, data and labels.")
-    tables = _merge(raw, where)
+    unknown = sorted(set(raw) - set(TABLES) - {"task"})
+    if unknown:
+        raise ConfigError(f"Unknown table(s) {unknown} in {where}; allowed: [task], "
+                          + ", ".join(f"[{t}]" for t in TABLES) + ".")
+    tables = {name: _table(name, raw[name], where) for name in TABLES if name in raw}
     task = TaskSpec.from_dict(raw["task"], base_dir=base_dir)
-    for key in ("per_label", "reference_gpu_hour"):
-        to_micro(str(tables["prices"][key]))  # fails early on a bad amount
-    try:
-        check_keep(tables["models"]["keep"])
-        check_phase_scale(tables["prices"]["phase_scale"])
-    except ValueError as exc:
-        raise ConfigError(f"{exc} ({where})") from exc
-    return ProjectConfig(task=task, tables=tables, path=path)
+    return ProjectConfig(task=task, **tables, path=path)

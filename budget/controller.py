@@ -39,7 +39,7 @@ from budget.policy import Decision, Policy, PolicyState, RoundObservation, make_
 from budget.prices import label_cost
 from budget.report import write_report
 from budget.rounds import AwaitingAnnotators, AwaitingApproval, RunContext, run_annotate, run_baseline, run_distill
-from budget.runfolder import check_keep, prune
+from budget.runfolder import prune
 from connectors.base import Connector
 from connectors.retry import RetryingConnector
 from connectors.simulated import SimulatedConnector
@@ -104,22 +104,22 @@ class Controller:
                  phase_cache: PhaseCache | None = None, model_cache_dir: Path | None = None,
                  auto_approve_under: str | None = None) -> None:
         if auto_approve_under is not None:
-            config["annotation"]["auto_approve_under"] = auto_approve_under
+            config = config.replace(annotation={"auto_approve_under": auto_approve_under})
         self.config = config
         self.run_dir = Path(run_dir)
         self.seed = seed
-        self.policy_name = policy or config["policy"]["name"]
+        self.policy_name = policy or config.policy.name
         self.policy = self._make_policy(self.policy_name)
         self.progress = progress
         self.say = say
         self.pool = load_pool(config.task)  # fails with a one-line error before anything is written
         # "all": every labeled row is the team's seed (real data); a number draws that many of them
         # (a simulation draws its seed and test set from the labeled rows and buys the rest).
-        size = config["split"]["seed_size"]
+        size = config.split.seed_size
         seed_size = len(self.pool.labeled) if size == "all" else int(size)
         split = split_pool(self.pool, seed=seed, seed_size=seed_size,
-                           test_size=config["split"]["test_size"] if config.simulated else 0)
-        cap = int(config["split"]["max_unlabeled"])
+                           test_size=config.split.test_size if config.simulated else 0)
+        cap = config.split.max_unlabeled
         if cap and len(split.unlabeled) > cap:
             keep = np.sort(np.random.default_rng(seed).permutation(split.unlabeled)[:cap])
             split = type(split)(seed=split.seed, unlabeled=keep, test=split.test)
@@ -131,10 +131,9 @@ class Controller:
         self.ctx: RunContext | None = None
 
     def _make_policy(self, name: str) -> Policy:
-        p = self.config["policy"]
-        params = {"min_points_per_100usd": float(p["min_points_per_100usd"]),
-                  "keep_final_distill": bool(p["keep_final_distill"]),
-                  "redistill_growth": float(p["redistill_growth"])} if name == "adaptive" else {}
+        p = self.config.policy
+        params = {"min_points_per_100usd": float(p.min_points_per_100usd), "keep_final_distill": p.keep_final_distill,
+                  "redistill_growth": float(p.redistill_growth)} if name == "adaptive" else {}
         return make_policy(name, **params)
 
     # --- opening a run ----------------------------------------------------------------------------
@@ -168,10 +167,10 @@ class Controller:
             return
         if amount_micro == 0:
             raise UsageError(f"No budget: give --spend DOLLARS to start a run in '{self.run_dir}'.")
-        per_item = label_cost(self.config.label_price(), 1, int(self.config["prices"]["overlap"]))
+        per_item = label_cost(self.config.label_price(), 1, self.config.prices.overlap)
         if amount_micro < per_item and self.policy_name != "distill":
             raise UsageError(f"Budget {format_usd(amount_micro)} is too small for one label "
-                             f"({format_usd(per_item)} per item with overlap {self.config['prices']['overlap']}); "
+                             f"({format_usd(per_item)} per item with overlap {self.config.prices.overlap}); "
                              f"spend at least {format_usd(per_item)}.")
 
     def dry_run(self, amount_micro: int, *, add: bool = False) -> str:
@@ -223,14 +222,14 @@ class Controller:
         return self
 
     def _measure_models(self, run_id: str) -> dict[str, Any]:
-        m = self.config["models"]
-        student = load_classifier(m["student"], self.pool.labels)
-        teacher = load_classifier(m["teacher"], self.pool.labels, cache_dir=self.model_cache_dir)
+        m = self.config.models
+        student = load_classifier(m.student, self.pool.labels)
+        teacher = load_classifier(m.teacher, self.pool.labels, cache_dir=self.model_cache_dir)
         sample = [self.pool.texts[i] for i in self.split.unlabeled[:500]] or self.pool.texts[:500]
         pairs = isinstance(sample[0], tuple)
         enc = (student.tokenizer([t[0] for t in sample], [t[1] for t in sample], truncation=True,
-                                 max_length=int(m["max_length"])) if pairs
-               else student.tokenizer(sample, truncation=True, max_length=int(m["max_length"])))
+                                 max_length=m.max_length) if pairs
+               else student.tokenizer(sample, truncation=True, max_length=m.max_length))
         return {"run_id": run_id, "config_hash": _config_hash(self.config), "seed": self.seed,
                 "student_params": student.n_params, "teacher_params": teacher.n_params,
                 "tokens_per_item": float(np.mean([len(x) for x in enc["input_ids"]])),
@@ -238,28 +237,27 @@ class Controller:
                 "unlabeled": len(self.split.unlabeled), "test": len(self.split.test)}
 
     def _make_connector(self, run_id: str) -> Connector:
-        a, c = self.config["annotation"], self.config["connector"]
-        kind = a["connector"]
+        a, c = self.config.annotation, self.config.connector
+        kind = a.connector
         if kind == "simulated":
             gold = {self.pool.external_id(run_id, int(i)): self.pool.label_of(int(i)) for i in self.split.unlabeled}
-            s = self.config["annotators"]
-            crowd = SimulatedAnnotators(n_annotators=int(s["n"]), error_rate=float(s["error_rate"]),
-                                        skip_rate=float(s["skip_rate"]), latency_s=tuple(s["latency_s"]),
-                                        seed=self.seed)
+            s = self.config.annotators
+            crowd = SimulatedAnnotators(n_annotators=s.n, error_rate=float(s.error_rate), skip_rate=float(s.skip_rate),
+                                        latency_s=tuple(s.latency_s), seed=self.seed)
             return SimulatedConnector(gold, crowd, state_path=self.run_dir / "simulated-platform.json",
                                       answer_key=lambda external_id: external_id.rsplit("-", 1)[-1])
         if kind == "labelstudio":
             from connectors.labelstudio import LabelStudioConnector, project_title
 
-            inner = LabelStudioConnector(c["url"], project_title(run_id, self.config.task.name),
-                                         api_key_env=c["api_key_env"] or "LABEL_STUDIO_API_KEY",
-                                         attach_predictions=bool(a["suggestions"]), timeout=float(c["timeout"]))
+            inner = LabelStudioConnector(c.url, project_title(run_id, self.config.task.name),
+                                         api_key_env=c.api_key_env or "LABEL_STUDIO_API_KEY",
+                                         attach_predictions=a.suggestions, timeout=float(c.timeout))
         elif kind == "argilla":
             from connectors.argilla import ArgillaConnector
 
-            inner = ArgillaConnector(c["url"], workspace=c["workspace"], dataset=f"{run_id}-{self.config.task.name}",
-                                     api_key_env=c["api_key_env"] or "ARGILLA_API_KEY", guidelines=c["guidelines"],
-                                     timeout=float(c["timeout"]))
+            inner = ArgillaConnector(c.url, workspace=c.workspace, dataset=f"{run_id}-{self.config.task.name}",
+                                     api_key_env=c.api_key_env or "ARGILLA_API_KEY", guidelines=c.guidelines,
+                                     timeout=float(c.timeout))
         else:
             raise UsageError(f"[annotation] connector must be simulated, labelstudio or argilla; got {kind!r}.")
         return RetryingConnector(inner)
@@ -277,11 +275,11 @@ class Controller:
         Retraining and distillation are corrected separately (actual / raw estimate of each kind's
         finished rounds, within 0.2-5x): a regime can price their phases very differently.
         """
-        m, init = self.config["models"], self.init
-        model = CostModel(ComputePricer(self.config), "cpu" if m["device"] == "auto" else m["device"],
+        m, init = self.config.models, self.init
+        model = CostModel(ComputePricer(self.config), "cpu" if m.device == "auto" else m.device,
                           init["student_params"], init["teacher_params"], init["tokens_per_item"],
-                          int(m["student_epochs"]), int(m["teacher_epochs"]), int(m["distill_epochs"]),
-                          min_steps=int(m["min_steps"]), batch_size=int(m["batch_size"]))
+                          m.student_epochs, m.teacher_epochs, m.distill_epochs, min_steps=m.min_steps,
+                          batch_size=m.batch_size)
         if not corrected:
             return model
         sums = {"retrain": [0.0, 0.0], "distill": [0.0, 0.0]}
@@ -302,7 +300,7 @@ class Controller:
         if decision.arm == "distill":
             return decision.amount_micro, decision.amount_micro / self.cost_model().distill_correction
         n = len(self.ctx.gold_labels()) + (decision.n_items if decision.arm == "annotate" else 0)  # + labels it buys
-        n_dev = max(1, round(n * float(self.config["split"]["dev_fraction"])))
+        n_dev = max(1, round(n * self.config.split.dev_fraction))
         n_train = max(1, n - n_dev)
         raw = self.cost_model(corrected=False).retrain(n_train, n_dev)
         return self.cost_model().retrain(n_train, n_dev), float(raw)
@@ -312,9 +310,9 @@ class Controller:
         ctx, snap = self.ctx, self.ledger.snapshot()
         costs = self.cost_model()
         labels = ctx.gold_labels()
-        n_dev = max(1, round(len(labels) * float(self.config["split"]["dev_fraction"])))
+        n_dev = max(1, round(len(labels) * self.config.split.dev_fraction))
         n_train = max(1, len(labels) - n_dev)
-        batch = int(self.config["annotation"]["batch_size"])
+        batch = self.config.annotation.batch_size
         spent = snap.spent_by_round
         obs = tuple(RoundObservation(r.round, r.arm, spent.get(r.round, 0), int(r.summary.get("n_labels", 0)),
                                      r.summary.get("dev"))
@@ -323,7 +321,7 @@ class Controller:
         return PolicyState(
             granted_micro=snap.totals.granted + extra_micro, available_micro=snap.totals.available + extra_micro,
             spent_by_arm=snap.spent_by_arm, rounds=obs,
-            label_cost_micro=label_cost(self.config.label_price(), 1, int(self.config["prices"]["overlap"])),
+            label_cost_micro=label_cost(self.config.label_price(), 1, self.config.prices.overlap),
             retrain_cost_micro=costs.retrain(n_train + batch, n_dev),
             distill_fixed_cost_micro=costs.distill_fixed(n_train, n_dev),
             distill_cost_per_1000_micro=costs.distill_per_1000(),
@@ -405,7 +403,7 @@ class Controller:
                                   f"{self.run_dir}) to pull their work: no money is added, nothing is pushed twice.",
                                   done)
             failpoints.reach("round-end", rnd)
-            prune(self.run_dir, self.ledger, check_keep(self.config["models"]["keep"]))
+            prune(self.run_dir, self.ledger, self.config.models.keep_count)
             dev = summary.get("dev")
             test = f", test {100 * summary['test']:.1f}" if summary.get("test") is not None else ""
             self.say(f"round {rnd}: {decision.arm} done: spent {format_usd(self.ledger.spent_by_round().get(rnd, 0))}"

@@ -36,12 +36,12 @@ class ComputePricer:
     """
 
     def __init__(self, config: ProjectConfig) -> None:
-        self.mode = config["prices"]["compute"]
+        self.mode = config.prices.compute
         if self.mode not in {"flops", "device-hours"}:
             raise ValueError(f"[prices] compute must be 'flops' or 'device-hours'; got {self.mode!r}.")
         self.flops = config.flop_pricing()
         self.devices = config.device_prices()
-        self.scale = check_phase_scale(config["prices"].get("phase_scale", {}))
+        self.scale = check_phase_scale(config.prices.phase_scale)
 
     def price(self, record: PhaseRecord) -> int:
         """Micro-dollars for one phase (its FLOPs or seconds times ``[prices] phase_scale``, rounded up once)."""

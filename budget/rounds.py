@@ -98,7 +98,7 @@ class RunContext:
     def train_dev(self) -> tuple[tuple[list, np.ndarray], tuple[list, np.ndarray]]:
         """(texts, label ids) for training and for dev; dev is carved from the labels by a hash of the id."""
         labels = self.gold_labels()
-        frac = float(self.config["split"]["dev_fraction"])
+        frac = self.config.split.dev_fraction
         train_ids, dev_ids = [], []
         for i in sorted(labels):
             (dev_ids if dev_membership(self.pool.item_hash(i), frac) else train_ids).append(i)  # same in any run
@@ -140,18 +140,12 @@ class RunContext:
     # --- models ---------------------------------------------------------------------------------
     def train_config(self, role: str) -> TrainConfig:
         """Training settings of the student ('student'), teacher ('teacher') or distillation ('distill')."""
-        m = self.config["models"]
-        epochs = {"student": m["student_epochs"], "teacher": m["teacher_epochs"], "distill": m["distill_epochs"]}
-        lr = m["teacher_lr"] if role == "teacher" else m["student_lr"]
-        return TrainConfig(epochs=int(epochs[role]), min_steps=int(m["min_steps"]), batch_size=int(m["batch_size"]),
-                           lr=float(lr),
-                           max_length=int(m["max_length"]), seed=self.seed, precision=m["precision"],
-                           device=m["device"], patience=int(m["patience"]), metric=self.config.task.metric,
-                           temperature=float(m["temperature"]), alpha=float(m["alpha"]), progress=self.progress)
+        return self.config.models.train_config(role, seed=self.seed, metric=self.config.task.metric,
+                                               progress=self.progress)
 
     def fresh(self, role: str) -> LoadedModel:
         """A newly loaded student or teacher with the task's labels (never a trained one)."""
-        return load_classifier(self.config["models"][role], self.pool.labels, seed=self.seed,
+        return load_classifier(getattr(self.config.models, role), self.pool.labels, seed=self.seed,
                                cache_dir=self.model_cache_dir or self.run_dir.parent / ".model-cache")
 
     def latest_student(self) -> LoadedModel | None:
@@ -211,7 +205,7 @@ class RunContext:
     def score(self, model: LoadedModel, rnd: int, meter: Meter) -> dict[str, float]:
         """Dev score (metered, decisions use it) and, in simulation, test scores (reports only)."""
         _, (dev_texts, dev_y) = self.train_dev()
-        kw = dict(max_length=int(self.config["models"]["max_length"]), progress=False)
+        kw = dict(max_length=self.config.models.max_length, progress=False)
         dev = evaluate(model.model, model.tokenizer, dev_texts, dev_y, self.pool.labels, meter=meter, **kw)
         out = {"dev": dev.get(self.config.task.metric), "dev_accuracy": dev.accuracy, "dev_macro_f1": dev.macro_f1}
         if len(self.split.test):
@@ -232,8 +226,8 @@ def _reserve_once(ctx: RunContext, key: str, amount: int, **kwargs) -> Reservati
 def _eval_margin(ctx: RunContext, model: LoadedModel, texts: list) -> int:
     """Twice the estimated price of evaluating ``model`` on ``texts``: held back from a training's limit so
     that the metered evaluation after it still fits in the reservation."""
-    tokens = int(encode(model.tokenizer, texts, max_length=int(ctx.config["models"]["max_length"])).lengths.sum())
-    device = device_kind(pick_device(ctx.config["models"]["device"]))
+    tokens = int(encode(model.tokenizer, texts, max_length=ctx.config.models.max_length).lengths.sum())
+    device = device_kind(pick_device(ctx.config.models.device))
     return 2 * ctx.pricer.estimate(2.0 * model.n_params * tokens * 1.5, device, phase="evaluation") + 1
 
 
@@ -262,7 +256,7 @@ def _cached(ctx: RunContext, out: Path, key: dict[str, Any] | None, limit: int, 
 
 def _train_key(ctx: RunContext, role: str, cfg: TrainConfig, texts: list, ys: np.ndarray, dev: tuple) -> dict:
     """What fixes a training's outcome: the model it starts from, its data, its settings and seed."""
-    return {"role": role, "model": str(ctx.config["models"]["student" if role != "teacher" else "teacher"]),
+    return {"role": role, "model": ctx.config.models.teacher if role == "teacher" else ctx.config.models.student,
             "train": data_fingerprint(texts, ys), "dev": data_fingerprint(list(dev[0]), dev[1]),
             "labels": list(ctx.pool.labels), "config": {k: v for k, v in asdict(cfg).items() if k != "progress"}}
 
@@ -274,8 +268,8 @@ def _affordable_prefix(ctx: RunContext, teacher: LoadedModel, texts: list, limit
     The price of a prefix is computed as the meter will measure it: 2N FLOPs per padded position, with
     the batches :func:`modeling.infer.predict_logits` makes (length-sorted, padded to multiples of 8).
     """
-    lengths = encode(teacher.tokenizer, texts, max_length=int(ctx.config["models"]["max_length"])).lengths
-    device = device_kind(pick_device(ctx.config["models"]["device"]))
+    lengths = encode(teacher.tokenizer, texts, max_length=ctx.config.models.max_length).lengths
+    device = device_kind(pick_device(ctx.config.models.device))
 
     def cost(n: int) -> int:
         padded = sum(len(b) * -(-int(lengths[b].max()) // 8) * 8 for b in sorted_batches(lengths[:n], 64))
@@ -360,10 +354,10 @@ def _propose(ctx: RunContext, rnd: int, batch_id: str, decision: Decision) -> No
     proba = None
     if student is not None and len(candidates):
         logits = predict_logits(student.model, student.tokenizer, [ctx.pool.texts[i] for i in candidates],
-                                max_length=int(ctx.config["models"]["max_length"]), progress=ctx.progress,
+                                max_length=ctx.config.models.max_length, progress=ctx.progress,
                                 phase_name="selection")
         proba = softmax(logits)
-    strategy = make_strategy(ctx.config["annotation"]["selection"])
+    strategy = make_strategy(ctx.config.annotation.selection)
     chosen = strategy.select(decision.n_items, candidates=candidates, proba=proba, rng_seed=ctx.seed * 1000 + rnd)
     row = {int(c): j for j, c in enumerate(candidates)}
     suggestions = {}
@@ -372,7 +366,7 @@ def _propose(ctx: RunContext, rnd: int, batch_id: str, decision: Decision) -> No
             p = proba[row[int(i)]]
             suggestions[int(i)] = [ctx.pool.labels[int(p.argmax())], round(float(p.max()), 4)]
     price = ctx.config.label_price()
-    overlap = int(ctx.config["prices"]["overlap"])
+    overlap = ctx.config.prices.overlap
     labels_micro = label_cost(price, len(chosen), overlap)
     per_item = label_cost(price, 1, overlap)
     amount = min(labels_micro + (decision.amount_micro - decision.n_items * per_item), decision.amount_micro)
@@ -401,13 +395,13 @@ def _batch_for_platform(ctx: RunContext, batch_id: str) -> Batch:
     rec = ctx.ledger.batch(batch_id)
     items = []
     for i in rec.payload["item_ids"]:
-        sug = rec.payload["suggestions"].get(str(i)) if ctx.config["annotation"]["suggestions"] else None
+        sug = rec.payload["suggestions"].get(str(i)) if ctx.config.annotation.suggestions else None
         items.append(BatchItem(i, ctx.pool.external_id(ctx.run_id, i), ctx.pool.texts[i],
                                suggestion=sug[0] if sug else None, suggestion_score=sug[1] if sug else None))
     return Batch(batch_id, ctx.config.task.name, ctx.pool.labels, tuple(items),
                  text_fields=ctx.config.task.batch_text_fields, overlap=rec.overlap,
                  approved=rec.state in {"approved", "pushed", "partial", "done"},
-                 guidelines=str(ctx.config["connector"]["guidelines"]))
+                 guidelines=ctx.config.connector.guidelines)
 
 
 def _store_answers(ctx: RunContext, batch_id: str, receipt: Receipt, annotations: list[Annotation]) -> None:
@@ -435,7 +429,7 @@ def _label_cost(ctx: RunContext, batch_id: str) -> int:
 def run_annotate(ctx: RunContext, rnd: int, decision: Decision) -> dict[str, Any]:
     """Propose a batch, get it approved, push it, wait for people, settle what they did, retrain."""
     batch_id = f"{ctx.run_id}-r{rnd:03d}"
-    a = ctx.config["annotation"]
+    a = ctx.config.annotation
     try:
         rec = ctx.ledger.batch(batch_id)
     except BatchNotFoundError:  # not proposed yet; proposing reserves and stores the batch atomically
@@ -444,7 +438,7 @@ def run_annotate(ctx: RunContext, rnd: int, decision: Decision) -> dict[str, Any
         rec = ctx.ledger.batch(batch_id)
     # 1. approval: auto under the configured amount, else a lead decides while we are not running
     if rec.state == "proposed":
-        limit = ctx.config.dollars_or_inf("annotation", "auto_approve_under")
+        limit = ctx.config.annotation.auto_approve_micro
         if limit is None or rec.total_micro < limit:
             ctx.ledger.approve(batch_id, by="auto", why="under the auto-approval limit")
             failpoints.reach("approve", rnd)
@@ -474,9 +468,9 @@ def run_annotate(ctx: RunContext, rnd: int, decision: Decision) -> dict[str, Any
                 break
             if status.done or status.skipped:
                 ctx.ledger.set_batch_state(batch_id, "partial")
-            if clock.now() - started >= float(a["wait_seconds"]) and not ctx.config.simulated:
+            if clock.now() - started >= float(a.wait_seconds) and not ctx.config.simulated:
                 raise AwaitingAnnotators(batch_id, status.waiting)
-            clock.sleep(float(a["poll_seconds"]))
+            clock.sleep(float(a.poll_seconds))
         # 4. settle what people did, atomically with the batch being done
         cost = _label_cost(ctx, batch_id)
         with ctx.ledger.atomic():
@@ -507,7 +501,7 @@ def run_distill(ctx: RunContext, rnd: int, decision: Decision) -> dict[str, Any]
                         purpose=f"teacher + soft labels on {decision.n_items} items + student",
                         estimate_micro=decision.amount_micro)
     # A lead approves compute above the configured amount, as for annotation batches.
-    limit = ctx.config.dollars_or_inf("policy", "approve_compute_over")
+    limit = ctx.config.policy.approve_compute_micro
     if limit is not None and res.amount_micro > limit:
         batch_id = f"{ctx.run_id}-r{rnd:03d}-compute"
         try:
@@ -550,7 +544,7 @@ def run_distill(ctx: RunContext, rnd: int, decision: Decision) -> dict[str, Any]
         if n == 0:
             return {"n_items": 0, "stopped": "budget"}, []
         soft = soft_labels(teacher.model, teacher.tokenizer, texts[:n], cache_dir=cache_dir,
-                           max_length=int(ctx.config["models"]["max_length"]), progress=ctx.progress)
+                           max_length=ctx.config.models.max_length, progress=ctx.progress)
         phase, result = soft.phase, {"soft_labels": str(soft.path), "n_items": n}
         if soft.cached and ctx.phase_cache is None:  # outside a study, work that did not run costs nothing
             phase = replace(phase, seconds=0.0, examples=0, tokens=0, padded_tokens=0, flops=0.0)

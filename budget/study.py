@@ -160,9 +160,7 @@ def quick_study(out: Path) -> Study:
 
 
 def _with_scale(config: ProjectConfig, scale: dict[str, float]) -> ProjectConfig:
-    tables = {k: dict(v) for k, v in config.tables.items()}
-    tables["prices"]["phase_scale"] = dict(scale)
-    return ProjectConfig(config.task, tables, config.path)
+    return config.replace(prices={"phase_scale": dict(scale)})
 
 
 def _scales(study: Study, configs: dict[Path, ProjectConfig]) -> dict[str, dict[str, dict[str, float]]]:
@@ -178,10 +176,10 @@ def _scales(study: Study, configs: dict[Path, ProjectConfig]) -> dict[str, dict[
                            say=lambda _: None, model_cache_dir=study.out / ".model-cache").open()
         try:
             state = probe.policy_state()
-            m = config["models"]
+            m = config.models
             for regime in missing:
                 known.setdefault(task, {})[regime] = regime_scale(
-                    regime, teacher_epochs=int(m["teacher_epochs"]), distill_epochs=int(m["distill_epochs"]),
+                    regime, teacher_epochs=m.teacher_epochs, distill_epochs=m.distill_epochs,
                     distill_cost_micro=state.distill_cost(state.n_unlabeled),
                     batch_cost_micro=state.batch_size * state.label_cost_micro)
         finally:

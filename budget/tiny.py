@@ -45,19 +45,24 @@ def make_task(n: int, seed: int = 0, pair: bool = False) -> tuple[list, np.ndarr
 
 
 def build_tiny_bert(out: Path, *, hidden: int = 32, layers: int = 2, heads: int = 2, seed: int = 0) -> Path:
-    """Save a tiny random BERT (tokenizer trained on the task's words) to ``out``; returns ``out``."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    """Save a tiny random BERT (a word-level WordPiece vocabulary of the task's words) to ``out``; returns ``out``.
+
+    The vocabulary is written in sorted order rather than trained: ``tokenizers``' trainer orders ties
+    differently from one process to the next, and the same seed must give the same model everywhere.
+    """
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast, set_seed
 
     out = Path(out)
     if (out / "config.json").exists():
         return out
-    corpus = [t if isinstance(t, str) else " ".join(t) for t in make_task(2000, seed=99)[0]]
-    tk = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    words = sorted({w for words in _KEYWORDS.values() for w in words} | set(_FILLER))
+    pieces = sorted({f"##{c}" for w in words for c in w} | {c for w in words for c in w})
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocab = list(dict.fromkeys(specials + pieces + words))  # a one-letter word is also a piece: once
+    tk = Tokenizer(models.WordPiece({t: i for i, t in enumerate(vocab)}, unk_token="[UNK]"))
     tk.normalizer = normalizers.BertNormalizer(lowercase=True)
     tk.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tk.train_from_iterator(corpus, trainers.WordPieceTrainer(vocab_size=400, special_tokens=specials))
     cls, sep = tk.token_to_id("[CLS]"), tk.token_to_id("[SEP]")
     tk.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]

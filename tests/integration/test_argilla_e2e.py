@@ -181,13 +181,13 @@ def test_run_waits_for_annotators_then_resumes_without_pushing_again(argilla_ser
 def test_example_project_loads(tmp_path: Path) -> None:
     """examples/argilla/project.toml is a valid project file for the Argilla connector (no server)."""
     config = load_config(EXAMPLE)
-    assert config["annotation"]["connector"] == "argilla"
+    assert config.annotation.connector == "argilla"
     assert config.task.pair_regex and config.task.batch_text_fields == ("text1", "text2")
-    assert config.task.metric == "macro_f1" and config["prices"]["per_label"] == "0.364"
-    c = config["connector"]
-    assert c["url"].startswith("http") and c["api_key_env"] == "ARGILLA_API_KEY" and c["workspace"]
-    assert c["guidelines"].strip()
-    assert float(config["annotation"]["wait_seconds"]) > 0 and float(config["annotation"]["poll_seconds"]) > 0
+    assert config.task.metric == "macro_f1" and config.prices.per_label == "0.364"
+    c = config.connector
+    assert c.url.startswith("http") and c.api_key_env == "ARGILLA_API_KEY" and c.workspace
+    assert c.guidelines.strip()
+    assert float(config.annotation.wait_seconds) > 0 and float(config.annotation.poll_seconds) > 0
     if config.task.data.exists():  # the shared Stanceosaurus file is in this checkout
         from budget.controller import Controller
         from connectors.argilla import ArgillaConnector
@@ -198,4 +198,4 @@ def test_example_project_loads(tmp_path: Path) -> None:
         inner = connector.inner  # type: ignore[attr-defined]
         assert isinstance(inner, ArgillaConnector)
         assert inner.dataset == "stanceosaurus-0123abcd-stanceosaurus"
-        assert (inner.url, inner.workspace, inner.guidelines) == (c["url"], c["workspace"], c["guidelines"])
+        assert (inner.url, inner.workspace, inner.guidelines) == (c.url, c.workspace, c.guidelines)

@@ -174,10 +174,10 @@ def test_run_waits_for_annotators_then_resumes_without_pushing_again(labelstudio
 def test_example_project_loads() -> None:
     """examples/labelstudio/project.toml is a valid project file for the Label Studio connector (no server)."""
     config = load_config(EXAMPLE)
-    assert config["annotation"]["connector"] == "labelstudio"
+    assert config.annotation.connector == "labelstudio"
     assert config.task.pair_regex and config.task.batch_text_fields == ("text1", "text2")
-    assert config["connector"]["url"].startswith("http") and config["connector"]["api_key_env"]
-    assert float(config["annotation"]["wait_seconds"]) > 0 and float(config["annotation"]["poll_seconds"]) > 0
+    assert config.connector.url.startswith("http") and config.connector.api_key_env
+    assert float(config.annotation.wait_seconds) > 0 and float(config.annotation.poll_seconds) > 0
     if config.task.data.exists():  # the shared MultiPIT file is in this checkout
         from annotation.pool import load_pool
 

@@ -135,7 +135,7 @@ def test_bad_spend_or_policy_is_one_line_exit_2_and_writes_nothing(args, message
     (lambda t: t.replace('data = "data.jsonl"', 'data = "missing.jsonl"'), "Data file"),
     (lambda t: t.replace('[task]', '[task]\ntext_fields = ["body"]'), "'body'"),
     (lambda t: t.replace('labels = ["sports", "music", "weather"]', 'labels = ["sports", "music"]'), "'weather'"),
-    (lambda t: t.replace('per_label = "0.50"', 'per_label = 0.5'), "must be a string like"),
+    (lambda t: t.replace('per_label = "0.50"', 'per_label = 0.5'), "money is never a binary float"),
     (lambda t: t.replace("[annotation]", "[annotation]\ncolour = 1"), "Unknown key(s) ['colour'] in [annotation]"),
 ])
 def test_bad_project_file_is_one_line_exit_2_and_writes_nothing(edit, message, tmp_path, models_dir):
