@@ -151,7 +151,8 @@ def test_run_waits_for_annotators_then_resumes_without_pushing_again(labelstudio
     first = _controller(labelstudio, "--spend", "20", "--config", str(project), "--run-dir", str(run_dir),
                         "--max-rounds", "2")
     assert first.returncode == 0, first.stdout + first.stderr
-    assert "10 items still wait for annotators" in first.stdout and "without --spend" in first.stdout
+    assert "10 items still wait for annotators" in first.stdout
+    assert "Run the same command again" in first.stdout and "no money is added" in first.stdout
     with Ledger(run_dir / "ledger.sqlite") as ledger:
         (batch,) = ledger.batches()
         assert batch.state == "pushed" and ledger.labels() == []
@@ -162,8 +163,9 @@ def test_run_waits_for_annotators_then_resumes_without_pushing_again(labelstudio
     assert _task_count(labelstudio, people.project_id) == (BATCH, BATCH)
     assert people.answer_new_tasks() == BATCH  # the people work while no controller runs
 
-    # as the message says: the same run folder, no --spend (the project file is the one stored in the run)
-    again = _controller(labelstudio, "--run-dir", str(run_dir), "--max-rounds", "1")
+    # as the message says: the same command again; its --spend 20 names the budget the run already has
+    again = _controller(labelstudio, "--spend", "20", "--config", str(project), "--run-dir", str(run_dir),
+                        "--max-rounds", "1")
     assert again.returncode == 0, again.stdout + again.stderr
     assert "wait for annotators" not in again.stdout
     with Ledger(run_dir / "ledger.sqlite") as ledger:
