@@ -295,15 +295,18 @@ class Controller:
             model.distill_correction = min(5.0, max(0.2, sums["distill"][1] / sums["distill"][0]))
         return model
 
-    def compute_estimate(self, decision: Decision) -> tuple[int, float]:
-        """What a decision's compute is expected to cost (as the policy saw it) and the raw FLOP estimate."""
-        if decision.arm == "distill":
-            return decision.amount_micro, decision.amount_micro / self.cost_model().distill_correction
+    def compute_estimate(self, decision: Decision) -> tuple[int, float, dict[str, float]]:
+        """What a decision's compute is expected to cost (as the policy saw it), the raw FLOP estimate,
+        and the estimate per metered phase."""
         n = len(self.ctx.gold_labels()) + (decision.n_items if decision.arm == "annotate" else 0)  # + labels it buys
         n_dev = max(1, round(n * self.config.split.dev_fraction))
         n_train = max(1, n - n_dev)
+        costs = self.cost_model()
+        phases = costs.phases(decision.arm, n_train, n_dev, decision.n_items)
+        if decision.arm == "distill":
+            return decision.amount_micro, decision.amount_micro / costs.distill_correction, phases
         raw = self.cost_model(corrected=False).retrain(n_train, n_dev)
-        return self.cost_model().retrain(n_train, n_dev), float(raw)
+        return costs.retrain(n_train, n_dev), float(raw), phases
 
     def policy_state(self, extra_micro: int = 0) -> PolicyState:
         """The read-only state the policy decides on (``extra_micro``: money about to be granted)."""
@@ -386,8 +389,9 @@ class Controller:
                                       available_micro=self.ledger.totals().available)
                 return RunOutcome("stopped", f"Stopped: {decision.reason}. {self.ledger.totals()}.", done)
             # what the compute part was expected to cost, to correct later estimates by what it did cost
-            estimate, raw = self.compute_estimate(decision)
-            record = {**asdict(decision), "compute_estimate": estimate, "compute_estimate_raw": raw}
+            estimate, raw, phases = self.compute_estimate(decision)
+            record = {**asdict(decision), "compute_estimate": estimate, "compute_estimate_raw": raw,
+                      "compute_estimate_phases": phases}
             if self.ledger.start_round(rnd, decision.arm, record):
                 self.say(f"round {rnd}: {decision.arm} {decision.n_items} items, reserve "
                          f"{format_usd(decision.amount_micro)} ({decision.reason})")

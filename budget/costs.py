@@ -105,6 +105,28 @@ class CostModel:
                     for phase, f in flops_by_phase.items())
         return int(micro * correction) + 1
 
+    def phases(self, arm: str, n_train: int, n_eval: int, n_items: int = 0) -> dict[str, float]:
+        """The estimate of one round's compute, micro-dollars per metered phase (corrected, not rounded).
+
+        ``arm``: 'distill' (over ``n_items`` unlabeled items) or a retraining ('baseline', 'annotate').
+        The same FLOP formulas as :meth:`retrain`, :meth:`distill_fixed` and :meth:`distill_per_1000`,
+        kept apart so the decision study can hold each phase kind to its measured cost.
+        """
+        s, t = self.student_params, self.teacher_params
+        if arm == "distill":
+            flops = {"teacher_finetune": self._flops_train(t, n_train, self.teacher_epochs),
+                     "soft_labels": self._flops_infer(t, n_items),
+                     "student_distill": self._flops_train(s, n_train, self.distill_epochs)
+                     + self._flops_train(s, n_items, self.distill_epochs),
+                     "evaluation": self._flops_infer(s, n_eval)}
+            correction = self.distill_correction
+        else:
+            flops = {"student_finetune": self._flops_train(s, n_train, self.student_epochs),
+                     "evaluation": self._flops_infer(s, n_eval)}
+            correction = self.correction
+        return {phase: self.pricer.estimate(f, self.device, self.flops_per_second, phase) * correction
+                for phase, f in flops.items()}
+
     def retrain(self, n_train: int, n_eval: int) -> int:
         """Student fine-tuned on ``n_train`` gold labels, evaluated on ``n_eval`` items each epoch."""
         return self._price(

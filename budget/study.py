@@ -36,13 +36,16 @@ from tqdm.auto import tqdm
 
 from budget.config import ConfigError, ProjectConfig, load_config
 from budget.controller import Controller
+from budget.costs import ComputePricer
 from budget.exceptions import InputError
 from budget.ledger import Ledger
 from budget.money import format_usd, parse_usd
 from budget.phase_cache import PhaseCache
 from budget.policy import make_policy
+from budget.records import RoundRecord
 from budget.regimes import REGIMES, regime_scale
 from budget.study_report import write_outputs
+from modeling.meter import PhaseRecord
 
 __all__ = ["Cell", "CellResult", "Study", "load_study", "quick_study", "run_study"]
 
@@ -115,7 +118,8 @@ class CellResult:
     flops: float  # compute the cell was charged for, in FLOPs
     flops_saved: float  # of those, reused from another cell through the phase cache (not run again)
     curve: tuple[tuple[int, float], ...] = ()  # (cumulative micro-dollars, test score) after each round
-    estimates: tuple[tuple[str, int, int], ...] = field(default=())  # (round kind, estimate, actual) micro
+    # (what: 'round:<arm>' or 'phase:<name>', estimated, actual) micro-dollars of each finished round
+    estimates: tuple[tuple[str, int, int], ...] = field(default=())
 
     @property
     def spent_micro(self) -> int:
@@ -196,6 +200,23 @@ def _flops(ledger: Ledger, rnd: int) -> tuple[float, float]:
             sum(step.get("reused_flops", 0.0) for step in steps))
 
 
+def _estimates(r: RoundRecord, ledger: Ledger, pricer: ComputePricer) -> list[tuple[str, int, int]]:
+    """(what, estimated, actual) micro-dollars of a finished round: the round's compute as the policy
+    estimated it ('round:<arm>'), and each metered phase kind ('phase:<name>')."""
+    out = []
+    estimate, actual = r.decision.get("compute_estimate"), r.summary.get("compute_micro")
+    if estimate and actual:
+        out.append((f"round:{r.arm}", int(estimate), int(actual)))
+    spent: dict[str, int] = {}
+    for step in ("student", "teacher", "soft_labels"):
+        for p in (ledger.step_result(f"round-{r.round}:{step}") or {}).get("phases", []):
+            spent[p["name"]] = spent.get(p["name"], 0) + pricer.price(PhaseRecord(**p))
+    for phase, est in (r.decision.get("compute_estimate_phases") or {}).items():
+        if spent.get(phase) and est >= 1:
+            out.append((f"phase:{phase}", round(est), spent[phase]))
+    return out
+
+
 def run_cell(cell: Cell, config: ProjectConfig, run_dir: Path, shared: Path) -> CellResult:
     """Run (or resume) one cell to the end of its budget and read what it bought from its ledger.
 
@@ -217,9 +238,8 @@ def run_cell(cell: Cell, config: ProjectConfig, run_dir: Path, shared: Path) -> 
             total += spent.get(r.round, 0)
             if r.summary.get("test") is not None:
                 curve.append((total, float(r.summary["test"])))
-            estimate, actual = r.decision.get("compute_estimate"), r.summary.get("compute_micro")
-            if estimate and actual:
-                estimates.append((r.arm, int(estimate), int(actual)))
+            if r.summary.get("stopped") != "budget":
+                estimates += _estimates(r, ledger, ComputePricer(config))
         scored = [r for r in rounds if r.summary.get("dev") is not None and r.summary.get("test") is not None]
         picked = max(scored, key=lambda r: r.summary["dev"]) if scored else None
         return CellResult(cell.task, cell.regime, cell.budget, cell.seed, cell.policy,

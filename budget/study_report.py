@@ -139,15 +139,16 @@ def summary_markdown(rows: list[dict[str, Any]], scales: dict) -> str:
 def _estimate_lines(rows: list[dict[str, Any]]) -> list[str]:
     ratios: dict[tuple[str, str], list[float]] = defaultdict(list)
     for r in rows:
-        for kind, estimate, actual in r["estimates"]:
-            ratios[(r["regime"], "distillation" if kind == "distill" else f"{kind} retrain")].append(actual / estimate)
+        for what, estimate, actual in r["estimates"]:
+            ratios[(r["regime"], what)].append(actual / estimate)
     if not ratios:
         return []
     lines = ["## Compute estimates against what was spent", "",
-             "| regime | round kind | rounds | median actual/estimate | within ±25% |", "|---|---|---|---|---|"]
-    for (regime, kind), values in sorted(ratios.items()):
+             "Per round (the estimate the policy decided on) and per metered phase kind; a ratio of 1.00 is exact.",
+             "", "| regime | round or phase | n | median actual/estimate | within ±25% |", "|---|---|---|---|---|"]
+    for (regime, what), values in sorted(ratios.items()):
         within = sum(0.75 <= v <= 1.25 for v in values)
-        lines.append(f"| {regime} | {kind} | {len(values)} | {statistics.median(values):.2f} | "
+        lines.append(f"| {regime} | {what} | {len(values)} | {statistics.median(values):.2f} | "
                      f"{within}/{len(values)} |")
     return lines + [""]
 
