@@ -140,6 +140,7 @@ def _estimate_lines(rows: list[dict[str, Any]]) -> list[str]:
     ratios: dict[tuple[str, str], list[float]] = defaultdict(list)
     for r in rows:
         for what, estimate, actual in r["estimates"]:
+            what = what if ":" in what else f"round:{what}"  # cells finished before phases were recorded
             ratios[(r["regime"], what)].append(actual / estimate)
     if not ratios:
         return []
