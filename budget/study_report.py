@@ -186,9 +186,10 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
                     pts[float(r["budget"])].append(100 * r["final_test"])
             xs = sorted(pts)
             mean = [statistics.fmean(pts[x]) for x in xs]
-            ax.plot(xs, mean, marker="o", lw=2.2 if policy == "adaptive" else 1.4, label=policy,
-                    color="black" if policy == "adaptive" else None)
-            ax.fill_between(xs, [min(pts[x]) for x in xs], [max(pts[x]) for x in xs], alpha=0.15)
+            (line,) = ax.plot(xs, mean, marker="o", lw=2.2 if policy == "adaptive" else 1.4, label=policy,
+                              color="black" if policy == "adaptive" else None)
+            ax.fill_between(xs, [min(pts[x]) for x in xs], [max(pts[x]) for x in xs], alpha=0.12,
+                            color=line.get_color())  # the band: lowest to highest seed
         ax.set_title(f"{task}, {regime} compute", fontsize=10)
         ax.set_xlabel("budget ($)")
         ax.set_ylabel("test score (0-100)")
