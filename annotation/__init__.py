@@ -1,6 +1,6 @@
 """Which items to label, and what comes back: pools, selection, aggregation, simulated annotators."""
 
-from annotation.aggregate import AnnotatorAccuracy, Resolved, agreement_rate, majority_vote
+from annotation.aggregate import Resolved, agreement_rate, majority_vote
 from annotation.exceptions import (
     AnnotationError,
     DataFileNotFoundError,
@@ -8,7 +8,6 @@ from annotation.exceptions import (
     EmptyTextError,
     InvalidParameterError,
     MissingColumnError,
-    NotFittedError,
     PairPatternError,
     PoolExhaustedError,
     SelectionError,
@@ -65,7 +64,6 @@ __all__ = [
     # aggregation
     "Resolved",
     "majority_vote",
-    "AnnotatorAccuracy",
     "agreement_rate",
     # simulated people
     "SimulatedAnnotators",
@@ -83,5 +81,4 @@ __all__ = [
     "SelectionError",
     "PoolExhaustedError",
     "UnknownStrategyError",
-    "NotFittedError",
 ]

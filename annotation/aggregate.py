@@ -1,4 +1,4 @@
-"""Several answers per item: majority vote, agreement, and how often each annotator is right.
+"""Several answers per item: majority vote and agreement.
 
 Answers are :class:`annotation.records.Annotation` records as connectors pull them. When an annotator
 answered the same item more than once, their last answer counts.
@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-from annotation.exceptions import NotFittedError, UnknownLabelError
+from annotation.exceptions import UnknownLabelError
 from annotation.records import Annotation
 
-__all__ = ["Resolved", "majority_vote", "AnnotatorAccuracy", "agreement_rate"]
+__all__ = ["Resolved", "majority_vote", "agreement_rate"]
 
 
 @dataclass(frozen=True)
@@ -59,25 +58,17 @@ def _by_item(annotations: Iterable[Annotation]) -> dict[str, dict[str, str | Non
     return items
 
 
-def majority_vote(
-    annotations: Iterable[Annotation],
-    labels: Sequence[str],
-    *,
-    annotator_accuracy: Mapping[str, float] | None = None,
-) -> list[Resolved]:
+def majority_vote(annotations: Iterable[Annotation], labels: Sequence[str]) -> list[Resolved]:
     """Resolve each item's answers to one label by majority vote.
 
-    Ties are broken deterministically: by the highest known accuracy among each tied label's voters
-    (``annotator_accuracy``, e.g. :attr:`AnnotatorAccuracy.accuracy_`), then by the order of ``labels``.
+    Ties are broken deterministically, by the order of ``labels``.
 
     Parameters
     ----------
     annotations : iterable of Annotation
         Answers of any number of items; skips have ``label=None``.
     labels : sequence of str
-        The label set; its order breaks the remaining ties.
-    annotator_accuracy : mapping of str to float, optional
-        Accuracy of each annotator, used to break ties.
+        The label set; its order breaks ties.
 
     Returns
     -------
@@ -91,7 +82,6 @@ def majority_vote(
     """
     labels = tuple(labels)
     rank = {label: i for i, label in enumerate(labels)}
-    accuracy = annotator_accuracy or {}
     out = []
     for eid, answers in _by_item(annotations).items():
         for who, label in answers.items():
@@ -108,12 +98,7 @@ def majority_vote(
         votes = Counter(given)
         top = max(votes.values())
         tied = [label for label in votes if votes[label] == top]
-
-        def strength(label: str, answers: dict[str, str | None] = answers) -> tuple[float, int]:
-            best = max((accuracy.get(who, -math.inf) for who, x in answers.items() if x == label), default=-math.inf)
-            return (-best, rank[label])
-
-        winner = min(tied, key=strength)
+        winner = min(tied, key=rank.__getitem__)
         ordered = {label: votes[label] for label in sorted(votes, key=rank.__getitem__)}
         out.append(Resolved(eid, winner, ordered, top / len(given), len(tied) > 1, n_skipped))
     return out
@@ -134,77 +119,3 @@ def agreement_rate(annotations: Iterable[Annotation]) -> float:
         agree += sum(c * (c - 1) // 2 for c in counts.values())
     return agree / pairs if pairs else math.nan
 
-
-class AnnotatorAccuracy:
-    """How often each annotator gives the right label (sklearn-shaped).
-
-    With a reference (gold labels, e.g. from seed items slipped into batches), an answer is right when
-    it equals the reference. Without one, it is right when it equals the majority of the OTHER
-    annotators' answers to the same item; items where the others are absent or tied are not scored.
-    Skips are never scored.
-
-    Attributes
-    ----------
-    accuracy_ : dict of str to float
-        Accuracy of each annotator that had at least one scored answer.
-    n_scored_ : dict of str to int
-        Number of scored answers of each annotator.
-
-    Examples
-    --------
-    >>> from annotation.records import Annotation
-    >>> answers = [Annotation("x", who, "YES") for who in "abc"] + [Annotation("x", "d", "NO")]
-    >>> AnnotatorAccuracy().fit(answers).accuracy_
-    {'a': 1.0, 'b': 1.0, 'c': 1.0, 'd': 0.0}
-    """
-
-    def __repr__(self) -> str:
-        return "AnnotatorAccuracy()"
-
-    def __getattr__(self, name: str) -> Any:
-        # Only called when normal lookup fails: learned attributes before fit.
-        if name.endswith("_") and not name.startswith("__"):
-            raise NotFittedError(
-                "This AnnotatorAccuracy instance is not fitted yet. Call 'fit' with appropriate arguments "
-                "before using this estimator."
-            )
-        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
-
-    def fit(self, annotations: Iterable[Annotation], reference: Mapping[str, str] | None = None) -> AnnotatorAccuracy:
-        """Measure each annotator's accuracy.
-
-        Parameters
-        ----------
-        annotations : iterable of Annotation
-            Answers of any number of items and annotators.
-        reference : mapping of str to str, optional
-            The true label of some items, by external id. Answers to other items are not scored.
-
-        Returns
-        -------
-        AnnotatorAccuracy
-            ``self``, fitted.
-        """
-        right: Counter[str] = Counter()
-        scored: Counter[str] = Counter()
-        for eid, answers in _by_item(annotations).items():
-            for who, label in answers.items():
-                if label is None:
-                    continue
-                if reference is not None:
-                    truth = reference.get(eid)
-                else:
-                    others = Counter(x for other, x in answers.items() if other != who and x is not None)
-                    top = others.most_common(2)
-                    truth = top[0][0] if top and (len(top) == 1 or top[0][1] > top[1][1]) else None
-                if truth is None:
-                    continue
-                scored[who] += 1
-                right[who] += int(label == truth)
-        self.n_scored_ = dict(sorted(scored.items()))
-        self.accuracy_ = {who: right[who] / n for who, n in self.n_scored_.items()}
-        return self
-
-    def accuracy_of(self, annotator: str, default: float | None = None) -> float | None:
-        """The fitted accuracy of ``annotator``, or ``default`` when they had no scored answer."""
-        return self.accuracy_.get(annotator, default)

@@ -12,10 +12,9 @@ The tree (after httpx and small-text)::
     │   ├── EmptyPoolError              the file has no rows, or a split leaves a part empty
     │   └── PairPatternError            pair_regex does not split a row into two texts
     ├── InvalidParameterError(ValueError)   a constructor parameter is out of range
-    ├── SelectionError                  a selection strategy cannot pick
-    │   ├── PoolExhaustedError          no candidates are left
-    │   └── UnknownStrategyError(ValueError)    make_strategy got a name it does not know
-    └── NotFittedError(ValueError, AttributeError)  a learned attribute was used before fit
+    └── SelectionError                  a selection strategy cannot pick
+        ├── PoolExhaustedError          no candidates are left
+        └── UnknownStrategyError(ValueError)    make_strategy got a name it does not know
 
 Every message says what was given, what is allowed, and what to do.
 """
@@ -36,7 +35,6 @@ __all__ = [
     "SelectionError",
     "PoolExhaustedError",
     "UnknownStrategyError",
-    "NotFittedError",
 ]
 
 
@@ -90,7 +88,3 @@ class PoolExhaustedError(SelectionError):
 
 class UnknownStrategyError(SelectionError, ValueError):
     """Raised when a selection strategy is asked for by a name that does not exist."""
-
-
-class NotFittedError(AnnotationError, ValueError, AttributeError):
-    """Raised when a learned attribute is used before ``fit`` was called."""

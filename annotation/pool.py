@@ -1,7 +1,8 @@
 """The task's items: load them, split them with a seed, and track what has happened to each one.
 
 Indices everywhere are row indices into the pool (0-based, in file order). ``Pool.gold`` holds label
-ids (positions in ``Pool.labels``), with -1 for rows whose label is unknown.
+ids (positions in ``Pool.labels``), with -1 for rows whose label is unknown. The ``[task]`` table is
+:class:`~annotation.task.TaskSpec`; reading its data file is :mod:`annotation.datafile`.
 
 Example (the Stanceosaurus file of the Distill-or-Annotate benchmark)::
 
@@ -15,30 +16,19 @@ Example (the Stanceosaurus file of the Distill-or-Annotate benchmark)::
 from __future__ import annotations
 
 import hashlib
-import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import polars as pl
 
-from annotation.exceptions import (
-    DataFileNotFoundError,
-    EmptyPoolError,
-    EmptyTextError,
-    MissingColumnError,
-    PairPatternError,
-    TaskDataError,
-    UnknownLabelError,
-    UnsupportedFileError,
-)
+from annotation.datafile import read_rows
+from annotation.exceptions import EmptyPoolError, TaskDataError, UnknownLabelError
 from annotation.records import BatchItem, Text
+from annotation.task import TaskSpec
 
 __all__ = [
-    "METRICS",
     "TaskSpec",
     "Pool",
     "load_pool",
@@ -49,123 +39,7 @@ __all__ = [
     "ItemStates",
 ]
 
-METRICS = ("accuracy", "macro_f1")
-_READERS = {".jsonl": "JSONL", ".ndjson": "JSONL", ".json": "JSON", ".csv": "CSV", ".tsv": "TSV",
-            ".parquet": "Parquet"}
 _PAIR_SEP = "\x1f"  # joins the two halves of a pair before hashing
-
-
-@dataclass(frozen=True, kw_only=True)
-class TaskSpec:
-    """What the task is and where its data lives: the ``[task]`` table of ``project.toml``.
-
-    Parameters
-    ----------
-    name : str
-        Task name, used in batch and project names.
-    data : Path
-        A ``.jsonl`` (or ``.ndjson``), ``.json`` (an array of objects), ``.csv``, ``.tsv`` (SST-2 style: tabs,
-        no quoting) or ``.parquet`` file.
-    labels : tuple of str
-        The label set; the order defines the label ids.
-    text_fields : tuple of str, default=("text",)
-        One text column, or two columns for a pair task.
-    label_field : str or None, default="label"
-        The gold label column (null cells are unlabeled rows); None when the file has no labels.
-    pair_regex : str, optional
-        A regex with two groups that splits ONE text column into a pair, e.g.
-        ``r"^claim: (.*?) tweet: (.*)$"``. Only with a single text field.
-    id_field : str, optional
-        A column of unique row ids, kept in :attr:`Pool.ids`.
-    metric : {'accuracy', 'macro_f1'}, default='accuracy'
-        The dev metric decisions are made on.
-
-    Raises
-    ------
-    TaskDataError
-        If the fields contradict each other (two text fields and a pair_regex, an unknown metric...).
-    """
-
-    name: str
-    data: Path
-    labels: tuple[str, ...]
-    text_fields: tuple[str, ...] = ("text",)
-    label_field: str | None = "label"
-    pair_regex: str | None = None
-    id_field: str | None = None
-    metric: str = "accuracy"
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "data", Path(self.data))
-        object.__setattr__(self, "labels", tuple(str(x) for x in self.labels))
-        if isinstance(self.text_fields, str):
-            object.__setattr__(self, "text_fields", (self.text_fields,))
-        object.__setattr__(self, "text_fields", tuple(self.text_fields))
-        if not self.labels:
-            raise TaskDataError(
-                f"Task '{self.name}' declares no labels; set [task] labels, e.g. labels = [\"NO\", \"YES\"]."
-            )
-        duplicates = sorted({x for x in self.labels if self.labels.count(x) > 1})
-        if duplicates:
-            raise TaskDataError(f"Task '{self.name}' declares labels {duplicates} more than once in [task] labels.")
-        if len(self.text_fields) not in (1, 2):
-            raise TaskDataError(
-                f"[task] text_fields must name one column, or two for a pair task; got {list(self.text_fields)}."
-            )
-        if self.pair_regex is not None:
-            if len(self.text_fields) != 1:
-                raise TaskDataError(
-                    "[task] pair_regex splits one text column into a pair; with two text_fields "
-                    f"{list(self.text_fields)} leave it out."
-                )
-            try:
-                groups = re.compile(self.pair_regex).groups
-            except re.error as exc:
-                raise TaskDataError(f"[task] pair_regex {self.pair_regex!r} is not a valid regex: {exc}.") from exc
-            if groups != 2:
-                raise TaskDataError(
-                    f"[task] pair_regex {self.pair_regex!r} has {groups} groups; it needs exactly two, "
-                    "one per half of the pair."
-                )
-        if self.metric not in METRICS:
-            raise TaskDataError(f"[task] metric must be one of {list(METRICS)}; got {self.metric!r}.")
-
-    @property
-    def is_pair(self) -> bool:
-        """True when the task's texts are pairs."""
-        return len(self.text_fields) == 2 or self.pair_regex is not None
-
-    @property
-    def batch_text_fields(self) -> tuple[str, ...]:
-        """The field names a batch shows on a platform: the text columns, or ``("text1", "text2")``
-        when ``pair_regex`` splits one column."""
-        return ("text1", "text2") if self.pair_regex is not None else self.text_fields
-
-    @classmethod
-    def from_dict(cls, table: Mapping[str, Any], *, base_dir: Path | None = None) -> TaskSpec:
-        """Build a spec from a ``[task]`` table; a relative ``data`` path is taken from ``base_dir``.
-
-        Raises
-        ------
-        TaskDataError
-            On an unknown or missing key.
-        """
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(table) - set(known))
-        if unknown:
-            raise TaskDataError(f"Unknown key(s) {unknown} in [task]; known keys: {', '.join(known)}.")
-        missing = [k for k in ("name", "data", "labels") if k not in table]
-        if missing:
-            raise TaskDataError(f"[task] is missing {missing}; set them in project.toml.")
-        values = dict(table)
-        data = Path(values["data"])
-        if base_dir is not None and not data.is_absolute():
-            data = Path(base_dir) / data
-        values["data"] = data
-        for key in ("labels", "text_fields"):
-            if key in values and not isinstance(values[key], str):
-                values[key] = tuple(values[key])
-        return cls(**values)
 
 
 class Pool:
@@ -183,11 +57,6 @@ class Pool:
         The data file's own row ids.
     source : Path, optional
         The file the items came from.
-
-    Attributes
-    ----------
-    content_hash : str
-        sha256 (hex) over labels, texts and gold labels: the key of caches built from this pool.
     """
 
     def __init__(self, texts: list[Text], gold: Sequence[int] | np.ndarray, labels: Sequence[str], *,
@@ -204,11 +73,6 @@ class Pool:
         if len(self.gold) and (self.gold.min() < -1 or self.gold.max() >= len(self.labels)):
             raise ValueError(f"Gold label ids must be in [-1, {len(self.labels) - 1}].")
         self._item_hashes = _item_hashes(self.texts)
-        h = hashlib.sha256()
-        h.update("\n".join(self.labels).encode("utf-8"))
-        for item_hash, g in zip(self._item_hashes, self.gold.tolist(), strict=True):
-            h.update(f"\n{item_hash}:{g}".encode())
-        self.content_hash = h.hexdigest()
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -262,46 +126,6 @@ def _item_hashes(texts: list[Text]) -> list[str]:
 # -- loading ---------------------------------------------------------------------------------------------
 
 
-def _read(path: Path) -> pl.DataFrame:
-    if not path.is_file():
-        raise DataFileNotFoundError(
-            f"Data file '{path}' not found; set [task] data in project.toml to an existing JSONL, CSV, TSV or "
-            "Parquet file."
-        )
-    suffix = path.suffix.lower()
-    kind = _READERS.get(suffix)
-    if kind is None:
-        raise UnsupportedFileError(
-            f"Data file '{path}' has suffix {suffix!r}, which cannot be read; use a .jsonl, .csv, .tsv or .parquet "
-            "file."
-        )
-    try:
-        if kind == "JSONL":
-            if path.stat().st_size == 0:
-                return pl.DataFrame()
-            return pl.read_ndjson(path, infer_schema_length=None)
-        if kind == "JSON":
-            return pl.read_json(path, infer_schema_length=None)
-        if kind == "CSV":
-            return pl.read_csv(path, infer_schema_length=0)  # every column as text: labels stay "0", "1"
-        if kind == "TSV":  # SST-2 and GLUE files: tab-separated, quotes are part of the text
-            return pl.read_csv(path, separator="\t", quote_char=None, infer_schema_length=0)
-        return pl.read_parquet(path)
-    except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
-        raise TaskDataError(f"Data file '{path}' could not be read as {kind}: {exc}") from exc
-
-
-def _column(frame: pl.DataFrame, name: str, role: str, path: Path) -> list[Any]:
-    if name not in frame.columns:
-        raise MissingColumnError(
-            f"Column '{name}' ([task] {role}) is not in '{path}'; available columns: {', '.join(frame.columns)}."
-        )
-    series = frame[name]
-    if series.dtype != pl.String:
-        series = series.cast(pl.String, strict=False)
-    return series.to_list()
-
-
 def load_pool(spec: TaskSpec) -> Pool:
     """Read the task's data file into a :class:`Pool`.
 
@@ -319,63 +143,11 @@ def load_pool(spec: TaskSpec) -> Pool:
     ------
     DataFileNotFoundError, UnsupportedFileError, MissingColumnError, UnknownLabelError, EmptyTextError,
     EmptyPoolError, PairPatternError
-        Each with a one-line message naming the file, the row or column, and the fix.
+        Each with a one-line message naming the file, the row or column, and the fix
+        (see :func:`annotation.datafile.read_rows`).
     """
-    path = spec.data
-    frame = _read(path)
-    if frame.height == 0:
-        raise EmptyPoolError(f"Data file '{path}' has no rows; the task needs items to label.")
-    columns = [_column(frame, f, "text_fields", path) for f in spec.text_fields]
-    raw_labels = _column(frame, spec.label_field, "label_field", path) if spec.label_field else [None] * frame.height
-    ids = _column(frame, spec.id_field, "id_field", path) if spec.id_field else None
-
-    pattern = re.compile(spec.pair_regex, re.DOTALL) if spec.pair_regex else None
-    texts: list[Text] = []
-    for row, values in enumerate(zip(*columns, strict=True)):
-        for field_name, value in zip(spec.text_fields, values, strict=True):
-            if value is None or not value.strip():
-                raise EmptyTextError(
-                    f"Row {row} of '{path}' has an empty text in column '{field_name}'; fill it or remove the row."
-                )
-        if pattern is not None:
-            texts.append(_split_pair(pattern, values[0], row, path))
-        elif len(values) == 2:
-            texts.append((values[0], values[1]))
-        else:
-            texts.append(values[0])
-
-    label_ids = {label: i for i, label in enumerate(spec.labels)}
-    gold = np.full(frame.height, -1, dtype=np.int64)
-    for row, label in enumerate(raw_labels):
-        if label is None:
-            continue
-        if label not in label_ids:
-            raise UnknownLabelError(
-                f"Label {label!r} in row {row} of '{path}' is not among the declared labels "
-                f"{list(spec.labels)}; add it to [task] labels or fix the row."
-            )
-        gold[row] = label_ids[label]
-
-    if ids is not None:
-        if any(x is None for x in ids):
-            raise TaskDataError(f"Column '{spec.id_field}' of '{path}' has empty ids; every row needs one.")
-        if len(set(ids)) != len(ids):
-            dup = next(x for x in ids if ids.count(x) > 1)
-            raise TaskDataError(f"Column '{spec.id_field}' of '{path}' repeats the id {dup!r}; ids must be unique.")
-    return Pool(texts, gold, spec.labels, ids=ids, source=path)
-
-
-def _split_pair(pattern: re.Pattern[str], text: str, row: int, path: Path) -> tuple[str, str]:
-    match = pattern.search(text)
-    if match is None:
-        raise PairPatternError(
-            f"Row {row} of '{path}' does not match pair_regex {pattern.pattern!r}: {text[:60]!r}; "
-            "fix the row or [task] pair_regex."
-        )
-    first, second = (g.strip() if g is not None else "" for g in match.groups())
-    if not first or not second:
-        raise EmptyTextError(f"Row {row} of '{path}' splits into an empty half with pair_regex {pattern.pattern!r}.")
-    return first, second
+    texts, gold, ids = read_rows(spec)
+    return Pool(texts, gold, spec.labels, ids=ids, source=spec.data)
 
 
 # -- splitting -------------------------------------------------------------------------------------------
@@ -545,8 +317,7 @@ class ItemStates:
         return len(self.states)
 
     def __repr__(self) -> str:
-        counts = ", ".join(f"{k}={v}" for k, v in self.counts().items())
-        return f"<ItemStates of {len(self)} items: {counts}>"
+        return f"<ItemStates of {len(self)} items>"
 
     @staticmethod
     def _state(state: ItemState | str | int) -> ItemState:
@@ -564,15 +335,6 @@ class ItemStates:
         states = cls(n)
         states.mark(split.seed, ItemState.LABELED)
         states.mark(split.test, ItemState.HELD_OUT)
-        return states
-
-    @classmethod
-    def from_rows(cls, n: int, rows: Iterable[tuple[int, ItemState | str | int]],
-                  split: PoolSplit | None = None) -> ItemStates:
-        """Rebuild states by replaying ``(pool index, state)`` rows in order (e.g. from the ledger)."""
-        states = cls.from_split(n, split) if split is not None else cls(n)
-        for index, state in rows:
-            states.mark([index], state)
         return states
 
     def mark(self, indices: Iterable[int] | np.ndarray, state: ItemState | str | int) -> None:
@@ -601,12 +363,3 @@ class ItemStates:
     def indices(self, state: ItemState | str | int) -> np.ndarray:
         """Sorted pool indices of the items in ``state``."""
         return np.flatnonzero(self.states == int(self._state(state)))
-
-    def state_of(self, index: int) -> ItemState:
-        """The state of one item."""
-        return ItemState(int(self.states[index]))
-
-    def counts(self) -> dict[str, int]:
-        """Number of items in each state, by lower-case state name."""
-        found = np.bincount(self.states, minlength=len(ItemState))
-        return {s.name.lower(): int(found[s]) for s in ItemState}

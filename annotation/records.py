@@ -1,16 +1,20 @@
 """Plain records that travel between the controller, the ledger and the connectors.
 
 They hold no behaviour and import nothing of ours, so every package may use them.
-A ``Text`` is one string, or a pair of strings for pair tasks (paraphrase pairs, claim + tweet).
+A ``Text`` is one string, or a pair of strings for pair tasks (paraphrase pairs, claim + tweet);
+``METRICS`` names the dev scores a task may optimise (defined here once, for annotation and modeling).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["Text", "BatchItem", "Batch", "Receipt", "Annotation", "BatchStatus"]
+__all__ = ["METRICS", "Text", "BatchItem", "Batch", "Receipt", "Annotation", "BatchStatus"]
 
 Text = str | tuple[str, str]
+
+#: metric names a task may pick as the one its decisions optimise (``[task] metric``)
+METRICS = ("accuracy", "macro_f1")
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from budget.exceptions import LedgerError
+from budget.exceptions import DecisionError, LedgerError, RunNotFoundError
 from budget.ledger import Ledger
 from budget.money import format_usd
 from budget.records import BatchRecord
@@ -17,14 +17,6 @@ from budget.records import BatchRecord
 __all__ = ["LEDGER_FILE", "RunNotFoundError", "DecisionError", "open_ledger", "proposal_lines", "decide"]
 
 LEDGER_FILE = "ledger.sqlite"
-
-
-class RunNotFoundError(FileNotFoundError):
-    """Raised when a run folder has no ledger."""
-
-
-class DecisionError(ValueError):
-    """Raised when a batch cannot be approved or rejected (unknown, or already decided otherwise)."""
 
 
 def open_ledger(run_dir: str | Path) -> Ledger:
@@ -45,17 +37,17 @@ def open_ledger(run_dir: str | Path) -> Ledger:
 def proposal_lines(rec: BatchRecord) -> list[str]:
     """A pending proposal as a lead reads it: what, how much, money before and after, why, a sample."""
     p = rec.payload
-    if p.get("kind") == "compute":
-        what = f"compute: {p.get('purpose', '')}, {format_usd(rec.total_micro)}"
+    if p.is_compute:
+        what = f"compute: {p.purpose or ''}, {format_usd(rec.total_micro)}"
     else:
-        what = (f"{len(p['item_ids'])} items x {format_usd(rec.price_per_item_micro // max(rec.overlap, 1))} x "
+        what = (f"{len(p.item_ids)} items x {format_usd(rec.price_per_item_micro // max(rec.overlap, 1))} x "
                 f"{rec.overlap} annotators = {format_usd(rec.total_micro)}")
-    est = ", ".join(f"{arm} {'?' if g is None else f'{g:.3g}'}" for arm, g in (p.get("estimates") or {}).items())
+    est = ", ".join(f"{arm} {'?' if g is None else f'{g:.3g}'}" for arm, g in p.estimates.items())
     lines = [f"{rec.batch_id} (round {rec.round}): {what}",
-             f"  money left: {format_usd(p.get('available_before_micro', 0))} before, "
-             f"{format_usd(p.get('available_after_micro', 0))} after",
-             f"  why: {p.get('why', '')}" + (f" (expected dev points per $100: {est})" if est else "")]
-    lines += [f"  - {text[:100]}" for text in p.get("sample", [])]
+             f"  money left: {format_usd(p.available_before_micro)} before, "
+             f"{format_usd(p.available_after_micro)} after",
+             f"  why: {p.why}" + (f" (expected dev points per $100: {est})" if est else "")]
+    lines += [f"  - {text[:100]}" for text in p.sample]
     return lines
 
 

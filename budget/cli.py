@@ -139,11 +139,10 @@ def status(run_dir: str) -> None:
         click.echo(str(ledger.totals()))
         click.echo(f"run folder: {_size(folder_bytes(Path(run_dir)))} in {run_dir}")
         for r in ledger.rounds():
-            s = r.summary or {}
-            dev = f", dev {100 * s['dev']:.1f}" if s.get("dev") is not None else ""
+            dev = f", dev {100 * r.summary.dev:.1f}" if r.summary and r.summary.dev is not None else ""
             click.echo(f"round {r.round}: {r.arm} {r.state}{dev}")
         for b in ledger.batches():
-            click.echo(f"batch {b.batch_id}: {b.state}, {len(b.payload['item_ids'])} items, "
+            click.echo(f"batch {b.batch_id}: {b.state}, {len(b.payload.item_ids)} items, "
                        f"{format_usd(b.total_micro)}")
 
 

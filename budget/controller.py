@@ -19,7 +19,7 @@ import json
 import shutil
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,18 +31,20 @@ from budget import failpoints
 from budget.approvals import LEDGER_FILE
 from budget.config import ProjectConfig
 from budget.costs import ComputePricer, CostModel
-from budget.exceptions import UsageError
+from budget.exceptions import AwaitingAnnotators, AwaitingApproval, UsageError
 from budget.ledger import Ledger
 from budget.money import format_usd
 from budget.phase_cache import PhaseCache
 from budget.policy import Decision, Policy, PolicyState, RoundObservation, make_policy
 from budget.prices import label_cost
 from budget.report import write_report
-from budget.rounds import AwaitingAnnotators, AwaitingApproval, RunContext, run_annotate, run_baseline, run_distill
+from budget.round_records import RoundPlan, RoundSummary
+from budget.rounds import RUNNERS, RunContext
 from budget.runfolder import prune
-from connectors.base import Connector
+from budget.snapshot import Snapshot
+from connectors.base import Clock, Connector, RealClock
 from connectors.retry import RetryingConnector
-from connectors.simulated import SimulatedConnector
+from connectors.simulated import SimClock, SimulatedConnector
 from modeling.models import load_classifier
 
 __all__ = ["Controller", "RunOutcome"]
@@ -82,6 +84,9 @@ class Controller:
         Overrides ``[policy] name``: 'annotate', 'distill', 'split:F' or 'adaptive'.
     connector : Connector, optional
         Overrides the connector built from ``[annotation] connector`` (tests use this).
+    clock : Clock, optional
+        What the run waits on while people label: by default the simulated platform's simulated time,
+        else real time.
     phase_cache : PhaseCache, optional
         Finished compute steps shared with other runs of a study (reused steps are charged what they cost).
     model_cache_dir : Path, optional
@@ -102,7 +107,7 @@ class Controller:
     def __init__(self, config: ProjectConfig, run_dir: Path, *, seed: int = 0, policy: str | None = None,
                  connector: Connector | None = None, progress: bool = True, say: Callable[[str], None] = print,
                  phase_cache: PhaseCache | None = None, model_cache_dir: Path | None = None,
-                 auto_approve_under: str | None = None) -> None:
+                 auto_approve_under: str | None = None, clock: Clock | None = None) -> None:
         if auto_approve_under is not None:
             config = config.replace(annotation={"auto_approve_under": auto_approve_under})
         self.config = config
@@ -125,6 +130,10 @@ class Controller:
             split = type(split)(seed=split.seed, unlabeled=keep, test=split.test)
         self.split = split
         self._connector = connector
+        if clock is None:  # a simulated platform's annotators answer on its simulated time
+            sim = isinstance(connector, SimulatedConnector) or (connector is None and config.simulated)
+            clock = connector.clock if isinstance(connector, SimulatedConnector) else SimClock() if sim else RealClock()
+        self.clock = clock
         self.phase_cache = phase_cache
         self.model_cache_dir = Path(model_cache_dir) if model_cache_dir else self.run_dir.parent / ".model-cache"
         self.ledger: Ledger | None = None
@@ -216,7 +225,7 @@ class Controller:
         self.init = init
         (self.run_dir / "project.json").write_text(json.dumps(self.config.to_dict(), indent=1, default=str))
         self.ctx = RunContext(self.config, self.ledger, self.pool, self.split, init["run_id"], self.run_dir,
-                              self._connector or self._make_connector(init["run_id"]),
+                              self._connector or self._make_connector(init["run_id"]), self.clock,
                               ComputePricer(self.config), self.seed, self.progress, self.say,
                               phase_cache=self.phase_cache, model_cache_dir=self.model_cache_dir)
         return self
@@ -245,7 +254,8 @@ class Controller:
             crowd = SimulatedAnnotators(n_annotators=s.n, error_rate=float(s.error_rate), skip_rate=float(s.skip_rate),
                                         latency_s=tuple(s.latency_s), seed=self.seed)
             return SimulatedConnector(gold, crowd, state_path=self.run_dir / "simulated-platform.json",
-                                      answer_key=lambda external_id: external_id.rsplit("-", 1)[-1])
+                                      answer_key=lambda external_id: external_id.rsplit("-", 1)[-1],
+                                      clock=self.clock)
         if kind == "labelstudio":
             from connectors.labelstudio import LabelStudioConnector, project_title
 
@@ -284,62 +294,56 @@ class Controller:
             return model
         sums = {"retrain": [0.0, 0.0], "distill": [0.0, 0.0]}
         for r in self.ledger.rounds():
-            s = r.summary or {}
-            raw = r.decision.get("compute_estimate_raw", r.decision.get("compute_estimate"))
-            if r.state == "done" and s.get("compute_micro") and raw and s.get("stopped") != "budget":
+            s, raw = r.summary, r.plan.compute_estimate_raw
+            if r.state == "done" and s and s.compute_micro and raw and not s.stopped_at_cap:
                 kind = sums["distill" if r.arm == "distill" else "retrain"]
-                kind[0], kind[1] = kind[0] + raw, kind[1] + s["compute_micro"]
+                kind[0], kind[1] = kind[0] + raw, kind[1] + s.compute_micro
         if sums["retrain"][0]:
             model.correction = min(5.0, max(0.2, sums["retrain"][1] / sums["retrain"][0]))
         if sums["distill"][0]:
             model.distill_correction = min(5.0, max(0.2, sums["distill"][1] / sums["distill"][0]))
         return model
 
-    def compute_estimate(self, decision: Decision) -> tuple[int, float, dict[str, float]]:
-        """What a decision's compute is expected to cost (as the policy saw it), the raw FLOP estimate,
-        and the estimate per metered phase."""
-        n = len(self.ctx.gold_labels()) + (decision.n_items if decision.arm == "annotate" else 0)  # + labels it buys
+    def plan_round(self, decision: Decision, snap: Snapshot) -> RoundPlan:
+        """The decision with what its compute is expected to cost (as the policy saw it), the raw FLOP
+        estimate, and the estimate per metered phase."""
+        n = snap.n_labels + (decision.n_items if decision.arm == "annotate" else 0)  # + labels it buys
         n_dev = max(1, round(n * self.config.split.dev_fraction))
         n_train = max(1, n - n_dev)
         costs = self.cost_model()
         phases = costs.phases(decision.arm, n_train, n_dev, decision.n_items)
         if decision.arm == "distill":
-            return decision.amount_micro, decision.amount_micro / costs.distill_correction, phases
+            return RoundPlan(decision, decision.amount_micro, decision.amount_micro / costs.distill_correction, phases)
         raw = self.cost_model(corrected=False).retrain(n_train, n_dev)
-        return costs.retrain(n_train, n_dev), float(raw), phases
+        return RoundPlan(decision, costs.retrain(n_train, n_dev), float(raw), phases)
 
-    def policy_state(self, extra_micro: int = 0) -> PolicyState:
+    def policy_state(self, snap: Snapshot, extra_micro: int = 0) -> PolicyState:
         """The read-only state the policy decides on (``extra_micro``: money about to be granted)."""
-        ctx, snap = self.ctx, self.ledger.snapshot()
+        money = self.ledger.snapshot()
         costs = self.cost_model()
-        labels = ctx.gold_labels()
-        n_dev = max(1, round(len(labels) * self.config.split.dev_fraction))
-        n_train = max(1, len(labels) - n_dev)
+        n_dev = max(1, round(snap.n_labels * self.config.split.dev_fraction))
+        n_train = max(1, snap.n_labels - n_dev)
         batch = self.config.annotation.batch_size
-        spent = snap.spent_by_round
-        obs = tuple(RoundObservation(r.round, r.arm, spent.get(r.round, 0), int(r.summary.get("n_labels", 0)),
-                                     r.summary.get("dev"))
-                    for r in snap.rounds if r.state == "done" and r.summary)
-        states = ctx.item_states()
+        spent = money.spent_by_round
+        obs = tuple(RoundObservation(r.round, r.arm, spent.get(r.round, 0), r.summary.n_labels, r.summary.dev)
+                    for r in money.rounds if r.state == "done" and r.summary)
         return PolicyState(
-            granted_micro=snap.totals.granted + extra_micro, available_micro=snap.totals.available + extra_micro,
-            spent_by_arm=snap.spent_by_arm, rounds=obs,
+            granted_micro=money.totals.granted + extra_micro, available_micro=money.totals.available + extra_micro,
+            spent_by_arm=money.spent_by_arm, rounds=obs,
             label_cost_micro=label_cost(self.config.label_price(), 1, self.config.prices.overlap),
             retrain_cost_micro=costs.retrain(n_train + batch, n_dev),
             distill_fixed_cost_micro=costs.distill_fixed(n_train, n_dev),
             distill_cost_per_1000_micro=costs.distill_per_1000(),
-            n_labels=len(labels), n_available=len(states.indices("unlabeled")),
-            n_unlabeled=len(ctx.unlabeled_for_distill(len(self.pool))), batch_size=batch)
+            n_labels=snap.n_labels, n_available=len(snap.states.indices("unlabeled")),
+            n_unlabeled=len(snap.unlabeled_for_distill(len(self.pool), self.seed)), batch_size=batch)
 
-    def next_decision(self) -> tuple[int, Decision]:
+    def next_decision(self, snap: Snapshot) -> tuple[int, Decision]:
         """The round to run and its decision: a started round resumes with its recorded decision."""
         rounds = self.ledger.rounds()
         if rounds and rounds[-1].state == "started":
-            d = rounds[-1].decision
-            return rounds[-1].round, Decision(d["arm"], d["n_items"], d["amount_micro"], d["reason"],
-                                              d.get("estimates", {}))
+            return rounds[-1].round, rounds[-1].plan.decision
         rnd = rounds[-1].round + 1 if rounds else 0
-        state = self.policy_state()
+        state = self.policy_state(snap)
         if rnd == 0:
             amount = min(state.retrain_cost_micro * 2, state.available_micro)
             return 0, Decision("baseline", len(self.split.seed), amount, "the student on the seed labels")
@@ -383,22 +387,19 @@ class Controller:
         """Run rounds until the policy stops, money runs out, or a batch waits for a person."""
         done = 0
         while max_rounds is None or done < max_rounds:
-            rnd, decision = self.next_decision()
+            snap = self.ctx.snapshot()
+            rnd, decision = self.next_decision(snap)
             if decision.arm == "stop":
                 self.ledger.log_event("stopped", reason=decision.reason, estimates=decision.estimates,
                                       available_micro=self.ledger.totals().available)
                 return RunOutcome("stopped", f"Stopped: {decision.reason}. {self.ledger.totals()}.", done)
             # what the compute part was expected to cost, to correct later estimates by what it did cost
-            estimate, raw, phases = self.compute_estimate(decision)
-            record = {**asdict(decision), "compute_estimate": estimate, "compute_estimate_raw": raw,
-                      "compute_estimate_phases": phases}
-            if self.ledger.start_round(rnd, decision.arm, record):
+            if self.ledger.start_round(rnd, decision.arm, self.plan_round(decision, snap)):
                 self.say(f"round {rnd}: {decision.arm} {decision.n_items} items, reserve "
                          f"{format_usd(decision.amount_micro)} ({decision.reason})")
             failpoints.reach("round-start", rnd)
-            runner = {"baseline": run_baseline, "annotate": run_annotate, "distill": run_distill}[decision.arm]
             try:
-                summary = runner(self.ctx, rnd, decision)
+                summary = RUNNERS[decision.arm](self.ctx, rnd, decision, snap)
             except AwaitingApproval as wait:
                 return RunOutcome("awaiting_approval", f"{wait} Approve it with `python -m budget.controller approve "
                                   f"{wait.batch_id} --run-dir {self.run_dir}`, then run again.", done)
@@ -408,21 +409,25 @@ class Controller:
                                   done)
             failpoints.reach("round-end", rnd)
             prune(self.run_dir, self.ledger, self.config.models.keep_count)
-            dev = summary.get("dev")
-            test = f", test {100 * summary['test']:.1f}" if summary.get("test") is not None else ""
-            self.say(f"round {rnd}: {decision.arm} done: spent {format_usd(self.ledger.spent_by_round().get(rnd, 0))}"
-                     f", labels {summary.get('n_labels')}, dev {'' if dev is None else f'{100 * dev:.1f}'}{test}; "
-                     f"{self.ledger.totals()}")
-            if summary.get("stopped") == "budget":
-                self.say(f"round {rnd}: its training stopped early at the cap (no money left to extend its "
-                         "reservation); the model trained so far is kept.")
+            self._say_done(rnd, decision, summary)
             done += 1
         return RunOutcome("stopped", f"Stopped after {done} rounds (--max-rounds).", done)
 
+    def _say_done(self, rnd: int, decision: Decision, summary: RoundSummary) -> None:
+        dev, test = summary.dev, summary.test
+        test = f", test {100 * test:.1f}" if test is not None else ""
+        self.say(f"round {rnd}: {decision.arm} done: spent {format_usd(self.ledger.spent_by_round().get(rnd, 0))}"
+                 f", labels {summary.n_labels}, dev {'' if dev is None else f'{100 * dev:.1f}'}{test}; "
+                 f"{self.ledger.totals()}")
+        if summary.stopped_at_cap:
+            self.say(f"round {rnd}: its training stopped early at the cap (no money left to extend its "
+                     "reservation); the model trained so far is kept.")
+
     def plan(self, extra_micro: int) -> str:
         """The dry run: money, both arms' estimates and the policy's next decision; spends nothing."""
-        state = self.policy_state(extra_micro)
-        rnd, decision = (0, None) if not self.ledger.rounds() else self.next_decision()
+        snap = self.ctx.snapshot()
+        state = self.policy_state(snap, extra_micro)
+        rnd, decision = (0, None) if not self.ledger.rounds() else self.next_decision(snap)
         batch = min(state.batch_size, state.n_available)
         lines = [f"Run {self.init['run_id']} in {self.run_dir}: {self.pool!r}, seed {len(self.split.seed)}, "
                  f"unlabeled {len(self.split.unlabeled)}, test {len(self.split.test)}.",

@@ -51,12 +51,15 @@ class ComputePricer:
         kind = _price_kind(record.device, set(self.devices.per_hour_micro))
         return compute_cost(self.devices, kind, record.seconds * scale)
 
-    def estimate(self, flops: float, device: str, flops_per_second: float | None = None, phase: str = "") -> int:
-        """Micro-dollars for ``flops`` of work on ``device`` in ``phase`` (device-hours mode needs a speed)."""
+    def estimate(self, flops: float, device: str, phase: str = "") -> int:
+        """Micro-dollars for ``flops`` of work on ``device`` in ``phase``.
+
+        In device-hours mode the seconds are guessed from a typical throughput of the device kind.
+        """
         flops *= self.scale.get(phase, 1.0)
         if self.mode == "flops":
             return flop_cost(self.flops, flops)
-        speed = flops_per_second or _DEFAULT_FLOPS_PER_SECOND[_price_kind(device, set())]
+        speed = _DEFAULT_FLOPS_PER_SECOND[_price_kind(device, set())]
         kind = _price_kind(device, set(self.devices.per_hour_micro))
         return compute_cost(self.devices, kind, flops / speed)
 
@@ -83,7 +86,6 @@ class CostModel:
     distill_epochs: int
     min_steps: int = 0  # trainings run at least this many steps of batch_size
     batch_size: int = 16
-    flops_per_second: float | None = None  # measured on this run's finished phases
     correction: float = 1.0  # measured cost / estimated cost of finished retraining rounds
     distill_correction: float = 1.0  # the same for finished distillations
 
@@ -101,7 +103,7 @@ class CostModel:
         return 2.0 * params * self.tokens_per_item * self.padding_factor * n_items
 
     def _price(self, correction: float, **flops_by_phase: float) -> int:
-        micro = sum(self.pricer.estimate(f, self.device, self.flops_per_second, phase)
+        micro = sum(self.pricer.estimate(f, self.device, phase)
                     for phase, f in flops_by_phase.items())
         return int(micro * correction) + 1
 
@@ -124,7 +126,7 @@ class CostModel:
             flops = {"student_finetune": self._flops_train(s, n_train, self.student_epochs),
                      "evaluation": self._flops_infer(s, n_eval)}
             correction = self.correction
-        return {phase: self.pricer.estimate(f, self.device, self.flops_per_second, phase) * correction
+        return {phase: self.pricer.estimate(f, self.device, phase) * correction
                 for phase, f in flops.items()}
 
     def retrain(self, n_train: int, n_eval: int) -> int:

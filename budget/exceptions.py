@@ -10,6 +10,10 @@ The tree (after httpx)::
     ├── IdempotencyConflictError    a key already used for a different write
     ├── ReservationClosedError      settle or release on a closed reservation
     └── LedgerFileError             a ledger file that is corrupt, or a database of something else
+    RunNotFoundError (FileNotFoundError)  a run folder without a ledger
+    DecisionError (ValueError)      a batch that cannot be approved or rejected (unknown, or decided)
+    AwaitingApproval                a round waits for a lead's approval: the run exits, resumes later
+    AwaitingAnnotators              a pushed batch is not finished within the wait: the run exits
     UsageError (ValueError)         the library cannot do what was asked as asked (another project's run
                                     folder, a new run's budget below one label); the CLI shows one line
     InputError (click.ClickException)   bad input on the command line (budget.cli only): one line, exit 2
@@ -23,7 +27,13 @@ from __future__ import annotations
 
 import click
 
+from budget.money import format_usd
+
 __all__ = [
+    "AwaitingApproval",
+    "AwaitingAnnotators",
+    "DecisionError",
+    "RunNotFoundError",
     "InputError",
     "UsageError",
     "LedgerFileError",
@@ -45,6 +55,30 @@ class InputError(click.ClickException):
     """Raised for bad input on the command line: a one-line message, exit status 2, nothing written."""
 
     exit_code = 2
+
+
+class RunNotFoundError(FileNotFoundError):
+    """Raised when a run folder has no ledger."""
+
+
+class DecisionError(ValueError):
+    """Raised when a batch cannot be approved or rejected (unknown, or already decided otherwise)."""
+
+
+class AwaitingApproval(Exception):
+    """Raised when a batch waits for a project lead's approval; the run exits and resumes later."""
+
+    def __init__(self, batch_id: str, total_micro: int, n_items: int) -> None:
+        super().__init__(f"Batch {batch_id} ({n_items} items, {format_usd(total_micro)}) waits for approval.")
+        self.batch_id, self.total_micro, self.n_items = batch_id, total_micro, n_items
+
+
+class AwaitingAnnotators(Exception):
+    """Raised when a pushed batch is not finished within the configured wait; the run resumes later."""
+
+    def __init__(self, batch_id: str, waiting: int) -> None:
+        super().__init__(f"Batch {batch_id}: {waiting} items still wait for annotators.")
+        self.batch_id, self.waiting = batch_id, waiting
 
 
 class LedgerError(Exception):

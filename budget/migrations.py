@@ -244,3 +244,9 @@ def m001_initial(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
     for table in ("entries", "approvals", "labels", "events"):
         _append_only(conn, table)
+
+
+@LEDGER_MIGRATIONS()
+def m002_drop_metrics(conn: sqlite3.Connection) -> None:
+    """Drop the ``metrics`` table: nothing read it (a round's scores are in its summary in ``rounds``)."""
+    conn.execute("DROP TABLE IF EXISTS metrics")

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
 from numbers import Real
-from typing import Any
 
 from budget.money import to_micro
 
@@ -27,14 +26,11 @@ __all__ = [
     "LabelPrice",
     "DevicePrice",
     "FlopPricing",
-    "Estimate",
     "label_cost",
     "label_cost_from_time",
     "compute_cost",
     "flop_seconds",
     "flop_cost",
-    "estimate_labels",
-    "estimate_flops",
 ]
 
 #: The paper's price of one label per task, in micro-dollars (Kang et al. 2023).
@@ -111,7 +107,7 @@ class FlopPricing:
     Parameters
     ----------
     reference_gpu : str, default="A100-80GB"
-        Name of the GPU the price and peak refer to (recorded with estimates).
+        Name of the GPU the price and peak refer to (a label for people; not used in the arithmetic).
     peak_flops : float, default=312e12
         Peak FLOP/s of the reference GPU (A100 bf16 dense).
     utilisation : float, default=0.4
@@ -124,25 +120,6 @@ class FlopPricing:
     peak_flops: float = 312e12
     utilisation: float = 0.4
     price_per_hour: int = to_micro("2.00")
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """A cost estimated before spending, stored beside what was actually spent.
-
-    Parameters
-    ----------
-    arm : str
-        The arm that will spend it (``"annotate"``, ``"distill"``).
-    amount_micro : int
-        The estimated cost, micro-dollars.
-    detail : dict
-        How it was computed (counts, prices, seconds); JSON-serialisable.
-    """
-
-    arm: str
-    amount_micro: int
-    detail: dict[str, Any] = field(default_factory=dict)
 
 
 def label_cost(price: LabelPrice, n_items: int, overlap: int = 1) -> int:
@@ -220,30 +197,6 @@ def flop_cost(pricing: FlopPricing, flops: float) -> int:
     """
     seconds = flop_seconds(pricing, flops)
     return _ceil(pricing.price_per_hour * _exact(seconds) / _SECONDS_PER_HOUR)
-
-
-def estimate_labels(price: LabelPrice, n_items: int, overlap: int = 1, *, arm: str = "annotate") -> Estimate:
-    """An :class:`Estimate` of buying ``n_items`` x ``overlap`` labels, with the inputs in ``detail``."""
-    amount = label_cost(price, n_items, overlap)
-    detail: dict[str, Any] = {"n_items": n_items, "overlap": overlap}
-    if price.per_label_micro is not None:
-        detail["per_label_micro"] = price.per_label_micro
-    else:
-        detail.update(hourly_wage_micro=price.hourly_wage_micro, seconds_per_label=price.seconds_per_label)
-    return Estimate(arm=arm, amount_micro=amount, detail=detail)
-
-
-def estimate_flops(pricing: FlopPricing, flops: float, *, arm: str = "distill", **detail: Any) -> Estimate:
-    """An :class:`Estimate` of ``flops`` on the reference GPU; extra keywords go into ``detail``."""
-    amount = flop_cost(pricing, flops)
-    detail = {
-        **detail,
-        "flops": float(flops),
-        "seconds": flop_seconds(pricing, flops),
-        "reference_gpu": pricing.reference_gpu,
-        "price_per_hour": pricing.price_per_hour,
-    }
-    return Estimate(arm=arm, amount_micro=amount, detail=detail)
 
 
 # --- validation and exact arithmetic ---------------------------------------------------------------

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from budget.money import format_usd
+from budget.round_records import BatchPayload, RoundPlan, RoundSummary
 
 __all__ = [
     "BATCH_STATES",
@@ -21,7 +22,6 @@ __all__ = [
     "Approval",
     "LabelRow",
     "RoundRecord",
-    "MetricRow",
     "Event",
     "LedgerSnapshot",
 ]
@@ -99,13 +99,13 @@ class Totals:
 
 @dataclass(frozen=True)
 class BatchRecord:
-    """A batch proposed for annotation. ``payload`` and ``receipt`` are JSON the ledger does not read."""
+    """A batch proposed for annotation: ``payload`` is what a lead sees of it, ``receipt`` the platform's."""
 
     batch_id: str
     round: int | None
     reservation_id: int | None
     state: str
-    payload: dict[str, Any]
+    payload: BatchPayload
     price_per_item_micro: int
     overlap: int
     total_micro: int
@@ -144,26 +144,16 @@ class LabelRow:
 
 @dataclass(frozen=True)
 class RoundRecord:
-    """One round: the arm the policy chose, its decision, and the summary written when it ended."""
+    """One round: the arm the policy chose, its plan (the decision and its estimates), and the summary
+    written when it ended (None while it runs)."""
 
     round: int
     arm: str
-    decision: dict[str, Any]
+    plan: RoundPlan
     state: str
     started_at: str
     ended_at: str | None
-    summary: dict[str, Any] | None
-
-
-@dataclass(frozen=True)
-class MetricRow:
-    """A score (not money) measured after a round on ``split`` (``'dev'``, ``'test'``, ...)."""
-
-    round: int
-    name: str
-    split: str
-    value: float
-    at: str
+    summary: RoundSummary | None
 
 
 @dataclass(frozen=True)
@@ -180,15 +170,14 @@ class Event:
 class LedgerSnapshot:
     """What the policy may read, taken in one read transaction.
 
-    ``spent_by_round`` maps a round to what its reservations settled. ``dev_metrics`` holds only the
-    ``'dev'`` split: decisions never see test scores.
+    ``spent_by_round`` maps a round to what its reservations settled; each round's dev score is in
+    its summary.
     """
 
     totals: Totals
     spent_by_arm: dict[str, int] = field(default_factory=dict)
     spent_by_round: dict[int, int] = field(default_factory=dict)
     rounds: tuple[RoundRecord, ...] = ()
-    dev_metrics: tuple[MetricRow, ...] = ()
 
 
 # --- rows to records (JSON columns are stored as text) ---------------------------------------------
@@ -196,13 +185,13 @@ class LedgerSnapshot:
 
 def _batch_record(row: sqlite3.Row) -> BatchRecord:
     data = dict(row)
-    data["payload"] = json.loads(data["payload"])
+    data["payload"] = BatchPayload.from_json(json.loads(data["payload"]))
     data["receipt"] = None if data["receipt"] is None else json.loads(data["receipt"])
     return BatchRecord(**data)
 
 
 def _round_record(row: sqlite3.Row) -> RoundRecord:
     data = dict(row)
-    data["decision"] = json.loads(data["decision"])
-    data["summary"] = None if data["summary"] is None else json.loads(data["summary"])
+    data["plan"] = RoundPlan.from_json(json.loads(data.pop("decision")))
+    data["summary"] = None if data["summary"] is None else RoundSummary.from_json(json.loads(data["summary"]))
     return RoundRecord(**data)

@@ -1,20 +1,33 @@
 """What each dollar bought: a table per round, a Markdown summary, an HTML page and a PNG plot.
 
 Everything comes from the ledger; test scores appear only in simulation and only here, never in a
-decision.
+decision. The ledger is read once into a :class:`Report`; ``report.md`` and ``report.html`` are both
+written from it, so they show the same rows. HTML comes from the Jinja2 templates in
+``budget/templates`` (:func:`templates`), which escape every value they print.
 """
 
 from __future__ import annotations
 
 import csv
-import html
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
+
+import jinja2
 
 from budget.ledger import Ledger
 from budget.money import format_usd
+from budget.records import Totals
+from budget.round_records import RoundSummary
 
-__all__ = ["RoundRow", "round_rows", "markdown", "write_report"]
+__all__ = ["RoundRow", "Report", "round_rows", "build_report", "markdown", "write_report", "templates"]
+
+
+@cache
+def templates() -> jinja2.Environment:
+    """The HTML templates in ``budget/templates``: autoescaped, and a name a template misses is an error."""
+    return jinja2.Environment(loader=jinja2.PackageLoader("budget", "templates"), autoescape=True,
+                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
 
 @dataclass(frozen=True)
@@ -35,20 +48,22 @@ class RoundRow:
 
 
 def round_rows(ledger: Ledger) -> list[RoundRow]:
-    """The report's rows, one per round, in order."""
+    """The report's rows, one per round, in order.
+
+    The only place in this module that reads a round's summary and plan (``r.summary``, ``r.plan``).
+    """
     spent = ledger.spent_by_round()
     rows, total = [], 0
     for r in ledger.rounds():
-        s = r.summary or {}
+        s = r.summary or RoundSummary()
         total += spent.get(r.round, 0)
-        note = r.decision.get("reason", "")
-        if s.get("rejected"):
+        note = r.plan.decision.reason
+        if s.rejected:
             note = "batch rejected"
-        elif s.get("stopped") == "budget":
+        elif s.stopped_at_cap:
             note = "training stopped at the cap"
-        rows.append(RoundRow(r.round, r.arm, r.state, spent.get(r.round, 0), total, int(s.get("labels_bought", 0)),
-                             int(s.get("n_labels", 0)), float(s.get("seconds", 0.0)), s.get("dev"), s.get("test"),
-                             note))
+        rows.append(RoundRow(r.round, r.arm, r.state, spent.get(r.round, 0), total, s.labels_bought, s.n_labels,
+                             float(s.seconds or 0.0), s.dev, s.test, note))
     return rows
 
 
@@ -56,38 +71,92 @@ def _fmt(score: float | None) -> str:
     return "" if score is None else f"{100 * score:.1f}"
 
 
-def markdown(ledger: Ledger, metric: str) -> str:
-    """The summary as Markdown: money, the table per round, and where the run stopped."""
-    rows = round_rows(ledger)
-    t = ledger.totals()
-    lines = [f"# What the money bought ({metric}, 0-100)", "",
-             f"Granted {format_usd(t.granted)}, spent {format_usd(t.spent)}, reserved {format_usd(t.reserved)}, "
-             f"left {format_usd(t.available)}.", ""]
-    by_arm = ledger.spent_by_arm()
-    if by_arm:
-        lines.append("Spent per arm: " + ", ".join(f"{arm} {format_usd(v)}" for arm, v in sorted(by_arm.items())) + ".")
-        lines.append("")
-    has_test = any(r.test is not None for r in rows)
-    cols = ["round", "arm", "spent", "total", "answers bought", "labels", "compute s", "dev"]
-    cols += (["test"] if has_test else []) + ["note"]
-    lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in rows:
-        cells = [str(r.round), r.arm, format_usd(r.spent_micro), format_usd(r.cumulative_micro), str(r.labels_bought),
-                 str(r.n_labels), f"{r.compute_seconds:.0f}", _fmt(r.dev)] + ([_fmt(r.test)] if has_test else [])
-        lines.append("| " + " | ".join(cells + [r.note.replace("|", "/")]) + " |")
-    stops = ledger.events("stopped")
-    if stops:
-        lines += ["", f"Stopped: {stops[-1].data.get('reason', '')}."]
-    scored = [r for r in rows if r.dev is not None]
-    if scored:
+@dataclass(frozen=True)
+class Report:
+    """What ``report.md`` and ``report.html`` show, read from the ledger once; money in micro-dollars.
+
+    The sentences and table cells are properties, so both files print the same text and numbers.
+    """
+
+    metric: str
+    totals: Totals
+    spent_by_arm: tuple[tuple[str, int], ...]  # (arm, settled micro-dollars), sorted by arm
+    rows: tuple[RoundRow, ...]
+    stopped: str | None  # the reason of the last stop, None if the run has not stopped
+
+    @property
+    def title(self) -> str:
+        return f"What the money bought ({self.metric}, 0-100)"
+
+    @property
+    def money(self) -> str:
+        t = self.totals
+        return (f"Granted {format_usd(t.granted)}, spent {format_usd(t.spent)}, reserved {format_usd(t.reserved)}, "
+                f"left {format_usd(t.available)}.")
+
+    @property
+    def per_arm(self) -> str:
+        """"Spent per arm: ..." or "" before any arm has reserved."""
+        if not self.spent_by_arm:
+            return ""
+        return "Spent per arm: " + ", ".join(f"{arm} {format_usd(v)}" for arm, v in self.spent_by_arm) + "."
+
+    @property
+    def has_test(self) -> bool:
+        return any(r.test is not None for r in self.rows)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        cols = ("round", "arm", "spent", "total", "answers bought", "labels", "compute s", "dev")
+        return cols + (("test",) if self.has_test else ()) + ("note",)
+
+    @property
+    def table(self) -> tuple[tuple[str, ...], ...]:
+        """One tuple of cells per row, in the order of :attr:`columns`."""
+        has_test = self.has_test
+        return tuple((str(r.round), r.arm, format_usd(r.spent_micro), format_usd(r.cumulative_micro),
+                      str(r.labels_bought), str(r.n_labels), f"{r.compute_seconds:.0f}", _fmt(r.dev))
+                     + ((_fmt(r.test),) if has_test else ()) + (r.note,) for r in self.rows)
+
+    @property
+    def stop(self) -> str:
+        return "" if self.stopped is None else f"Stopped: {self.stopped}."
+
+    @property
+    def best_student(self) -> str:
+        """The round whose student scored best on dev (the earliest on a tie), or "" before any score."""
+        scored = [r for r in self.rows if r.dev is not None]
+        if not scored:
+            return ""
         best = max(scored, key=lambda r: r.dev)
         extra = f", test {_fmt(best.test)}" if best.test is not None else ""
-        lines += ["", f"Best student: round {best.round} ({best.arm}), dev {_fmt(best.dev)}{extra}, "
-                      f"after {format_usd(best.cumulative_micro)}."]
+        return (f"Best student: round {best.round} ({best.arm}), dev {_fmt(best.dev)}{extra}, "
+                f"after {format_usd(best.cumulative_micro)}.")
+
+
+def build_report(ledger: Ledger, metric: str) -> Report:
+    """Read everything the report shows from ``ledger``, once."""
+    stops = ledger.events("stopped")
+    return Report(metric, ledger.totals(), tuple(sorted(ledger.spent_by_arm().items())), tuple(round_rows(ledger)),
+                  stops[-1].data.get("reason", "") if stops else None)
+
+
+def _markdown(report: Report) -> str:
+    lines = [f"# {report.title}", "", report.money, ""]
+    if report.per_arm:
+        lines += [report.per_arm, ""]
+    lines += ["| " + " | ".join(report.columns) + " |", "|" + "---|" * len(report.columns)]
+    lines += ["| " + " | ".join(cell.replace("|", "/") for cell in cells) + " |" for cells in report.table]
+    lines += [line for text in (report.stop, report.best_student) if text for line in ("", text)]
     return "\n".join(lines) + "\n"
 
 
-def _plot(rows: list[RoundRow], metric: str, path: Path) -> None:
+def markdown(ledger: Ledger, metric: str) -> str:
+    """The summary as Markdown: money, the table per round, and where the run stopped."""
+    return _markdown(build_report(ledger, metric))
+
+
+def _plot(rows: tuple[RoundRow, ...], metric: str, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -124,23 +193,17 @@ def write_report(ledger: Ledger, out_dir: Path, metric: str) -> dict[str, Path]:
     """Write ``report.md``, ``report.html``, ``rounds.csv`` and ``score_vs_dollars.png`` into ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = round_rows(ledger)
+    report = build_report(ledger, metric)
     paths = {"markdown": out_dir / "report.md", "html": out_dir / "report.html", "csv": out_dir / "rounds.csv",
              "plot": out_dir / "score_vs_dollars.png"}
-    md = markdown(ledger, metric)
-    paths["markdown"].write_text(md)
+    paths["markdown"].write_text(_markdown(report))
     with open(paths["csv"], "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["round", "arm", "state", "spent_usd", "cumulative_usd", "labels_bought", "n_labels",
                     "compute_seconds", f"dev_{metric}", f"test_{metric}"])
-        for r in rows:
+        for r in report.rows:
             w.writerow([r.round, r.arm, r.state, f"{r.spent_micro / 1e6:.6f}", f"{r.cumulative_micro / 1e6:.6f}",
                         r.labels_bought, r.n_labels, f"{r.compute_seconds:.1f}", r.dev, r.test])
-    _plot(rows, metric, paths["plot"])
-    body = "".join(f"<p>{html.escape(line)}</p>" if not line.startswith("|") else "" for line in md.splitlines()[1:])
-    table = "".join("<tr>" + "".join(f"<td>{html.escape(c.strip())}</td>" for c in line.strip("|").split("|"))
-                    + "</tr>" for line in md.splitlines() if line.startswith("|") and "---" not in line)
-    paths["html"].write_text(f"<!doctype html><meta charset=utf-8><title>annotate-or-distill report</title>"
-                             f"<h1>What the money bought</h1>{body}<table border=1 cellpadding=4>{table}</table>"
-                             f"<p><img src='{paths['plot'].name}' alt='score against dollars'></p>")
+    _plot(report.rows, metric, paths["plot"])
+    paths["html"].write_text(templates().get_template("report.html").render(report=report, plot=paths["plot"].name))
     return paths

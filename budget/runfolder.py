@@ -51,8 +51,8 @@ def folder_bytes(path: Path) -> int:
 
 def best_student_round(rounds: list[RoundRecord]) -> int | None:
     """The finished round whose student scored best on dev (the earliest on a tie), as the report picks it."""
-    scored = [r for r in rounds if r.state == "done" and r.summary.get("student") and r.summary.get("dev") is not None]
-    return max(scored, key=lambda r: r.summary["dev"]).round if scored else None
+    scored = [r for r in rounds if r.state == "done" and r.summary.student and r.summary.dev is not None]
+    return max(scored, key=lambda r: r.summary.dev).round if scored else None
 
 
 def _soft_label_files(ledger: Ledger, rnd: int) -> set[Path]:

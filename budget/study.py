@@ -179,7 +179,7 @@ def _scales(study: Study, configs: dict[Path, ProjectConfig]) -> dict[str, dict[
         probe = Controller(config, study.out / "probes" / task, seed=0, policy="annotate", progress=False,
                            say=lambda _: None, model_cache_dir=study.out / ".model-cache").open()
         try:
-            state = probe.policy_state()
+            state = probe.policy_state(probe.ctx.snapshot())
             m = config.models
             for regime in missing:
                 known.setdefault(task, {})[regime] = regime_scale(
@@ -204,14 +204,14 @@ def _estimates(r: RoundRecord, ledger: Ledger, pricer: ComputePricer) -> list[tu
     """(what, estimated, actual) micro-dollars of a finished round: the round's compute as the policy
     estimated it ('round:<arm>'), and each metered phase kind ('phase:<name>')."""
     out = []
-    estimate, actual = r.decision.get("compute_estimate"), r.summary.get("compute_micro")
+    estimate, actual = r.plan.compute_estimate_micro, r.summary.compute_micro
     if estimate and actual:
         out.append((f"round:{r.arm}", int(estimate), int(actual)))
     spent: dict[str, int] = {}
     for step in ("student", "teacher", "soft_labels"):
         for p in (ledger.step_result(f"round-{r.round}:{step}") or {}).get("phases", []):
             spent[p["name"]] = spent.get(p["name"], 0) + pricer.price(PhaseRecord(**p))
-    for phase, est in (r.decision.get("compute_estimate_phases") or {}).items():
+    for phase, est in r.plan.compute_estimate_phases.items():
         if spent.get(phase) and est >= 1:
             out.append((f"phase:{phase}", round(est), spent[phase]))
     return out
@@ -236,16 +236,16 @@ def run_cell(cell: Cell, config: ProjectConfig, run_dir: Path, shared: Path) -> 
         curve, total, estimates = [], 0, []
         for r in rounds:
             total += spent.get(r.round, 0)
-            if r.summary.get("test") is not None:
-                curve.append((total, float(r.summary["test"])))
-            if r.summary.get("stopped") != "budget":
+            if r.summary.test is not None:
+                curve.append((total, float(r.summary.test)))
+            if not r.summary.stopped_at_cap:
                 estimates += _estimates(r, ledger, ComputePricer(config))
-        scored = [r for r in rounds if r.summary.get("dev") is not None and r.summary.get("test") is not None]
-        picked = max(scored, key=lambda r: r.summary["dev"]) if scored else None
+        scored = [r for r in rounds if r.summary.dev is not None and r.summary.test is not None]
+        picked = max(scored, key=lambda r: r.summary.dev) if scored else None
         return CellResult(cell.task, cell.regime, cell.budget, cell.seed, cell.policy,
                           by_arm.get("annotate", 0), by_arm.get("distill", 0), by_arm.get("baseline", 0),
                           totals.available, len(rounds), curve[-1][1] if curve else None,
-                          picked.summary["test"] if picked else None, time.monotonic() - started,
+                          picked.summary.test if picked else None, time.monotonic() - started,
                           sum(_flops(ledger, r.round)[0] for r in rounds),
                           sum(_flops(ledger, r.round)[1] for r in rounds), tuple(curve), tuple(estimates))
     finally:

@@ -18,12 +18,12 @@ decision, and no other name can be made to resolve to the server (DNS rebinding)
 
 from __future__ import annotations
 
-import html
 import ipaddress
 import json
 import socket
 import sys
 import threading
+from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -35,6 +35,8 @@ from budget.approvals import DecisionError, RunNotFoundError, decide, open_ledge
 from budget.exceptions import InputError
 from budget.ledger import Ledger
 from budget.money import format_usd
+from budget.records import BatchRecord
+from budget.report import templates, write_report
 
 __all__ = ["serve", "make_server", "is_loopback"]
 
@@ -61,11 +63,6 @@ def _not_loopback(host: str) -> str:
             "127.0.0.1, ::1 or localhost.")
 
 
-def e(value: object) -> str:
-    """``value`` as HTML text or attribute: every value shown on the page goes through here."""
-    return html.escape(str(value), quote=True)
-
-
 # --- what the page shows -------------------------------------------------------------------------
 
 def _metric(run_dir: Path) -> str:
@@ -75,8 +72,6 @@ def _metric(run_dir: Path) -> str:
 
 def _ensure_plot(run_dir: Path, ledger: Ledger) -> Path | None:
     """The plot, written with the rest of the report if the controller has not written it yet."""
-    from budget.report import write_report
-
     path = run_dir / PLOT
     with _REPORT_LOCK:
         if not path.exists():
@@ -91,155 +86,90 @@ def _when(at: str) -> str:
     return at[:16].replace("T", " ") + " UTC"
 
 
-def _money(ledger: Ledger) -> str:
+@dataclass(frozen=True)
+class _Tile:
+    cls: str  # granted, reserved, spent or available
+    label: str
+    amount: str
+
+
+@dataclass(frozen=True)
+class _Money:
+    tiles: tuple[_Tile, ...]
+    bar: tuple[tuple[str, float], ...]  # (class, percent of the bar's width)
+
+
+@dataclass(frozen=True)
+class _Card:
+    """One pending proposal as the page shows it."""
+
+    batch_id: str
+    round: int | None
+    kind: str  # "labels" or "compute"
+    proposed: str
+    total: str
+    head: str  # what is bought and for how much
+    facts: tuple[tuple[str, str], ...]  # (name, text): money before and after, the policy's why
+    sample: tuple[str, ...]
+    n_items: int
+
+
+@dataclass(frozen=True)
+class _Decision:
+    when: str
+    decision: str  # approved or rejected
+    batch_id: str
+    total: str
+    by: str
+    why: str
+
+
+def _money(ledger: Ledger) -> _Money:
     t = ledger.totals()
-    tiles = "".join(f'<div class="tile {cls}"><div class="label">{label}</div>'
-                    f'<div class="amount" data-money="{cls}">{e(format_usd(v))}</div></div>'
-                    for cls, label, v in (("granted", "Granted", t.granted), ("reserved", "Reserved", t.reserved),
-                                          ("spent", "Spent", t.spent), ("available", "Available", t.available)))
+    tiles = tuple(_Tile(cls, label, format_usd(v)) for cls, label, v in (
+        ("granted", "Granted", t.granted), ("reserved", "Reserved", t.reserved),
+        ("spent", "Spent", t.spent), ("available", "Available", t.available)))
     whole = max(t.granted, t.spent + t.reserved + max(t.available, 0), 1)
-    bar = "".join(f'<span class="{cls}" style="width:{100 * max(v, 0) / whole:.2f}%"></span>'
-                  for cls, v in (("spent", t.spent), ("reserved", t.reserved), ("available", t.available)))
-    return f'<section class="money">{tiles}</section><div class="bar" title="spent, reserved, available">{bar}</div>'
+    bar = tuple((cls, 100 * max(v, 0) / whole) for cls, v in (("spent", t.spent), ("reserved", t.reserved),
+                                                              ("available", t.available)))
+    return _Money(tiles, bar)
 
 
-def _card(rec, by: str) -> str:
-    """One pending proposal: the controller's own description of it, its sample items, and the decision form."""
+def _card(rec: BatchRecord) -> _Card:
+    """One pending proposal: the controller's own description of it and its sample items.
+
+    The only place in this module that reads a batch's payload.
+    """
     p = rec.payload
-    sample = p.get("sample") or []
+    sample = tuple(" / ".join(map(str, t)) if isinstance(t, list | tuple) else str(t) for t in p.sample)
     lines = proposal_lines(rec)
     lines = lines[:len(lines) - len(sample)] if sample else lines  # the sample is shown in full below
     head, facts = lines[0], lines[1:]
     prefix = f"{rec.batch_id} (round {rec.round}): "
     head = head[len(prefix):] if head.startswith(prefix) else head
-    rows = "".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, _, v in (f.strip().partition(": ") for f in facts))
-    kind = "compute" if p.get("kind") == "compute" else "labels"
-    items = "".join(f"<li>{e(' / '.join(map(str, t)) if isinstance(t, list | tuple) else t)}</li>" for t in sample)
-    n = len(p.get("item_ids") or [])
-    sample_html = (f'<h4>Sample: {len(sample)} of {n} items</h4><ol class="sample">{items}</ol>' if sample else "")
-    return f"""
-<article class="card" id="batch-{e(rec.batch_id)}" data-batch="{e(rec.batch_id)}">
-  <header><div><span class="badge {kind}">{kind}</span> <code class="batch-id">{e(rec.batch_id)}</code>
-    <span class="muted">round {e(rec.round)}, proposed {e(_when(rec.created_at))}</span></div>
-    <div class="total">{e(format_usd(rec.total_micro))}</div></header>
-  <p class="what">{e(head)}</p>
-  <dl>{rows}</dl>
-  {sample_html}
-  <form method="post" action="/approve" class="decide">
-    <input type="hidden" name="batch_id" value="{e(rec.batch_id)}">
-    <label>Your name <input name="by" value="{e(by)}" required maxlength="80" autocomplete="name"></label>
-    <label class="grow">Reason (to reject) <input name="why" maxlength="500"
-      placeholder="e.g. too many near-duplicates"></label>
-    <button type="submit" class="approve" formaction="/approve">Approve {e(format_usd(rec.total_micro))}</button>
-    <button type="submit" class="reject" formaction="/reject">Reject</button>
-  </form>
-</article>"""
+    pairs = tuple((k, v) for k, _, v in (f.strip().partition(": ") for f in facts))
+    return _Card(rec.batch_id, rec.round, "compute" if p.is_compute else "labels", _when(rec.created_at),
+                 format_usd(rec.total_micro), head, pairs, sample, len(p.item_ids))
 
 
-def _decisions(ledger: Ledger) -> str:
+def _decisions(ledger: Ledger) -> tuple[_Decision, ...]:
     batches = {b.batch_id: b for b in ledger.batches()}
     done = sorted((a for b in batches for a in ledger.approvals(b)), key=lambda a: a.at, reverse=True)[:_RECENT]
-    if not done:
-        return '<p class="muted">No decisions yet.</p>'
-    rows = "".join(f'<tr><td>{e(_when(a.at))}</td><td><span class="badge {e(a.decision)}">{e(a.decision)}</span></td>'
-                   f"<td><code>{e(a.batch_id)}</code></td><td>{e(format_usd(batches[a.batch_id].total_micro))}</td>"
-                   f"<td>{e(a.by)}</td><td>{e(a.why or '-')}</td></tr>" for a in done)
-    return ('<div class="table"><table class="decisions"><thead><tr><th>when</th><th>decision</th><th>batch</th>'
-            f"<th>total</th><th>by</th><th>why</th></tr></thead><tbody>{rows}</tbody></table></div>")
+    return tuple(_Decision(_when(a.at), a.decision, a.batch_id, format_usd(batches[a.batch_id].total_micro), a.by,
+                           a.why or "-") for a in done)
 
 
 def render_page(run_dir: Path, *, msg: str = "", kind: str = "ok", by: str = "") -> str:
     """The whole page, read from the ledger now."""
     with open_ledger(run_dir) as ledger:
         init = ledger.step_result("run:init") or {}
-        pending = ledger.batches("proposed")
-        cards = "".join(_card(rec, by) for rec in pending) or (
-            '<p class="empty">No proposals wait for approval. When the controller proposes a batch above the '
-            "auto-approval limit, it appears here; reload the page.</p>")
+        cards = tuple(_card(rec) for rec in ledger.batches("proposed"))
         money, decisions = _money(ledger), _decisions(ledger)
         plot = _ensure_plot(run_dir, ledger)
-    flash = (f'<div class="flash {e(kind if kind in {"ok", "note", "error"} else "note")}" role="status">{e(msg)}</div>'
-             if msg else "")
-    img = (f'<img src="/plot.png?v={plot.stat().st_mtime_ns}" alt="student score against dollars spent, per arm">'
-           if plot else '<p class="muted">No plot yet: run the controller first.</p>')
-    title = f"({len(pending)}) " if pending else ""
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}annotate-or-distill: {e(run_dir.name)}</title>
-<style>{_STYLE}</style></head>
-<body><main>
-<header class="top"><h1>annotate-or-distill</h1>
-  <div class="muted">run <code>{e(init.get("run_id", "?"))}</code> in <code>{e(run_dir)}</code>
-  &middot; <a href="/">reload</a></div></header>
-{flash}
-{money}
-<h2>Waiting for approval <span class="count">{len(pending)}</span></h2>
-{cards}
-<h2>Recent decisions</h2>
-{decisions}
-<h2>What the money bought</h2>
-<figure class="plot">{img}</figure>
-<footer class="muted">The same from a terminal: <code>python -m budget.controller proposals --run-dir
-{e(run_dir)}</code>. After approving, run the controller again to push the batch.</footer>
-</main></body></html>"""
-
-
-_STYLE = """
-*{box-sizing:border-box}
-body{margin:0;background:#f4f5f7;color:#1d2330;font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif}
-main{max-width:960px;margin:0 auto;padding:20px 24px 40px}
-h1{font-size:22px;margin:0}
-h2{font-size:17px;margin:28px 0 10px}
-h4{font-size:13px;margin:12px 0 4px;color:#555;text-transform:uppercase;letter-spacing:.04em}
-code{font:13px ui-monospace,SFMono-Regular,Menlo,monospace;background:#e9ebf0;padding:1px 5px;border-radius:4px}
-a{color:#2456c7}
-.top{display:flex;justify-content:space-between;align-items:baseline;flex-wrap:wrap;gap:8px;margin-bottom:16px}
-.muted{color:#6b7280;font-size:13px}
-.flash{padding:10px 14px;border-radius:8px;margin:0 0 16px;border:1px solid}
-.flash.ok{background:#e8f6ec;border-color:#9fd6ad;color:#14532d}
-.flash.note{background:#fff7e0;border-color:#f0d48a;color:#6b4e00}
-.flash.error{background:#fde8e8;border-color:#f3a7a7;color:#7f1d1d}
-.money{display:grid;grid-template-columns:repeat(4,1fr);gap:10px}
-.tile{background:#fff;border-radius:10px;padding:12px 14px;box-shadow:0 1px 2px rgba(0,0,0,.08);
-  border-top:4px solid #9ca3af}
-.tile .label{font-size:12px;text-transform:uppercase;letter-spacing:.05em;color:#6b7280}
-.tile .amount{font-size:22px;font-weight:600;font-variant-numeric:tabular-nums}
-.tile.granted{border-color:#2456c7}.tile.spent{border-color:#374151}.tile.reserved{border-color:#e5a50a}.tile.available{border-color:#2e9d52}
-.bar{display:flex;height:8px;border-radius:4px;overflow:hidden;background:#e5e7eb;margin:10px 0 0}
-.bar .spent{background:#374151}.bar .reserved{background:#e5a50a}.bar .available{background:#2e9d52}
-.count{background:#1d2330;color:#fff;border-radius:10px;padding:0 8px;font-size:13px;vertical-align:2px}
-.card{background:#fff;border-radius:10px;padding:14px 18px;margin:0 0 14px;box-shadow:0 1px 3px rgba(0,0,0,.1)}
-.card header{display:flex;justify-content:space-between;align-items:center;gap:12px}
-.card .total{font-size:24px;font-weight:700;font-variant-numeric:tabular-nums}
-.card .what{font-size:16px;margin:8px 0}
-.card dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 12px;margin:0;font-size:14px}
-.card dt{color:#6b7280}.card dd{margin:0}
-.sample{margin:0;padding-left:22px;font-size:14px;max-height:260px;overflow:auto;background:#fafafa;
-  border:1px solid #eceef2;border-radius:6px;padding-top:6px;padding-bottom:6px}
-.sample li{margin:2px 0;overflow-wrap:anywhere}
-.badge{display:inline-block;font-size:11px;font-weight:600;text-transform:uppercase;letter-spacing:.05em;
-  padding:2px 7px;border-radius:10px;background:#e5e7eb;color:#374151}
-.badge.labels{background:#dbe8ff;color:#1e3a8a}.badge.compute{background:#fde2e2;color:#8a1c1c}
-.badge.approved{background:#dcf5e3;color:#14532d}.badge.rejected{background:#fde2e2;color:#7f1d1d}
-.decide{display:flex;flex-wrap:wrap;align-items:flex-end;gap:10px;margin-top:14px;padding-top:12px;
-  border-top:1px solid #eceef2}
-.decide label{display:flex;flex-direction:column;font-size:12px;color:#6b7280;gap:3px}
-.decide .grow{flex:1;min-width:200px}
-.decide input{font:inherit;padding:6px 8px;border:1px solid #cfd3da;border-radius:6px;color:#1d2330}
-button{font:inherit;font-weight:600;padding:7px 16px;border-radius:6px;border:1px solid transparent;cursor:pointer}
-button.approve{background:#2e9d52;color:#fff}button.approve:hover{background:#23803f}
-button.reject{background:#fff;color:#b42318;border-color:#e4a19a}button.reject:hover{background:#fdeceb}
-.empty{background:#fff;border-radius:10px;padding:16px;color:#6b7280}
-.table{overflow-x:auto;background:#fff;border-radius:10px;box-shadow:0 1px 2px rgba(0,0,0,.08)}
-table.decisions{width:100%;border-collapse:collapse;font-size:14px}
-.decisions td:first-child,.decisions code{white-space:nowrap}
-.decisions th,.decisions td{text-align:left;padding:7px 10px;border-bottom:1px solid #eceef2;vertical-align:top}
-.decisions th{font-size:12px;color:#6b7280;text-transform:uppercase;letter-spacing:.04em;background:#fafbfc}
-.plot{margin:0;background:#fff;border-radius:10px;padding:10px;box-shadow:0 1px 2px rgba(0,0,0,.08);text-align:center}
-.plot img{max-width:100%;height:auto}
-footer{margin-top:24px}
-@media (max-width:640px){.money{grid-template-columns:repeat(2,1fr)}}
-"""
+    return templates().get_template("page.html").render(
+        run_name=run_dir.name, run_id=init.get("run_id", "?"), run_dir=str(run_dir), msg=msg,
+        kind=kind if kind in {"ok", "note", "error"} else "note", money=money,
+        cards=cards, by=by, decisions=decisions, plot_version=plot.stat().st_mtime_ns if plot else None)
 
 
 # --- deciding ------------------------------------------------------------------------------------

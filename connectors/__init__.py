@@ -1,7 +1,8 @@
 """Connectors: one protocol to push batches to annotation platforms and pull answers back.
 
-Platform connectors that need optional SDKs (``connectors.labelstudio``, ``connectors.argilla``) are
-imported from their modules, not from here, so this package imports without them.
+Platform connectors that need optional SDKs (``connectors.labelstudio``, ``connectors.argilla``) and
+what they share (``connectors.platform``, which needs httpx and pydantic) are imported from their
+modules, not from here, so this package imports without the ``connectors`` extra.
 """
 
 from connectors.base import Clock, Connector, RealClock

@@ -16,25 +16,23 @@ label, skipped when all of them discarded it.
 Records, responses and their statuses are read from the records list endpoint (the database), not
 from the search engine, so what ``pull`` sees is what the server has committed.
 
-Faults are translated in one place, :func:`map_platform_errors`. Retries are not done here: wrap the
-connector in :class:`connectors.retry.RetryingConnector`. The API key is read from the environment
-variable named by ``api_key_env`` when the connector first talks to the server, and never appears
-in a repr, a log line or an error.
+Faults are translated in one place, :func:`connectors.platform.map_errors`, with the words in
+:data:`ARGILLA`. Retries are not done here: wrap the connector in
+:class:`connectors.retry.RetryingConnector`. The API key is read from the environment variable named
+by ``api_key_env`` when the connector first talks to the server, and never appears in a repr, a log
+line or an error.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import uuid
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import argilla as rg
-import httpx
-import pydantic
 from argilla._exceptions import (
     ArgillaAPIError,
     ArgillaCredentialsError,
@@ -44,17 +42,18 @@ from argilla._exceptions import (
 )
 
 from annotation.records import Annotation, Batch, BatchItem, BatchStatus, Receipt
-from connectors.base import Connector
-from connectors.exceptions import (
-    AuthError,
-    ConnectorError,
-    ConnectorUsageError,
-    PlatformError,
-    ProtocolError,
-    TransportError,
+from connectors.exceptions import ConnectorUsageError, PlatformError, ProtocolError
+from connectors.platform import (
+    Answer,
+    Platform,
+    PlatformConnector,
+    map_errors,
+    one_line,
+    tally,
+    texts_by_field,
 )
 
-__all__ = ["ArgillaConnector", "map_platform_errors", "QUESTION_NAME"]
+__all__ = ["ARGILLA", "ArgillaConnector", "map_platform_errors", "QUESTION_NAME"]
 
 #: name of the dataset's one question
 QUESTION_NAME = "label"
@@ -66,10 +65,44 @@ _SUGGESTION_AGENT = "student"
 _PAGE = 1000
 #: records per bulk upsert (the SDK allows up to 500)
 _UPSERT = 500
-_BODY_CHARS = 300
 
 
-class ArgillaConnector(Connector):
+def _sdk_answer(exc: BaseException) -> Answer | None:
+    """The status the argilla SDK put on its own exceptions (the httpx answer, when chained, is read first)."""
+    if isinstance(exc, (ArgillaCredentialsError, UnauthorizedError)):
+        return Answer(401)
+    if isinstance(exc, ForbiddenError):
+        return Answer(403)
+    if isinstance(exc, ArgillaAPIError):
+        return Answer(exc.status_code, str(exc).split("Details: ", 1)[-1])
+    return None
+
+
+def _sdk_detail(exc: BaseException) -> str | None:
+    if isinstance(exc, (KeyError, ArgillaError)):
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+#: what Argilla's messages say, and how the argilla SDK's own exceptions are read
+ARGILLA = Platform(
+    name="Argilla",
+    server="argilla-server",
+    expects="an argilla-server 2.x",
+    key="an owner or admin key",
+    forbidden="an owner key, or an admin key of the connector's workspace",
+    missing_key="export the API key of an Argilla owner or admin (Argilla UI > My settings) to connect to {url}.",
+    fixes={404: "check [connector] url, workspace and dataset, and that the dataset still exists.",
+           409: "another process changed the dataset at the same time; try again.",
+           429: "Argilla is rate limiting; try again later.",
+           "5xx": "see the argilla-server log.",
+           "4xx": "check [connector] in project.toml."},
+    answer=_sdk_answer,
+    unreadable=_sdk_detail,
+)
+
+
+class ArgillaConnector(PlatformConnector):
     """Pushes batches to an Argilla dataset and pulls its annotators' responses.
 
     Parameters
@@ -96,6 +129,7 @@ class ArgillaConnector(Connector):
     """
 
     platform = "argilla"
+    words = ARGILLA
 
     def __init__(
         self,
@@ -107,12 +141,10 @@ class ArgillaConnector(Connector):
         guidelines: str = "",
         timeout: float = 30.0,
     ) -> None:
-        self.url = url
+        super().__init__(url, api_key_env=api_key_env, timeout=timeout)
         self.dataset = dataset
         self.workspace = workspace
-        self.api_key_env = api_key_env
         self.guidelines = guidelines
-        self.timeout = timeout
         self._client: rg.Argilla | None = None
         self._dataset: rg.Dataset | None = None
         self._usernames: dict[str, str] = {}
@@ -203,20 +235,11 @@ class ArgillaConnector(Connector):
         with self._errors(receipt.batch_id):
             ds = self._dataset_of(receipt)
             if ds is None:
-                return BatchStatus(pushed=0, done=0, skipped=0, waiting=0)
+                return tally(())
             overlap = int(ds.settings.distribution.min_submitted)
-            pushed = done = skipped = 0
-            for records in self._records_of(ds, receipt).values():
-                for record in records:
-                    pushed += 1
-                    statuses = [_status(r.status) for r in record.responses or []]
-                    submitted = statuses.count("submitted")
-                    if submitted + statuses.count("discarded") >= overlap:
-                        if submitted:
-                            done += 1
-                        else:
-                            skipped += 1
-            return BatchStatus(pushed=pushed, done=done, skipped=skipped, waiting=pushed - done - skipped)
+            statuses = [[_status(r.status) for r in record.responses or []]
+                        for records in self._records_of(ds, receipt).values() for record in records]
+            return tally((s.count("submitted"), s.count("discarded"), overlap) for s in statuses)
 
     def close(self) -> None:
         """Close the HTTP client. Safe to call twice; the next call connects again."""
@@ -228,17 +251,9 @@ class ArgillaConnector(Connector):
 
     # -- helpers ----------------------------------------------------------------------------------------
 
-    @contextmanager
-    def _errors(self, batch_id: str | None) -> Iterator[None]:
-        key = os.environ.get(self.api_key_env, "").strip()
-        secrets = tuple(k for k in (key, getattr(self._client, "api_key", None)) if k)
-        with map_platform_errors(self._base_url, api_key_env=self.api_key_env, timeout=self.timeout,
-                                 batch_id=batch_id, secrets=secrets):
-            yield
-
-    @property
-    def _base_url(self) -> str:
-        return self.url.rstrip("/")
+    def _secrets(self) -> tuple[str, ...]:
+        key = getattr(self._client, "api_key", None)  # the key the client connected with, if it has changed since
+        return (key,) if key else ()
 
     @property
     def client(self) -> rg.Argilla:
@@ -250,12 +265,7 @@ class ArgillaConnector(Connector):
             If the environment variable named by ``api_key_env`` is not set.
         """
         if self._client is None:
-            key = os.environ.get(self.api_key_env, "").strip()
-            if not key:
-                raise ConnectorUsageError(
-                    f"Environment variable {self.api_key_env} is not set; export the API key of an Argilla owner "
-                    f"or admin (Argilla UI > My settings) to connect to {self._base_url}."
-                )
+            key = self._api_key()
             with self._errors(None):
                 self._client = rg.Argilla(api_url=self._base_url, api_key=key, timeout=self.timeout, retries=0)
         return self._client
@@ -328,19 +338,14 @@ class ArgillaConnector(Connector):
         return ds
 
     def _record(self, item: BatchItem, batch: Batch) -> rg.Record:
-        texts = (item.text,) if isinstance(item.text, str) else tuple(item.text)
-        if len(texts) != len(batch.text_fields):
-            raise ConnectorUsageError(
-                f"Item {item.external_id} of batch {batch.batch_id} has {len(texts)} text(s) but the batch names "
-                f"{len(batch.text_fields)} text field(s) {list(batch.text_fields)}."
-            )
+        fields = texts_by_field(batch, item)
         suggestions = []
         if item.suggestion is not None:
             suggestions.append(rg.Suggestion(question_name=QUESTION_NAME, value=item.suggestion,
                                              score=item.suggestion_score, agent=_SUGGESTION_AGENT))
         return rg.Record(
             id=item.external_id,
-            fields=dict(zip(batch.text_fields, texts, strict=True)),
+            fields=fields,
             metadata={_BATCH_META: batch.batch_id},
             suggestions=suggestions,
         )
@@ -373,7 +378,7 @@ class ArgillaConnector(Connector):
         if not isinstance(value, str):
             raise ProtocolError(
                 f"Argilla at {self._base_url} returned a submitted response to record {external_id} without a "
-                f"'{QUESTION_NAME}' label (values: {json.dumps(values)[:_BODY_CHARS]}); was dataset "
+                f"'{QUESTION_NAME}' label (values: {one_line(json.dumps(values))}); was dataset "
                 f"'{self.dataset}' made by this connector?",
                 url=self._base_url,
             )
@@ -391,110 +396,6 @@ def _status(status: object) -> str:
     return str(getattr(status, "value", status))
 
 
-def _chain(exc: BaseException) -> Iterable[BaseException]:
-    seen: set[int] = set()
-    link: BaseException | None = exc
-    while link is not None and id(link) not in seen and len(seen) < 16:
-        seen.add(id(link))
-        yield link
-        link = link.__cause__ or link.__context__
-
-
-def _redact(text: str, secrets: Sequence[str]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
-
-
-def _one_line(text: str, limit: int = _BODY_CHARS) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc)
-    if isinstance(exc, httpx.ConnectError) and "refused" in text.lower():
-        return "connection refused"
-    return _one_line(text or type(exc).__name__, 120)
-
-
-def _transport_error(link: httpx.TransportError, url: str, timeout: float | None,
-                     where: dict[str, Any]) -> TransportError:
-    if isinstance(link, httpx.TimeoutException):
-        within = f" within {timeout:g} s" if timeout is not None else ""
-        return TransportError(
-            f"Argilla at {url} did not answer{within} ({type(link).__name__}); check that the server is up and not "
-            f"overloaded, or raise [connector] timeout in project.toml.", **where)
-    if isinstance(link, httpx.ConnectError):
-        return TransportError(
-            f"Cannot reach Argilla at {url} ({_reason(link)}); start argilla-server or fix [connector] url in "
-            f"project.toml.", **where)
-    return TransportError(
-        f"Lost the connection to Argilla at {url} ({_reason(link)}); check that the server is still running.",
-        **where)
-
-
-def _translate(
-    exc: BaseException, url: str, api_key_env: str, timeout: float | None, batch_id: str | None
-) -> ConnectorError | ConnectorUsageError | None:
-    """The connector error for an SDK or httpx exception, or None when it is none of theirs."""
-    links = list(_chain(exc))
-    where: dict[str, Any] = {"batch_id": batch_id, "url": url}
-    for link in links:
-        if isinstance(link, (httpx.UnsupportedProtocol, httpx.InvalidURL)):
-            return ConnectorUsageError(
-                f"Argilla url {url!r} is not a valid http(s) URL ({_one_line(str(link), 120)}); fix [connector] url "
-                f"in project.toml.")
-        if isinstance(link, httpx.TransportError):
-            return _transport_error(link, url, timeout, where)
-    status, body, what = None, "", ""
-    for link in links:
-        if isinstance(link, httpx.HTTPStatusError):
-            status, body = link.response.status_code, link.response.text
-            what = f" to {link.request.method} {link.request.url.path}"
-            break
-    if status is None:
-        for link in links:
-            if isinstance(link, (ArgillaCredentialsError, UnauthorizedError)):
-                status = 401
-            elif isinstance(link, ForbiddenError):
-                status = 403
-            elif isinstance(link, ArgillaAPIError):
-                status, body = link.status_code, str(link).split("Details: ", 1)[-1]
-            if status is not None:
-                break
-    if status == 401:
-        return AuthError(f"Argilla at {url} refused the API key (401); set {api_key_env} to an owner or admin key.",
-                         status=status, body=_one_line(body), **where)
-    if status == 403:
-        return AuthError(f"Argilla at {url} forbids this to the API key's user (403){what}; set {api_key_env} to an "
-                         f"owner key, or an admin key of the connector's workspace.",
-                         status=status, body=_one_line(body), **where)
-    if status is not None:
-        return PlatformError(f"Argilla at {url} answered {status}{what}: {_one_line(body, 200)}; {_fix_for(status)}",
-                             status=status, body=_one_line(body), **where)
-    for link in links:
-        if isinstance(link, (pydantic.ValidationError, json.JSONDecodeError, KeyError, ArgillaError)):
-            return ProtocolError(
-                f"Argilla at {url} sent an answer the connector cannot read ({type(link).__name__}: "
-                f"{_one_line(str(link), 200)}); check that [connector] url points at an argilla-server 2.x.", **where)
-    return None
-
-
-def _fix_for(status: int) -> str:
-    if status == 404:
-        return "check [connector] url, workspace and dataset, and that the dataset still exists."
-    if status == 409:
-        return "another process changed the dataset at the same time; try again."
-    if status == 429:
-        return "Argilla is rate limiting; try again later."
-    if status >= 500:
-        return "see the argilla-server log."
-    return "check [connector] in project.toml."
-
-
-@contextmanager
 def map_platform_errors(
     url: str,
     *,
@@ -502,48 +403,15 @@ def map_platform_errors(
     timeout: float | None = None,
     batch_id: str | None = None,
     secrets: Sequence[str] = (),
-) -> Iterator[None]:
+) -> AbstractContextManager[None]:
     """Translate argilla SDK and httpx exceptions raised inside the block into connector errors.
 
-    ``raise mapped from exc``, after httpx's ``map_httpcore_exceptions``: connection failures and
+    :func:`connectors.platform.map_errors` with :data:`ARGILLA`'s words: connection failures and
     timeouts become :class:`TransportError`; 401 and 403 :class:`AuthError`; other error statuses
     :class:`PlatformError` (status and the body, truncated); payloads the SDK cannot read
-    :class:`ProtocolError`. Connector errors pass through (given ``batch_id`` if they had none), and
-    anything else (a bug of ours) passes unchanged.
-
-    Parameters
-    ----------
-    url : str
-        The server's URL, named in every message.
-    api_key_env : str, default="ARGILLA_API_KEY"
-        The environment variable the key came from, named in the fix of an auth error.
-    timeout : float, optional
-        The request timeout in seconds, named in timeout messages.
-    batch_id : str, optional
-        The batch the call was about; carried by the error.
-    secrets : sequence of str, default=()
-        Strings (the API key) removed from every message and body.
-
-    Raises
-    ------
-    TransportError, AuthError, PlatformError, ProtocolError
-        As above; every message is one line naming ``url`` and what to do.
-    ConnectorUsageError
-        If ``url`` is not a valid http(s) URL.
+    :class:`ProtocolError`; an invalid ``url`` :class:`ConnectorUsageError`. Connector errors pass
+    through, anything else (a bug of ours) passes unchanged. Every message is one line naming
+    ``url`` and what to do; the value of ``api_key_env`` and ``secrets`` never appear in one.
     """
-    try:
-        yield
-    except ConnectorError as exc:
-        if exc.batch_id is None:
-            exc.batch_id = batch_id  # raised by an inner block that did not know the batch
-        raise
-    except ConnectorUsageError:
-        raise
-    except Exception as exc:
-        mapped = _translate(exc, url, api_key_env, timeout, batch_id)
-        if mapped is None:
-            raise
-        mapped.args = (_redact(str(mapped), secrets),)
-        if isinstance(mapped, PlatformError):
-            mapped.body = _redact(mapped.body, secrets)
-        raise mapped from exc
+    return map_errors(ARGILLA, url, api_key_env=api_key_env, timeout=timeout, batch_id=batch_id,
+                      secrets=secrets)

@@ -47,8 +47,6 @@ class Connector(ABC):
 
     #: short platform name recorded in receipts and the ledger
     platform: str = "base"
-    #: the clock the controller uses while it waits for this platform's annotators
-    clock: Clock = RealClock()
 
     def push(self, batch: Batch) -> Receipt:
         """Create one task per item of an approved batch; items already on the platform are skipped.

@@ -10,46 +10,36 @@ An item is *finished* once it has ``overlap`` answers (labels and skips together
 one of them is a label, *skipped* when all are skips. ``pull`` returns every submitted answer (drafts
 are not answers), finished or not; the caller deduplicates on ``(external_id, annotator)``.
 
-Every SDK and httpx error is translated in :func:`map_platform_errors`; retries belong to
-:class:`connectors.retry.RetryingConnector` wrapped around this connector, so the SDK's own retries
-are switched off. The API key is read from the environment when the connector first connects and
-never appears in a repr, a log line or an error message.
+Every SDK and httpx error is translated by :func:`connectors.platform.map_errors` with the words in
+:data:`LABEL_STUDIO`; retries belong to :class:`connectors.retry.RetryingConnector` wrapped around this
+connector, so the SDK's own retries are switched off. The API key is read from the environment when the
+connector first connects and never appears in a repr, a log line or an error message.
 """
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
-import os
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 from xml.sax.saxutils import escape
 
 import httpx
-import pydantic
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 from label_studio_sdk.core.parse_error import ParsingError
 
 from annotation.records import Annotation, Batch, BatchItem, BatchStatus, Receipt
-from connectors.base import Connector
-from connectors.exceptions import (
-    AuthError,
-    ConnectorUsageError,
-    PlatformError,
-    ProtocolError,
-    TransportError,
-)
+from connectors.exceptions import ConnectorUsageError, ProtocolError
+from connectors.platform import Answer, Platform, PlatformConnector, map_errors, tally, texts_by_field
 
-__all__ = ["LabelStudioConnector", "label_config", "map_platform_errors", "project_title"]
+__all__ = ["LABEL_STUDIO", "LabelStudioConnector", "label_config", "map_platform_errors", "project_title"]
 
 #: keys of a task's ``data`` that the connector itself writes; text fields may not use them
 RESERVED_DATA_KEYS = ("external_id", "batch_id", "overlap")
 #: Label Studio's limits on a project title (``PROJECT_TITLE_MIN_LEN`` / ``MAX_LEN``)
 TITLE_MIN_LEN, TITLE_MAX_LEN = 3, 50
-_BODY_MAX = 300  # characters of an error body kept in PlatformError.body and messages
 _PAGE_SIZE = 1000
 _ANNOTATED = json.dumps({"filters": {"conjunction": "or", "items": [
     {"filter": "filter:tasks:total_annotations", "operator": "greater", "type": "Number", "value": 0},
@@ -101,132 +91,54 @@ def _choice_name(text_fields: tuple[str, ...]) -> str:
     return "label_choice" if "label" in text_fields else "label"
 
 
-def _one_line(text: str, limit: int = _BODY_MAX) -> str:
-    flat = " ".join(str(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+def _api_answer(exc: BaseException) -> Answer | None:
+    if not isinstance(exc, ApiError):
+        return None
+    body = exc.body if isinstance(exc.body, str) else json.dumps(exc.body, default=str)
+    return Answer(exc.status_code, body)
 
 
-def _connect_reason(exc: httpx.HTTPError) -> str:
-    """Short words for why a connection failed: 'connection refused', 'host not found', ..."""
-    cause: BaseException | None = exc
-    while cause is not None:
-        if isinstance(cause, OSError) and cause.errno is not None:
-            if cause.errno == errno.ECONNREFUSED:
-                return "connection refused"
-            if cause.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
-                return "host unreachable"
-        cause = cause.__cause__ or cause.__context__
-    text = str(exc).lower()
-    if "refused" in text:
-        return "connection refused"
-    if "name or service not known" in text or "nodename nor servname" in text or "name resolution" in text:
-        return "host not found"
-    return _one_line(str(exc), 120) or type(exc).__name__
+def _parse_detail(exc: BaseException) -> str | None:
+    return type(exc.cause).__name__ if isinstance(exc, ParsingError) else None
 
 
-@contextmanager
+#: what Label Studio's messages say, and how label-studio-sdk's own exceptions are read
+LABEL_STUDIO = Platform(
+    name="Label Studio",
+    server="the server",
+    expects="a Label Studio 1.2x server",
+    key="a valid legacy token or personal access token",
+    missing_key="set it to a legacy API token or a personal access token of the Label Studio at {url}.",
+    fixes={404: "check [connector] url and that the project still exists.",
+           429: "Label Studio is rate limiting; try again later.",
+           "5xx": "see the Label Studio server log.",
+           "4xx": "the request was refused; check the batch and the project's settings in Label Studio."},
+    answer=_api_answer,
+    unreadable=_parse_detail,
+)
+
+
 def map_platform_errors(
     url: str,
     *,
     api_key_env: str = "LABEL_STUDIO_API_KEY",
     timeout: float | None = None,
     batch_id: str | None = None,
-) -> Iterator[None]:
+    secrets: Sequence[str] = (),
+) -> AbstractContextManager[None]:
     """Translate label-studio-sdk and httpx errors raised inside the block into connector errors.
 
-    ============================================  =============================================
-    raised inside                                 raised out (``from`` the original)
-    ============================================  =============================================
-    httpx connect error, DNS failure              :class:`TransportError`
-    httpx timeout, dropped connection             :class:`TransportError`
-    httpx unsupported scheme, invalid URL         :class:`ConnectorUsageError`
-    ``ApiError`` 401 / 403                        :class:`AuthError`
-    ``ApiError`` other status >= 400              :class:`PlatformError` (status, body cut short)
-    ``ApiError`` < 400, ``ParsingError``, bad     :class:`ProtocolError`
-    JSON, pydantic validation
-    ============================================  =============================================
-
-    Every message is one line that names ``url`` and the fix. The value of ``api_key_env`` is
-    scrubbed from messages and bodies. Connector errors raised inside pass through unchanged.
-
-    Parameters
-    ----------
-    url : str
-        The Label Studio base URL, named in every message.
-    api_key_env : str, default="LABEL_STUDIO_API_KEY"
-        The environment variable that holds the key (named in auth messages, its value scrubbed).
-    timeout : float, optional
-        The request timeout in seconds, named in timeout messages.
-    batch_id : str, optional
-        The batch the call was about; stored on the raised error.
+    :func:`connectors.platform.map_errors` with :data:`LABEL_STUDIO`'s words: ``ApiError`` 401 / 403
+    become :class:`AuthError`, other statuses >= 400 :class:`PlatformError`, ``ParsingError`` and
+    answers it could not read :class:`ProtocolError`, httpx faults :class:`TransportError`. Every
+    message is one line that names ``url`` and the fix; the value of ``api_key_env`` (and ``secrets``)
+    never appears in a message or body.
     """
-    where = {"batch_id": batch_id, "url": url}
-    try:
-        yield
-    except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-        raise ConnectorUsageError(
-            f"Label Studio url {url!r} is not a valid http(s) URL ({_one_line(str(exc), 120)}); "
-            f"fix [connector] url in project.toml."
-        ) from exc
-    except httpx.TimeoutException as exc:
-        within = f" within {timeout:g} s" if timeout is not None else ""
-        raise TransportError(
-            f"Label Studio at {url} did not answer{within} ({type(exc).__name__}); check that the server is up "
-            f"and not overloaded, or give the connector a longer timeout.", **where
-        ) from exc
-    except httpx.ConnectError as exc:
-        raise TransportError(
-            f"Cannot reach Label Studio at {url} ({_connect_reason(exc)}); start the server or fix [connector] url "
-            f"in project.toml.", **where
-        ) from exc
-    except httpx.TransportError as exc:
-        raise TransportError(
-            f"Lost the connection to Label Studio at {url} ({_connect_reason(exc)}); check that the server is "
-            f"still running.", **where
-        ) from exc
-    except ParsingError as exc:
-        raise ProtocolError(
-            f"Label Studio at {url} sent an answer the connector cannot read ({type(exc.cause).__name__}); "
-            f"check that [connector] url points at a Label Studio 1.2x server.", **where
-        ) from exc
-    except ApiError as exc:
-        status = exc.status_code
-        body = _scrub(_one_line(json.dumps(exc.body) if not isinstance(exc.body, str) else exc.body), api_key_env)
-        if status is None or status < 400:  # the SDK could not read a successful answer (e.g. an HTML page)
-            raise ProtocolError(
-                f"Label Studio at {url} sent an answer the connector cannot read (status {status}: {body[:80]}); "
-                f"check that [connector] url points at a Label Studio 1.2x server.", **where
-            ) from exc
-        if status in (401, 403):
-            raise AuthError(
-                f"Label Studio at {url} refused the API key ({status}); set {api_key_env} to a valid legacy "
-                f"token or personal access token.", status=status, body=body, **where
-            ) from exc
-        raise PlatformError(f"Label Studio at {url} answered {status}: {body}; {_fix_for(status)}",
-                            status=status, body=body, **where) from exc
-    except (pydantic.ValidationError, json.JSONDecodeError) as exc:
-        raise ProtocolError(
-            f"Label Studio at {url} sent an answer the connector cannot read ({type(exc).__name__}); "
-            f"check that [connector] url points at a Label Studio 1.2x server.", **where
-        ) from exc
+    return map_errors(LABEL_STUDIO, url, api_key_env=api_key_env, timeout=timeout, batch_id=batch_id,
+                      secrets=secrets)
 
 
-def _fix_for(status: int) -> str:
-    if status == 404:
-        return "check [connector] url and that the project still exists."
-    if status == 429:
-        return "Label Studio is rate limiting; try again later."
-    if status >= 500:
-        return "see the Label Studio server log."
-    return "the request was refused; check the batch and the project's settings in Label Studio."
-
-
-def _scrub(text: str, api_key_env: str) -> str:
-    key = os.environ.get(api_key_env)
-    return text.replace(key, "***") if key else text
-
-
-class LabelStudioConnector(Connector):
+class LabelStudioConnector(PlatformConnector):
     """Pushes batches as tasks of one Label Studio project and pulls their annotations.
 
     Parameters
@@ -252,13 +164,12 @@ class LabelStudioConnector(Connector):
     """
 
     platform = "labelstudio"
+    words = LABEL_STUDIO
 
     def __init__(self, url: str, project: str, *, api_key_env: str = "LABEL_STUDIO_API_KEY",
                  timeout: float = 30.0, attach_predictions: bool = True) -> None:
-        self.url = url
+        super().__init__(url, api_key_env=api_key_env, timeout=timeout)
         self.project = project
-        self.api_key_env = api_key_env
-        self.timeout = timeout
         self.attach_predictions = attach_predictions
         self._client: LabelStudio | None = None
         self._http: httpx.Client | None = None
@@ -270,14 +181,6 @@ class LabelStudioConnector(Connector):
 
     # -- connection --------------------------------------------------------------------------------------
 
-    def _errors(self, batch_id: str | None) -> AbstractContextManager[None]:
-        return map_platform_errors(self._base_url, api_key_env=self.api_key_env, timeout=self.timeout,
-                                   batch_id=batch_id)
-
-    @property
-    def _base_url(self) -> str:
-        return self.url.rstrip("/")
-
     def _connect(self, batch_id: str | None) -> LabelStudio:
         if self._client is not None:
             return self._client
@@ -286,12 +189,7 @@ class LabelStudioConnector(Connector):
                 f"Label Studio project title {self.project!r} has {len(self.project)} characters; Label Studio "
                 f"allows {TITLE_MIN_LEN} to {TITLE_MAX_LEN}. Use connectors.labelstudio.project_title()."
             )
-        key = os.environ.get(self.api_key_env, "").strip()
-        if not key:
-            raise ConnectorUsageError(
-                f"Environment variable {self.api_key_env} is not set; set it to a legacy API token or a personal "
-                f"access token of the Label Studio at {self._base_url}."
-            )
+        key = self._api_key()
         http = httpx.Client(timeout=self.timeout, follow_redirects=True)
         try:
             with self._errors(batch_id):  # a JWT key is decoded here: an expired one is refused at once
@@ -335,8 +233,7 @@ class LabelStudioConnector(Connector):
         return Receipt(batch.batch_id, self.platform, str(pid), eids, task_refs={e: str(refs[e]) for e in eids})
 
     def _task(self, batch: Batch, item: BatchItem) -> dict[str, Any]:
-        texts = (item.text,) if isinstance(item.text, str) else tuple(item.text)
-        data: dict[str, Any] = dict(zip(batch.text_fields, texts, strict=True))
+        data: dict[str, Any] = texts_by_field(batch, item)
         data.update(external_id=item.external_id, batch_id=batch.batch_id, overlap=batch.overlap)
         task: dict[str, Any] = {"data": data}
         if self.attach_predictions and item.suggestion is not None:
@@ -425,23 +322,13 @@ class LabelStudioConnector(Connector):
         """
         ls = self._connect(receipt.batch_id)
         wanted = set(receipt.external_ids)
-        pushed = done = skipped = 0
         with self._errors(receipt.batch_id):
             pid = self._receipt_project(ls, receipt)
             if pid is None:
-                return BatchStatus(pushed=0, done=0, skipped=0, waiting=0)
-            for task in ls.tasks.list(project=pid, fields="task_only", page_size=_PAGE_SIZE):
-                data = task.data or {}
-                if str(data.get("external_id")) not in wanted:
-                    continue
-                pushed += 1
-                labels, skips = int(task.total_annotations or 0), int(task.cancelled_annotations or 0)
-                if labels + skips >= _overlap(data):
-                    if labels:
-                        done += 1
-                    else:
-                        skipped += 1
-        return BatchStatus(pushed=pushed, done=done, skipped=skipped, waiting=pushed - done - skipped)
+                return tally(())
+            tasks = ls.tasks.list(project=pid, fields="task_only", page_size=_PAGE_SIZE)
+            return tally((int(t.total_annotations or 0), int(t.cancelled_annotations or 0), _overlap(t.data or {}))
+                         for t in tasks if str((t.data or {}).get("external_id")) in wanted)
 
     def _annotation(self, ls: LabelStudio, eid: str, raw: Any, batch_id: str) -> Annotation:
         user = _field(raw, "completed_by")
@@ -503,11 +390,7 @@ def _check_batch(batch: Batch) -> None:
                    f"{', '.join(RESERVED_DATA_KEYS)}")
     elif batch.overlap < 1:
         problem = f"has overlap {batch.overlap}; ask for at least 1 answer per item"
-    else:
-        for item in batch.items:
-            n = 1 if isinstance(item.text, str) else len(item.text)
-            if n != len(fields):
-                problem = f"item {item.external_id} has {n} text(s) for {len(fields)} text field(s) {fields!r}"
-                break
     if problem:
         raise ConnectorUsageError(f"Batch {batch.batch_id} {problem}.")
+    for item in batch.items:
+        texts_by_field(batch, item)

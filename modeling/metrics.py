@@ -8,10 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
-__all__ = ["Scores", "score", "METRICS"]
+from annotation.records import METRICS
 
-#: metric names a task may pick as the one its decisions optimise
-METRICS = ("accuracy", "macro_f1")
+__all__ = ["Scores", "score", "METRICS"]
 
 
 @dataclass(frozen=True)

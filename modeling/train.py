@@ -3,7 +3,8 @@
 One loop, read top to bottom (after nanoGPT's ``train.py``): config, seed and device, data,
 model and optimizer, resume, then ``for step``: stop check, set LR, forward, loss, backward, clip,
 step, zero_grad, log, evaluate + checkpoint. Distillation is the same loop with some examples
-carrying the teacher's soft labels instead of a gold label.
+carrying the teacher's soft labels instead of a gold label. Below the loop are its three helpers:
+the batches of each epoch, a dev evaluation, and the checkpoint (load, save, finish).
 
 Checkpoints are plain dicts in ``out_dir/ckpt.pt`` (model, optimizer, scheduler, config, step,
 best_dev, history); the best model on the dev set is also saved with ``save_pretrained`` in
@@ -16,9 +17,10 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,13 +28,12 @@ import torch.nn.functional as F
 import transformers
 from tqdm.auto import tqdm
 
-from annotation.records import Text
+from annotation.records import METRICS, Text
 from modeling.device import autocast, device_kind, pick_device
 from modeling.encoding import bucketed_batches, collate, encode
 from modeling.exceptions import CheckpointError, EmptyPoolError, LabelError
 from modeling.infer import evaluate, softmax
-from modeling.meter import Meter, PhaseRecord
-from modeling.metrics import METRICS
+from modeling.meter import Meter, Phase, PhaseRecord
 
 __all__ = ["TrainConfig", "SoftTargets", "TrainResult", "train"]
 
@@ -189,36 +190,11 @@ def train(
     scheduler = transformers.get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps),
                                                              total_steps)
 
-    # --- resume (like nanoGPT's init_from='resume') ----------------------------------------------
-    out = Path(out_dir) if out_dir is not None else None
-    step, best_dev, history, bad_evals, best_state, earlier = 0, None, [], 0, None, None
-    if out is not None and (out / "ckpt.pt").exists():
-        ckpt = torch.load(out / "ckpt.pt", map_location="cpu", weights_only=False)
-        if ckpt["config"] != asdict(cfg) or ckpt["n_examples"] != len(all_texts):
-            raise CheckpointError(f"Checkpoint {out / 'ckpt.pt'} was made with other settings or data; "
-                                  "use a new out_dir or delete it to start over.")
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        step, best_dev, history, bad_evals = ckpt["step"], ckpt["best_dev"], ckpt["history"], ckpt["bad_evals"]
-        best_state = ckpt.get("best_model")
-        torch.set_rng_state(ckpt["rng"])  # dropout continues as if never interrupted
-        earlier = PhaseRecord(**ckpt["phase"])  # what the interrupted run already measured
-        if ckpt["stopped"] in {"completed", "early_stop"}:  # its model folder was written before this checkpoint
-            if best_state is not None:
-                model.load_state_dict(best_state)
-            return TrainResult(step, total_steps, ckpt["stopped"], best_dev, history, out, earlier)
-
-    def save(stopped: str | None, phase) -> None:
-        if out is None:
-            return
-        out.mkdir(parents=True, exist_ok=True)
-        ckpt = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "config": asdict(cfg), "n_examples": len(all_texts), "step": step, "best_dev": best_dev,
-                "history": history, "bad_evals": bad_evals, "best_model": best_state, "stopped": stopped,
-                "rng": torch.get_rng_state(), "phase": asdict(phase.record)}
-        torch.save(ckpt, out / "ckpt.tmp")
-        (out / "ckpt.tmp").replace(out / "ckpt.pt")  # atomic: a kill never leaves a torn checkpoint
+    # --- resume (like nanoGPT's init_from='resume'); a finished run is not trained again --------
+    ckpt = _Checkpoint(None if out_dir is None else Path(out_dir), model, optimizer, scheduler, cfg, len(all_texts))
+    run, earlier, ended = ckpt.load()
+    if ended in _FINISHED:  # its model folder was written before this checkpoint
+        return TrainResult(run.step, total_steps, ended, run.best_dev, run.history, ckpt.out, earlier)
 
     # --- the loop -------------------------------------------------------------------------------
     meter = meter or Meter()
@@ -229,84 +205,171 @@ def train(
                      n_params=sum(p.numel() for p in model.parameters()), limit_micro=limit_micro) as phase:
         if earlier is not None:
             phase.carry(earlier)
-        bar = tqdm(total=total_steps, initial=step, desc=phase_name, unit="step", disable=not cfg.progress,
+        bar = tqdm(total=total_steps, initial=run.step, desc=phase_name, unit="step", disable=not cfg.progress,
                    leave=False)
-        while step < total_steps and stopped == "completed":
-            epoch = step // steps_per_epoch
-            rng = np.random.default_rng(cfg.seed + epoch)  # batch order depends only on seed and epoch
-            lengths = encoded.lengths
-            batches = (bucketed_batches(lengths, cfg.batch_size, rng) if cfg.group_by_length
-                       else np.array_split(rng.permutation(len(lengths)), steps_per_epoch))
-            for idx in batches[step - epoch * steps_per_epoch:]:
-                # 1. before a step would pass the money held for the phase, ask for more; stop if none is left
-                if phase.would_pass_limit() and not phase.ask_for_more(more_money, total_steps - step):
-                    phase.stop_for_limit()
-                    stopped = "budget"
-                    break
-                t0 = time.perf_counter()
-                batch = {k: v.to(device) for k, v in collate(encoded, idx, tokenizer.pad_token_id).items()}
-                y, q = hard[idx].to(device), targets[idx].to(device)
-                gold = y >= 0
-                # 2. forward under autocast; the loss is computed in fp32
-                with autocast(device, cfg.precision):
-                    logits = model(**batch).logits.float()
-                # 3. gold cross-entropy, summed over the labeled rows of the batch
-                ce = F.cross_entropy(logits[gold], y[gold], reduction="sum") if gold.any() else logits.new_zeros(())
-                # 4. KL(teacher || student) at temperature T on soft rows, x T^2 to keep gradient scale (Hinton 2015)
-                t = cfg.temperature
-                kl = (F.kl_div(F.log_softmax(logits[~gold] / t, dim=-1), q[~gold], reduction="sum") * t * t
-                      if (~gold).any() else logits.new_zeros(()))
-                # 5. one mean over the batch, so gold and soft rows weigh by their count
-                loss = (w_gold * ce + (1 - w_gold) * kl) / len(idx)
-                loss.backward()
-                if cfg.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-                phase.add(len(idx), int(batch["attention_mask"].sum()), batch["input_ids"].numel())
-                bar.update(1)
-                if cfg.progress:  # loss.item() waits for the device: only when someone reads the bar
-                    bar.set_postfix(loss=f"{loss.item():.4f}", ms=f"{1000 * (time.perf_counter() - t0):.0f}")
-                # 6. evaluate on dev, keep the best weights, stop early when it stops improving
-                at_epoch_end = step % steps_per_epoch == 0 or step == total_steps
-                evaluate_now = dev is not None and (step % cfg.eval_every == 0 if cfg.eval_every else at_epoch_end)
-                if evaluate_now:
-                    value = evaluate(model, tokenizer, dev[0], dev[1], label_names, max_length=cfg.max_length,
-                                     precision=cfg.precision, device=cfg.device, progress=False).get(cfg.metric)
-                    model.train()
-                    history.append((step, value))
-                    log.info(f"{phase_name} step {step}/{total_steps}: loss {loss.item():.4f}, dev {cfg.metric} "
-                             f"{value:.4f}")
-                    if best_dev is None or value > best_dev:
-                        best_dev, bad_evals = value, 0
-                        best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-                    else:
-                        bad_evals += 1
-                    if cfg.patience and bad_evals >= cfg.patience:
-                        stopped = "early_stop"
-                # a checkpoint writes the model, optimizer and best weights: not after every tiny epoch
-                if (evaluate_now or at_epoch_end) and time.monotonic() - last_save >= cfg.checkpoint_every_s:
-                    save(None, phase)
-                    last_save = time.monotonic()
-                if stopped != "completed" or at_epoch_end:
-                    break
+        for idx in _batches(encoded.lengths, cfg, steps_per_epoch, total_steps, run.step):
+            # 1. before a step would pass the money held for the phase, ask for more; stop if none is left
+            if phase.would_pass_limit() and not phase.ask_for_more(more_money, total_steps - run.step):
+                phase.stop_for_limit()
+                stopped = "budget"
+                break
+            t0 = time.perf_counter()
+            batch = {k: v.to(device) for k, v in collate(encoded, idx, tokenizer.pad_token_id).items()}
+            y, q = hard[idx].to(device), targets[idx].to(device)
+            gold = y >= 0
+            # 2. forward under autocast; the loss is computed in fp32
+            with autocast(device, cfg.precision):
+                logits = model(**batch).logits.float()
+            # 3. gold cross-entropy, summed over the labeled rows of the batch
+            ce = F.cross_entropy(logits[gold], y[gold], reduction="sum") if gold.any() else logits.new_zeros(())
+            # 4. KL(teacher || student) at temperature T on soft rows, x T^2 to keep gradient scale (Hinton 2015)
+            t = cfg.temperature
+            kl = (F.kl_div(F.log_softmax(logits[~gold] / t, dim=-1), q[~gold], reduction="sum") * t * t
+                  if (~gold).any() else logits.new_zeros(()))
+            # 5. one mean over the batch, so gold and soft rows weigh by their count
+            loss = (w_gold * ce + (1 - w_gold) * kl) / len(idx)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            run.step += 1
+            phase.add(len(idx), int(batch["attention_mask"].sum()), batch["input_ids"].numel())
+            bar.update(1)
+            if cfg.progress:  # loss.item() waits for the device: only when someone reads the bar
+                bar.set_postfix(loss=f"{loss.item():.4f}", ms=f"{1000 * (time.perf_counter() - t0):.0f}")
+            # 6. evaluate on dev, keep the best weights, stop early when it stops improving
+            at_epoch_end = run.step % steps_per_epoch == 0 or run.step == total_steps
+            evaluate_now = dev is not None and (run.step % cfg.eval_every == 0 if cfg.eval_every else at_epoch_end)
+            if evaluate_now:
+                value = _evaluate(model, tokenizer, dev, label_names, cfg, run)
+                log.info(f"{phase_name} step {run.step}/{total_steps}: loss {loss.item():.4f}, dev {cfg.metric} "
+                         f"{value:.4f}")
+                if cfg.patience and run.bad_evals >= cfg.patience:
+                    stopped = "early_stop"
+            # a checkpoint writes the model, optimizer and best weights: not after every tiny epoch
+            if (evaluate_now or at_epoch_end) and time.monotonic() - last_save >= cfg.checkpoint_every_s:
+                ckpt.save(run, None, phase)
+                last_save = time.monotonic()
+            if stopped != "completed":
+                break
         bar.close()
 
         # --- finish: keep the best weights, save the model folder and the final checkpoint --------
-        # A phase stopped at its money limit checkpoints its training state as it is (more money
-        # resumes it) and keeps its best model so far. A finished phase writes its model folder
-        # first: a checkpoint that says 'finished' always has its model beside it, whenever the
-        # process is killed.
-        if stopped == "budget":
-            save(stopped, phase)
-        if best_state is not None:
-            model.load_state_dict(best_state)
-        if out is not None:
-            model.save_pretrained(out)
-            tokenizer.save_pretrained(out)
-        if stopped != "budget":
-            save(stopped, phase)
-    return TrainResult(step, total_steps, stopped, best_dev, history, out, meter.records[-1])
+        ckpt.finish(run, stopped, phase, tokenizer)
+    return TrainResult(run.step, total_steps, stopped, run.best_dev, run.history, ckpt.out, meter.records[-1])
 
+
+# --- the loop's helpers: batches, dev evaluation, checkpoints -----------------------------------------
+
+_FINISHED = {"completed", "early_stop"}  # how a run that needs no more training ended
+
+
+def _batches(lengths: np.ndarray, cfg: TrainConfig, steps_per_epoch: int, total_steps: int,
+             start: int) -> Iterator[np.ndarray]:
+    """Example indices of each step from ``start`` to ``total_steps`` (a resumed run continues mid-epoch).
+
+    An epoch's batch order depends only on the seed and the epoch: similar lengths together (less
+    padding) in random order, or a plain shuffle.
+    """
+    for epoch in range(start // steps_per_epoch, total_steps // steps_per_epoch):
+        rng = np.random.default_rng(cfg.seed + epoch)
+        batches = (bucketed_batches(lengths, cfg.batch_size, rng) if cfg.group_by_length
+                   else np.array_split(rng.permutation(len(lengths)), steps_per_epoch))
+        yield from batches[max(0, start - epoch * steps_per_epoch):]
+
+
+@dataclass
+class _Run:
+    """Where training is: what a checkpoint keeps besides the model, optimizer and scheduler."""
+
+    step: int = 0
+    best_dev: float | None = None
+    history: list[tuple[int, float]] = field(default_factory=list)
+    bad_evals: int = 0  # evaluations since the best one
+    best_state: dict[str, torch.Tensor] | None = None  # the best dev model's weights, on the CPU
+
+
+def _evaluate(model, tokenizer, dev: tuple[Sequence[Text], np.ndarray], label_names: Sequence[str],
+              cfg: TrainConfig, run: _Run) -> float:
+    """Score the model on dev and record it in ``run``, keeping a copy of the weights when they are the best."""
+    value = evaluate(model, tokenizer, dev[0], dev[1], label_names, max_length=cfg.max_length,
+                     precision=cfg.precision, device=cfg.device, progress=False).get(cfg.metric)
+    model.train()
+    run.history.append((run.step, value))
+    if run.best_dev is None or value > run.best_dev:
+        run.best_dev, run.bad_evals = value, 0
+        run.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    else:
+        run.bad_evals += 1
+    return value
+
+
+@dataclass
+class _Checkpoint:
+    """``out/ckpt.pt``: a plain dict (model, optimizer, scheduler, config, step, best_dev, history, ...).
+
+    Without ``out`` nothing is loaded or saved.
+    """
+
+    out: Path | None
+    model: Any
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    cfg: TrainConfig
+    n_examples: int
+
+    def load(self) -> tuple[_Run, PhaseRecord | None, str | None]:
+        """Restore the model, optimizer, scheduler and RNG from the checkpoint, if there is one.
+
+        Returns where the run was, what it had measured, and how it ended (None while it was still
+        running); a finished run's best weights are loaded into the model.
+        """
+        path = None if self.out is None else self.out / "ckpt.pt"
+        if path is None or not path.exists():
+            return _Run(), None, None
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        if ckpt["config"] != asdict(self.cfg) or ckpt["n_examples"] != self.n_examples:
+            raise CheckpointError(f"Checkpoint {path} was made with other settings or data; "
+                                  "use a new out_dir or delete it to start over.")
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        run = _Run(ckpt["step"], ckpt["best_dev"], ckpt["history"], ckpt["bad_evals"], ckpt.get("best_model"))
+        torch.set_rng_state(ckpt["rng"])  # dropout continues as if never interrupted
+        earlier = PhaseRecord(**ckpt["phase"])  # what the interrupted run already measured
+        if ckpt["stopped"] in _FINISHED and run.best_state is not None:
+            self.model.load_state_dict(run.best_state)
+        return run, earlier, ckpt["stopped"]
+
+    def save(self, run: _Run, stopped: str | None, phase: Phase) -> None:
+        """Write what resuming needs; ``stopped`` says how the run ended (None while it goes on)."""
+        if self.out is None:
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        ckpt = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "config": asdict(self.cfg), "n_examples": self.n_examples,
+                "step": run.step, "best_dev": run.best_dev, "history": run.history, "bad_evals": run.bad_evals,
+                "best_model": run.best_state, "stopped": stopped, "rng": torch.get_rng_state(),
+                "phase": asdict(phase.record)}
+        torch.save(ckpt, self.out / "ckpt.tmp")
+        (self.out / "ckpt.tmp").replace(self.out / "ckpt.pt")  # atomic: a kill never leaves a torn checkpoint
+
+    def finish(self, run: _Run, stopped: str, phase: Phase, tokenizer) -> None:
+        """Keep the best weights, then save the model folder and the final checkpoint.
+
+        A phase stopped at its money limit checkpoints its training state as it is (more money
+        resumes it) and keeps its best model so far. A finished phase writes its model folder
+        first: a checkpoint that says 'finished' always has its model beside it, whenever the
+        process is killed.
+        """
+        if stopped == "budget":
+            self.save(run, stopped, phase)
+        if run.best_state is not None:
+            self.model.load_state_dict(run.best_state)
+        if self.out is not None:
+            self.model.save_pretrained(self.out)
+            tokenizer.save_pretrained(self.out)
+        if stopped != "budget":
+            self.save(run, stopped, phase)

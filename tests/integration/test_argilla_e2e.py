@@ -101,7 +101,7 @@ class Annotators(People):
 
 def _batch_size(ledger_path: Path, batch_id: str) -> int:
     with Ledger(ledger_path) as ledger:
-        return len(ledger.batch(batch_id).payload["item_ids"])
+        return len(ledger.batch(batch_id).payload.item_ids)
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
@@ -160,7 +160,7 @@ def test_run_waits_for_annotators_then_resumes_without_pushing_again(argilla_ser
     with Ledger(run_dir / "ledger.sqlite") as ledger:
         (batch,) = ledger.batches()
         assert batch.state == "pushed" and ledger.labels() == []
-        n_items = len(batch.payload["item_ids"])
+        n_items = len(batch.payload.item_ids)
         assert n_items == 9  # $5 buys 9 labels at $0.50 plus the retraining
         totals = ledger.totals()
         assert totals.reserved > 0 and totals.available < to_micro(PER_LABEL)  # held while people work

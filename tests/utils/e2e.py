@@ -180,7 +180,7 @@ def check_labels_and_money(ledger: Ledger, acts: list[Act], overlap: int) -> Non
     totals = ledger.totals()
     assert labels_settled == paid * price  # exactly, in micro-dollars
     assert totals.spent - compute_settled == paid * price
-    assert compute_settled == sum(r.summary["compute_micro"] for r in ledger.rounds() if r.state == "done")
+    assert compute_settled == sum(r.summary.compute_micro for r in ledger.rounds() if r.state == "done")
     spent = ledger.spent_by_arm()
     compute_annotate = sum(e.amount_micro for e in entries if not e.key.endswith(":labels")
                            and ledger.reservation(e.reservation_id).arm == "annotate")
@@ -189,13 +189,13 @@ def check_labels_and_money(ledger: Ledger, acts: list[Act], overlap: int) -> Non
     for b in ledger.batches():
         mine = [a for a in acts if a.external_id in set(b.receipt["external_ids"])]
         given = sum(a.label is not None for a in mine)
-        assert b.total_micro == len(b.payload["item_ids"]) * overlap * price
+        assert b.total_micro == len(b.payload.item_ids) * overlap * price
         settled = [e.amount_micro for e in entries if e.key == f"settle:{b.batch_id}:labels"]
         assert settled == ([given * price] if given else [])
         res = ledger.reservation(b.reservation_id)
         compute = sum(e.amount_micro for e in entries
                       if e.reservation_id == res.id and not e.key.endswith(":labels"))
-        assert compute == rounds[b.round].summary["compute_micro"]  # the batch's retraining, on its reservation
+        assert compute == rounds[b.round].summary.compute_micro  # the batch's retraining, on its reservation
         assert res.state == "closed" and res.reserved_micro >= b.total_micro and res.amount_micro >= b.total_micro
         assert res.settled_micro == given * price + compute  # no skipped answer was paid
         # the rest came back: the skipped answers' price and what the retraining did not use
@@ -213,16 +213,16 @@ def check_two_rounds(ledger: Ledger, acts: list[Act], overlap: int, spend: str) 
                                                            (2, "annotate", "done")]
     batches = ledger.batches()
     assert [b.state for b in batches] == ["done", "done"]
-    assert all(len(b.payload["item_ids"]) == BATCH for b in batches)
+    assert all(len(b.payload.item_ids) == BATCH for b in batches)
     assert len(acts) == 2 * BATCH * overlap
     check_labels_and_money(ledger, acts, overlap)
-    assert Path(rounds[-1].summary["student"]).is_dir()  # the latest student is kept (older ones may be pruned)
+    assert Path(rounds[-1].summary.student).is_dir()  # the latest student is kept (older ones may be pruned)
     for r in rounds[1:]:  # the student was retrained on the new labels
-        assert r.summary["student"] and r.summary["dev"] is not None
-        mine = [a for a in acts if a.external_id in set(ledger.batch(r.summary["batch_id"]).receipt["external_ids"])]
-        assert r.summary["labels_bought"] == sum(a.label is not None for a in mine)
-        assert r.summary["skipped"] == sum(a.label is None for a in mine)
-    assert rounds[0].summary["n_labels"] < rounds[1].summary["n_labels"] < rounds[2].summary["n_labels"]
+        assert r.summary.student and r.summary.dev is not None
+        mine = [a for a in acts if a.external_id in set(ledger.batch(r.summary.batch_id).receipt["external_ids"])]
+        assert r.summary.labels_bought == sum(a.label is not None for a in mine)
+        assert r.summary.skipped == sum(a.label is None for a in mine)
+    assert rounds[0].summary.n_labels < rounds[1].summary.n_labels < rounds[2].summary.n_labels
     pushed = {e for b in batches for e in b.receipt["external_ids"]}
     assert len(ledger.events("pushed")) == 2
     assert ledger.totals().granted == to_micro(spend)
@@ -238,6 +238,6 @@ def check_resumed(ledger: Ledger, acts: list[Act], n_items: int, spend: str) -> 
     assert len(ledger.events("pushed")) == 1
     check_labels_and_money(ledger, acts, 1)
     summary = ledger.rounds()[1].summary
-    assert summary["student"] and summary["dev"] is not None
-    assert summary["labels_bought"] == n_items - 1 and summary["skipped"] == 1
+    assert summary.student and summary.dev is not None
+    assert summary.labels_bought == n_items - 1 and summary.skipped == 1
     assert ledger.totals().granted == to_micro(spend)

@@ -138,7 +138,7 @@ def fingerprint(run_dir: Path) -> dict:
             "spent_by_arm": ledger.spent_by_arm(),
             "open_reservations": len(ledger.reservations("open")),
             "rounds": [(r.round, r.arm, r.state) for r in ledger.rounds()],
-            "batches": [(strip(b.batch_id), b.state, b.payload["item_ids"], b.total_micro) for b in ledger.batches()],
+            "batches": [(strip(b.batch_id), b.state, b.payload.item_ids, b.total_micro) for b in ledger.batches()],
             "labels": sorted((strip(x.external_id), x.annotator, x.label) for x in ledger.labels()),
             "settlements": sorted(e.amount_micro for e in ledger.entries() if e.kind == "settle"),
             "pushed_tasks": len(platform["tasks"]),

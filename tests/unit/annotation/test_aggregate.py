@@ -1,4 +1,4 @@
-"""Majority vote, agreement and annotator accuracy."""
+"""Majority vote and agreement."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from annotation.aggregate import AnnotatorAccuracy, Resolved, agreement_rate, majority_vote
-from annotation.exceptions import NotFittedError, UnknownLabelError
+from annotation.aggregate import Resolved, agreement_rate, majority_vote
+from annotation.exceptions import UnknownLabelError
 from annotation.records import Annotation
 
 LABELS = ("neg", "neu", "pos")
@@ -38,14 +38,6 @@ def test_tie_is_broken_by_label_order_and_reported():
     assert r.label == "neg" and r.tie and r.agreement == 0.5
 
 
-def test_tie_is_broken_by_the_better_annotator():
-    answers = [_a("x", "a", "pos"), _a("x", "b", "neg")]
-    [r] = majority_vote(answers, LABELS, annotator_accuracy={"a": 0.9, "b": 0.6})
-    assert r.label == "pos" and r.tie
-    [r] = majority_vote(answers, LABELS, annotator_accuracy={"a": 0.5, "b": 0.6})
-    assert r.label == "neg"
-
-
 def test_items_in_first_seen_order_and_last_answer_counts():
     answers = [_a("y", "a", "pos"), _a("x", "a", "neg"), _a("y", "a", "neu")]
     resolved = majority_vote(answers, LABELS)
@@ -67,30 +59,3 @@ def test_agreement_rate_is_pairwise():
     assert agreement_rate(answers) == pytest.approx(2 / 4)
     assert math.isnan(agreement_rate([_a("x", "a", "pos")]))
 
-
-def test_annotator_accuracy_against_a_reference():
-    answers = [_a("x", "a", "pos"), _a("y", "a", "neg"), _a("x", "b", "pos"), _a("z", "b", "neu"), _a("y", "b", None)]
-    model = AnnotatorAccuracy().fit(answers, reference={"x": "pos", "y": "pos"})
-    assert model.accuracy_ == {"a": 0.5, "b": 1.0}
-    assert model.n_scored_ == {"a": 2, "b": 1}
-    assert model.accuracy_of("c") is None and model.accuracy_of("c", 0.7) == 0.7
-
-
-def test_annotator_accuracy_against_the_others_majority():
-    answers = []
-    for i in range(10):
-        answers += [_a(f"i{i}", "good1", "pos"), _a(f"i{i}", "good2", "pos"),
-                    _a(f"i{i}", "noisy", "neg" if i < 4 else "pos")]
-    model = AnnotatorAccuracy().fit(answers)
-    assert model.accuracy_["noisy"] == pytest.approx(0.6)
-    # good1 is compared with the others' majority, tied on the first four items: those are not scored
-    assert model.n_scored_["good1"] == 6 and model.accuracy_["good1"] == 1.0
-
-
-def test_annotator_accuracy_before_fit():
-    with pytest.raises(NotFittedError, match="This AnnotatorAccuracy instance is not fitted yet. Call 'fit'"):
-        _ = AnnotatorAccuracy().accuracy_
-    assert not hasattr(AnnotatorAccuracy(), "accuracy_")
-    with pytest.raises(AttributeError, match="no attribute 'nope'"):
-        _ = AnnotatorAccuracy().nope
-    assert repr(AnnotatorAccuracy()) == "AnnotatorAccuracy()"

@@ -86,7 +86,7 @@ def test_rejection_releases_the_money_and_is_recorded(project, tmp_path):
     invoke("--run-dir", run_dir, "--quiet")
     with Ledger(run_dir / "ledger.sqlite") as ledger:
         (proposed,) = ledger.batches("proposed")
-    assert not set(proposed.payload["item_ids"]) & set(rejected.payload["item_ids"])
+    assert not set(proposed.payload.item_ids) & set(rejected.payload.item_ids)
     assert platform_tasks(run_dir) == {}
 
 
@@ -120,7 +120,7 @@ def test_compute_above_the_limit_waits_for_approval(tmp_path, models_dir):
     assert "waits for approval" in result.output
     with Ledger(run_dir / "ledger.sqlite") as ledger:
         (batch,) = ledger.batches("proposed")
-    assert batch.payload["kind"] == "compute" and batch.batch_id.endswith("-compute")
+    assert batch.payload.is_compute and batch.batch_id.endswith("-compute")
     invoke("approve", batch.batch_id, "--run-dir", run_dir, "--by", "dana")
     assert invoke("--run-dir", run_dir, "--quiet").exit_code == 0
     with Ledger(run_dir / "ledger.sqlite") as ledger:

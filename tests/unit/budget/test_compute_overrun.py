@@ -36,7 +36,7 @@ def test_a_distillation_that_needs_more_than_it_reserved_completes_on_extended_m
         extensions = [e for e in ledger.entries(res.id) if e.kind == "reserve" and e.note.startswith("more for")]
         totals = ledger.totals()
     assert distill.arm == "distill" and distill.state == "done"
-    assert distill.summary.get("stopped") != "budget" and distill.summary["dev"] is not None
+    assert not distill.summary.stopped_at_cap and distill.summary.dev is not None
     assert res.amount_micro < 10 < res.settled_micro  # reserved a few micro-dollars, spent far more
     assert extensions and res.settled_micro <= res.reserved_micro
     assert totals.reserved == 0 and totals.spent <= totals.granted
@@ -53,7 +53,7 @@ def test_at_the_cap_the_phase_stops_cleanly_keeps_its_model_and_the_run_exits_0(
         overruns = ledger.events("compute_overrun")
     assert totals.granted == 30_000 and totals.reserved == 0 and totals.spent <= totals.granted
     assert totals.available < 1_000  # the cap was truly reached
-    assert all(r.state == "done" for r in rounds) and rounds[-1].summary.get("stopped") == "budget"
+    assert all(r.state == "done" for r in rounds) and rounds[-1].summary.stopped_at_cap
     assert not overruns
     # resuming the finished run is a clean stop, not an error
     again = _run(project, tmp_path / "run", "0.03")

@@ -84,7 +84,7 @@ def _cmd(project, run_dir, *extra):
 def _summary(run_dir):
     with ledger_of(run_dir) as ledger:
         t = ledger.totals()
-        batches = [(b.state, b.payload["item_ids"]) for b in ledger.batches()]
+        batches = [(b.state, b.payload.item_ids) for b in ledger.batches()]
         return (t.granted, t.spent, t.reserved), batches, [r.arm for r in ledger.rounds()]
 
 
@@ -220,8 +220,8 @@ def test_run_folder_keeps_the_best_and_latest_models_and_prune_shrinks_an_old_on
                ).exit_code == 0
     assert not list(run_dir.rglob("ckpt.pt"))  # no finished phase keeps its resume checkpoint
     with ledger_of(run_dir) as ledger:
-        rounds = [r for r in ledger.rounds() if r.summary.get("student")]
-        best = max(rounds, key=lambda r: r.summary["dev"]).round
+        rounds = [r for r in ledger.rounds() if r.summary.student]
+        best = max(rounds, key=lambda r: r.summary.dev).round
         teachers = [r.round for r in ledger.rounds() if r.arm == "distill"]
     students = sorted(p.parent.name for p in run_dir.glob("models/*/student"))
     assert len(students) == len(rounds) >= 4  # keep = "all"

@@ -21,6 +21,8 @@ from budget.exceptions import (
 from budget.ledger import LabelRow, Ledger, Totals
 from budget.migrations import LEDGER_MIGRATIONS, Migrations
 from budget.money import to_micro
+from budget.policy import Decision
+from budget.round_records import BatchPayload, RoundPlan, RoundSummary
 
 USD = 1_000_000
 REPO = Path(__file__).resolve().parents[3]
@@ -33,8 +35,12 @@ def funded(fresh_ledger):
     return fresh_ledger
 
 
+PAYLOAD = BatchPayload(item_ids=(1, 2, 3), why="three items", available_before_micro=500 * USD,
+                       available_after_micro=499_400_000)
+
+
 def _batch(ledger, batch_id="b1", reservation_id=None, **kwargs):
-    args = dict(round=1, reservation_id=reservation_id, payload={"items": [1, 2, 3]}, price_per_item_micro=200_000,
+    args = dict(round=1, reservation_id=reservation_id, payload=PAYLOAD, price_per_item_micro=200_000,
                 overlap=1, total_micro=600_000)
     args.update(kwargs)
     return ledger.add_batch(batch_id, **args)
@@ -296,16 +302,14 @@ def test_release_cannot_give_back_more_than_remains(funded):
         funded.release(r.id, 101 * USD, key="x")
 
 
-def test_close_releases_the_rest_and_closes_even_when_nothing_remains(funded):
+def test_close_reservation_releases_the_rest_and_closes_even_when_nothing_remains(funded):
     r = funded.reserve(100 * USD, key="r", arm="distill")
     funded.settle(r.id, 100 * USD, key="s")
-    assert funded.close(r.id, key="close") == 0
+    assert funded.close_reservation(r.id, key="close") == 0
     assert funded.reservation(r.id).state == "closed"
     assert funded.close_reservation(r.id, key="close") == 0
     r2 = funded.reserve(50 * USD, key="r2", arm="distill")
     assert funded.close_reservation(r2.id, key="close-2") == 50 * USD
-    with pytest.raises(ValueError, match="Closing a reservation needs an idempotency key"):
-        funded.close(r2.id)
 
 
 def test_close_without_arguments_closes_the_connection():
@@ -321,7 +325,7 @@ def test_reservations_filter_by_state_and_arm_and_spending_adds_up_by_arm_and_ro
     d = funded.reserve(200 * USD, key="d", arm="distill", round=2)
     funded.reserve(10 * USD, key="n", arm="annotate")
     funded.settle(a.id, 80 * USD, key="sa")
-    funded.close(a.id, key="ca")
+    funded.close_reservation(a.id, key="ca")
     funded.settle(d.id, 150 * USD, key="sd")
     assert [r.key for r in funded.reservations(state="open")] == ["d", "n"]
     assert [r.key for r in funded.reservations(arm="annotate")] == ["a", "n"]
@@ -437,7 +441,7 @@ def test_steps_refuse_impossible_moves(fresh_ledger):
 def test_add_batch_stores_a_proposal_and_is_idempotent(funded):
     r = funded.reserve(600_000, key="r", arm="annotate", round=1)
     batch = _batch(funded, reservation_id=r.id)
-    assert (batch.state, batch.payload, batch.total_micro, batch.receipt) == ("proposed", {"items": [1, 2, 3]},
+    assert (batch.state, batch.payload, batch.total_micro, batch.receipt) == ("proposed", PAYLOAD,
                                                                               600_000, None)
     assert _batch(funded, reservation_id=r.id) == batch
     with pytest.raises(IdempotencyConflictError, match="Batch 'b1' already exists with other contents"):
@@ -511,7 +515,7 @@ def test_an_approved_batch_cannot_be_rejected(funded):
     assert funded.batch("b2").state == "proposed"
 
 
-# --- labels, rounds, metrics, events, snapshot --------------------------------------------------
+# --- labels, rounds, events, snapshot -----------------------------------------------------------
 
 
 def test_labels_are_stored_once_per_item_and_annotator(funded):
@@ -529,29 +533,22 @@ def test_labels_are_stored_once_per_item_and_annotator(funded):
 
 
 def test_rounds_start_and_finish_once(fresh_ledger):
-    assert fresh_ledger.start_round(1, "annotate", {"amount_micro": 5}) is True
-    assert fresh_ledger.start_round(1, "annotate", {"amount_micro": 5}) is False
+    plan = RoundPlan(Decision("annotate", 10, 5, "labels"), compute_estimate_micro=2, compute_estimate_raw=1.5,
+                     compute_estimate_phases={"student_finetune": 1.5})
+    assert fresh_ledger.start_round(1, "annotate", plan) is True
+    assert fresh_ledger.start_round(1, "annotate", plan) is False
     with pytest.raises(IdempotencyConflictError, match="Round 1 was started with arm 'annotate', not 'distill'"):
-        fresh_ledger.start_round(1, "distill", {})
-    assert fresh_ledger.finish_round(1, {"dev_f1": 0.5}) is True
-    assert fresh_ledger.finish_round(1, {"dev_f1": 0.5}) is False
-    (record,) = fresh_ledger.rounds()
-    assert (record.round, record.arm, record.decision, record.state, record.summary) == (
-        1, "annotate", {"amount_micro": 5}, "done", {"dev_f1": 0.5})
+        fresh_ledger.start_round(1, "distill", RoundPlan(Decision("distill")))
+    summary = RoundSummary(n_labels=70, labels_bought=10, dev=0.5, agreement=None, compute_micro=3)
+    assert fresh_ledger.finish_round(1, summary) is True
+    assert fresh_ledger.finish_round(1, RoundSummary(dev=0.9)) is False
+    (record,) = fresh_ledger.rounds()  # the typed records come back as they went in
+    assert (record.round, record.arm, record.plan, record.state, record.summary) == (
+        1, "annotate", plan, "done", summary)
     with pytest.raises(InvalidTransitionError, match="Round 2 was never started"):
-        fresh_ledger.finish_round(2, {})
+        fresh_ledger.finish_round(2, RoundSummary())
     with pytest.raises(ValueError, match="The 'round' parameter of start_round must be an int. Got None instead."):
-        fresh_ledger.start_round(None, "annotate", {})
-
-
-def test_metrics_are_replaced_when_measured_again_and_filtered_by_split(fresh_ledger):
-    fresh_ledger.record_metric(1, "macro_f1", 0.5)
-    fresh_ledger.record_metric(1, "macro_f1", 0.55)
-    fresh_ledger.record_metric(1, "macro_f1", 0.6, split="test")
-    assert [(m.split, m.value) for m in fresh_ledger.metrics()] == [("dev", 0.55), ("test", 0.6)]
-    assert [m.value for m in fresh_ledger.metrics("dev")] == [0.55]
-    with pytest.raises(ValueError, match="The 'value' parameter of record_metric must be a finite number"):
-        fresh_ledger.record_metric(1, "macro_f1", float("nan"))
+        fresh_ledger.start_round(None, "annotate", plan)
 
 
 def test_events_keep_their_data_as_json(fresh_ledger):
@@ -563,15 +560,12 @@ def test_events_keep_their_data_as_json(fresh_ledger):
     assert json.loads(json.dumps(push.data)) == push.data
 
 
-def test_snapshot_shows_the_policy_money_rounds_and_only_dev_scores(funded):
+def test_snapshot_shows_the_policy_money_and_rounds(funded):
     r = funded.reserve(100 * USD, key="r", arm="annotate", round=1)
     funded.settle(r.id, 90 * USD, key="s")
-    funded.start_round(1, "annotate", {})
-    funded.record_metric(1, "macro_f1", 0.5)
-    funded.record_metric(1, "macro_f1", 0.9, split="test")
+    funded.start_round(1, "annotate", RoundPlan(Decision("annotate")))
     snap = funded.snapshot()
     assert snap.totals == Totals(granted=500 * USD, reserved=10 * USD, spent=90 * USD, available=400 * USD)
     assert snap.spent_by_arm == {"annotate": 90 * USD}
     assert snap.spent_by_round == {1: 90 * USD}
     assert [x.round for x in snap.rounds] == [1]
-    assert [(m.split, m.value) for m in snap.dev_metrics] == [("dev", 0.5)]

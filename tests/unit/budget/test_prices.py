@@ -1,16 +1,12 @@
 import pytest
 
-from budget.money import to_micro
 from budget.prices import (
     DEFAULT_DEVICE_PRICES,
     PAPER_LABEL_PRICES,
     DevicePrice,
-    Estimate,
     FlopPricing,
     LabelPrice,
     compute_cost,
-    estimate_flops,
-    estimate_labels,
     flop_cost,
     flop_seconds,
     label_cost,
@@ -152,14 +148,3 @@ def test_flop_pricing_is_validated_when_used(pricing, message):
     with pytest.raises(ValueError, match=message):
         flop_cost(pricing, 1e12)
 
-
-def test_estimates_keep_their_inputs():
-    est = estimate_labels(LabelPrice.per_label("0.2"), 10, overlap=3)
-    assert est == Estimate("annotate", 6_000_000, {"n_items": 10, "overlap": 3, "per_label_micro": 200_000})
-    hourly = estimate_labels(LabelPrice.hourly("15", seconds_per_label=20), 3)
-    assert hourly.detail["hourly_wage_micro"] == to_micro("15")
-    flops = estimate_flops(FlopPricing(), 312e12 * 0.4 * 1800, phase="teacher")
-    assert flops.arm == "distill"
-    assert flops.amount_micro == 1_000_000
-    assert flops.detail["phase"] == "teacher"
-    assert flops.detail["reference_gpu"] == "A100-80GB"

@@ -61,7 +61,8 @@ def test_a_cell_run_again_reuses_every_phase_from_the_cache_and_its_ledger_charg
     out, _, _ = quick
     import json
 
-    import budget.rounds
+    import budget.distill_round
+    import budget.steps
     import modeling.infer
     from budget.config import load_config
     from budget.study import Cell, _with_scale, run_cell
@@ -69,7 +70,8 @@ def test_a_cell_run_again_reuses_every_phase_from_the_cache_and_its_ledger_charg
     def must_not_run(*args, **kwargs):
         raise AssertionError("a cached phase was computed again")
 
-    monkeypatch.setattr(budget.rounds, "train", must_not_run)  # no fine-tuning, student or teacher
+    monkeypatch.setattr(budget.steps, "train", must_not_run)  # no fine-tuning of the student...
+    monkeypatch.setattr(budget.distill_round, "train", must_not_run)  # ...nor of the teacher
     monkeypatch.setattr(modeling.infer, "predict_logits", must_not_run)  # no teacher forward for soft labels
     project = out / "quick-task" / "project.toml"
     cell = Cell("keywords", project, "batch", "16", 0, "split:0.5")

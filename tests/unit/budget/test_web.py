@@ -6,12 +6,16 @@ import threading
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+import jinja2
 import pytest
 from click.testing import CliRunner
+from markupsafe import escape
 
 from budget.cli import cli
 from budget.ledger import Ledger
 from budget.money import format_usd
+from budget.report import templates
+from budget.round_records import BatchPayload
 from budget.web import is_loopback, make_server
 from tests.utils.projects import write_tiny_project
 
@@ -76,7 +80,7 @@ def test_page_shows_money_the_proposal_its_price_sample_and_plot(server, run_dir
     assert totals.granted == 40_000_000 and totals.reserved >= batch.total_micro
     for label in ("granted", "reserved", "spent", "available"):
         assert f'data-money="{label}">{format_usd(getattr(totals, label))}<' in page
-    assert all(text.replace("'", "&#x27;") in page for text in batch.payload["sample"])
+    assert all(str(escape(text)) in page for text in batch.payload.sample)
     assert 'formaction="/approve"' in page and 'formaction="/reject"' in page
     assert '<img src="/plot.png?v=' in page and (run_dir / "report" / "score_vs_dollars.png").exists()
     status, headers, png = request(server, "GET", "/plot.png")
@@ -136,13 +140,39 @@ def test_bad_forms_are_refused_with_a_message(server, run_dir):
 def test_every_value_shown_is_escaped(server, run_dir):
     with Ledger(run_dir / "ledger.sqlite") as ledger:
         ledger.add_batch("evil-batch", round=9, reservation_id=None, price_per_item_micro=500_000, overlap=1,
-                         total_micro=500_000, payload={"item_ids": [1], "sample": ["<script>alert('x')</script>"],
-                                                       "why": 'a "why" with <b>tags</b> & more', "estimates": {}})
+                         total_micro=1_000_000, payload=BatchPayload(
+                             item_ids=(1, 2), why='a "why" with <b>tags</b> & more', available_before_micro=0,
+                             available_after_micro=0,
+                             sample=("<script>alert('x')</script>", ("an item", "<script>label</script>"))))
     _, _, page = request(server, "GET", "/?" + urlencode({"msg": "<img src=x onerror=alert(1)>", "by": '"><script>'}))
-    assert "<script>" not in page and "<b>tags" not in page and "<img src=x" not in page
-    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in page
-    assert "a &quot;why&quot; with &lt;b&gt;tags&lt;/b&gt; &amp; more" in page
-    assert "&lt;img src=x onerror=alert(1)&gt;" in page and 'value="&quot;&gt;&lt;script&gt;"' in page
+    assert "<script" not in page and "<b>tags" not in page and "<img src=x" not in page
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in page
+    assert "an item / &lt;script&gt;label&lt;/script&gt;" in page  # a sample item with its label
+    assert "a &#34;why&#34; with &lt;b&gt;tags&lt;/b&gt; &amp; more" in page
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page and 'value="&#34;&gt;&lt;script&gt;"' in page
+
+
+def test_an_unknown_message_kind_is_shown_as_a_note(server):
+    _, _, page = request(server, "GET", "/?" + urlencode({"msg": "hello", "kind": 'x" onclick="alert(1)'}))
+    assert '<div class="flash note" role="status">hello</div>' in page and "onclick" not in page
+
+
+def test_a_decision_appears_under_recent_decisions_escaped(server, run_dir):
+    batch, _ = pending(run_dir)
+    _, _, page = request(server, "GET", "/")
+    assert "No decisions yet." in page
+    _, headers, _ = request(server, "POST", "/reject", {"batch_id": batch.batch_id, "by": "<script>eve</script>",
+                                                        "why": "dup <items> & more"})
+    _, _, page = request(server, "GET", "/")
+    decisions = page.split("Recent decisions")[1]
+    assert f"<code>{batch.batch_id}</code>" in decisions and ">$15.00<" in decisions
+    assert "&lt;script&gt;eve&lt;/script&gt;" in decisions and "dup &lt;items&gt; &amp; more" in decisions
+    assert "<script" not in page
+
+
+def test_the_page_template_refuses_a_missing_value():
+    with pytest.raises(jinja2.UndefinedError):
+        templates().get_template("page.html").render()
 
 
 def test_only_our_own_loopback_address_may_ask(server, run_dir):

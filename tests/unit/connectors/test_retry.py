@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from annotation.records import Annotation, Batch, BatchStatus, Receipt
-from connectors.base import Connector
+from connectors.base import Connector, RealClock
 from connectors.exceptions import (
     AuthError,
     ConnectorUsageError,
@@ -63,7 +63,7 @@ def _receipt() -> Receipt:
 )
 def test_transient_errors_are_retried_with_exponential_backoff(error):
     inner = FlakyConnector([error, error])
-    conn = RetryingConnector(inner, retries=3, backoff_s=0.5)
+    conn = RetryingConnector(inner, retries=3, backoff_s=0.5, clock=inner.clock)
     start = inner.clock.now()
     assert conn.pull(_receipt()) == [Annotation("e1", "ann", "pos")]
     assert inner.calls == 3
@@ -73,7 +73,7 @@ def test_transient_errors_are_retried_with_exponential_backoff(error):
 def test_gives_up_after_retries_and_raises_the_last_error():
     errors = [TransportError(f"try {i}") for i in range(5)]
     inner = FlakyConnector(errors)
-    conn = RetryingConnector(inner, retries=2, backoff_s=1.0)
+    conn = RetryingConnector(inner, retries=2, backoff_s=1.0, clock=inner.clock)
     with pytest.raises(TransportError, match="try 2"):
         conn.status(_receipt())
     assert inner.calls == 3
@@ -87,7 +87,7 @@ def test_gives_up_after_retries_and_raises_the_last_error():
 )
 def test_other_errors_are_not_retried(error):
     inner = FlakyConnector([error])
-    conn = RetryingConnector(inner)
+    conn = RetryingConnector(inner, clock=inner.clock)
     with pytest.raises(type(error)):
         conn.pull(_receipt())
     assert inner.calls == 1
@@ -116,7 +116,7 @@ def test_wrapper_delegates_platform_close_and_repr():
     inner = FlakyConnector([])
     with RetryingConnector(inner, retries=1) as conn:
         assert conn.platform == "flaky"
-        assert conn.clock is inner.clock
+        assert isinstance(conn.clock, RealClock)  # waiting between tries is real time unless told otherwise
         assert repr(conn) == "RetryingConnector(FlakyConnector(...), retries=1, backoff_s=0.5)"
     assert inner.closed
 

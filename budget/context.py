@@ -1,0 +1,96 @@
+"""What every round needs from its run: config, ledger, pool, platform, clock, pricer, models.
+
+:class:`RunContext` is built once per run by :class:`budget.controller.Controller`. It holds no state
+that changes during a run: labels and item states come from a :class:`budget.snapshot.Snapshot`,
+models from their folders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from annotation.pool import Pool, PoolSplit
+from budget import failpoints
+from budget.config import ProjectConfig
+from budget.costs import ComputePricer
+from budget.ledger import Ledger
+from budget.phase_cache import PhaseCache
+from budget.snapshot import Snapshot, take_snapshot
+from connectors.base import Clock, Connector
+from modeling.infer import evaluate
+from modeling.meter import Meter, PhaseRecord
+from modeling.models import LoadedModel, load_classifier
+from modeling.train import TrainConfig
+
+__all__ = ["RunContext"]
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Everything a round needs; built once per run by the controller.
+
+    ``clock`` is what the controller waits on while people label (simulated in a simulation, shared
+    with the simulated platform); ``phase_cache`` holds a study's finished steps, shared between its
+    cells; ``model_cache_dir`` is where models joined from packages are kept (default: beside run_dir).
+    """
+
+    config: ProjectConfig
+    ledger: Ledger
+    pool: Pool
+    split: PoolSplit
+    run_id: str
+    run_dir: Path
+    connector: Connector
+    clock: Clock
+    pricer: ComputePricer
+    seed: int
+    progress: bool = True
+    say: Callable[[str], None] = print
+    phase_cache: PhaseCache | None = None
+    model_cache_dir: Path | None = None
+
+    def snapshot(self) -> Snapshot:
+        """The labels and item states as the ledger has them now (read once; pass it on)."""
+        return take_snapshot(self.ledger, self.pool, self.split, self.run_id, self.config.split.dev_fraction)
+
+    # --- models ---------------------------------------------------------------------------------
+    def train_config(self, role: str) -> TrainConfig:
+        """Training settings of the student ('student'), teacher ('teacher') or distillation ('distill')."""
+        return self.config.models.train_config(role, seed=self.seed, metric=self.config.task.metric,
+                                               progress=self.progress)
+
+    def fresh(self, role: str) -> LoadedModel:
+        """A newly loaded student or teacher with the task's labels (never a trained one)."""
+        return load_classifier(getattr(self.config.models, role), self.pool.labels, seed=self.seed,
+                               cache_dir=self.model_cache_dir or self.run_dir.parent / ".model-cache")
+
+    def latest_student(self) -> LoadedModel | None:
+        """The student trained by the last finished round (loaded from its folder), or None before the baseline."""
+        rounds = [r for r in self.ledger.rounds() if r.state == "done" and r.summary and r.summary.student]
+        if not rounds:
+            return None
+        return load_classifier(rounds[-1].summary.student, self.pool.labels, seed=self.seed)
+
+    # --- measuring ------------------------------------------------------------------------------
+    def meter(self, where: str) -> Meter:
+        """A meter that prices each phase as the project says (each pricing is a crash point for tests)."""
+        def price(record: PhaseRecord) -> int:
+            failpoints.reach("compute", where)
+            return self.pricer.price(record)
+        return Meter(price=price)
+
+    def score(self, model: LoadedModel, snap: Snapshot, meter: Meter) -> dict[str, float]:
+        """Dev score (metered, decisions use it) and, in simulation, test scores (reports only)."""
+        _, (dev_texts, dev_y) = snap.train_dev()
+        kw = dict(max_length=self.config.models.max_length, progress=False)
+        dev = evaluate(model.model, model.tokenizer, dev_texts, dev_y, self.pool.labels, meter=meter, **kw)
+        out = {"dev": dev.get(self.config.task.metric), "dev_accuracy": dev.accuracy, "dev_macro_f1": dev.macro_f1}
+        if len(self.split.test):
+            test_texts = [self.pool.texts[i] for i in self.split.test]
+            test = evaluate(model.model, model.tokenizer, test_texts, self.pool.gold[self.split.test],
+                            self.pool.labels, **kw)  # not metered: the test set exists only in simulation
+            out.update(test=test.get(self.config.task.metric), test_accuracy=test.accuracy,
+                       test_macro_f1=test.macro_f1)
+        return out

@@ -1,0 +1,154 @@
+"""A distillation round: the teacher fine-tuned on every label so far, soft labels on unlabeled items,
+the student distilled from them.
+
+Its three compute steps share one reservation of twice the policy's FLOP estimate (as far as the
+money allows); each phase stops at what the reservation holds and asks for more before it stops.
+A lead approves compute above ``[policy] approve_compute_micro`` as they approve annotation batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from budget.context import RunContext
+from budget.exceptions import AwaitingApproval, BatchNotFoundError
+from budget.ledger import Reservation
+from budget.policy import Decision
+from budget.round_records import BatchPayload, RoundSummary
+from budget.snapshot import Snapshot
+from budget.steps import (
+    Work,
+    cached,
+    compute_step,
+    finish_round,
+    reserve_once,
+    student_step,
+    student_summary,
+    train_key,
+)
+from modeling.device import device_kind, pick_device
+from modeling.encoding import encode, sorted_batches
+from modeling.infer import soft_labels
+from modeling.meter import PhaseRecord
+from modeling.models import LoadedModel, load_classifier
+from modeling.train import SoftTargets, train
+
+__all__ = ["run_distill"]
+
+
+def run_distill(ctx: RunContext, rnd: int, decision: Decision, snap: Snapshot) -> RoundSummary:
+    """Teacher fine-tuned on every label so far, soft labels on unlabeled items (once), student distilled."""
+    # Estimates are FLOP-based: reserve twice the estimate (what the money allows); the meter stops at it.
+    amount = min(decision.amount_micro * 2, ctx.ledger.totals().available)
+    res = reserve_once(ctx, f"round-{rnd}:distill", amount, arm="distill", round=rnd,
+                       purpose=f"teacher + soft labels on {decision.n_items} items + student",
+                       estimate_micro=decision.amount_micro)
+    if not _compute_approved(ctx, rnd, decision, res):
+        return finish_round(ctx, rnd, res.id, RoundSummary(n_labels=snap.n_labels, rejected=True))
+    out = ctx.run_dir / "models" / f"round-{rnd:03d}"
+    texts = [ctx.pool.texts[i] for i in snap.unlabeled_for_distill(decision.n_items, ctx.seed)]
+    trained: list[LoadedModel] = []  # the teacher as trained in this process, handed to the soft-labelling step
+    t = compute_step(ctx, rnd, f"round-{rnd}:teacher", res.id, _teacher_step(ctx, rnd, snap, out, trained))
+    if t["stopped"] == "budget":
+        return finish_round(ctx, rnd, res.id, RoundSummary(n_labels=snap.n_labels, stopped="budget",
+                                                           compute_micro=t["cost_micro"], seconds=t["seconds"]))
+    s = compute_step(ctx, rnd, f"round-{rnd}:soft_labels", res.id, _soft_label_step(ctx, out, texts, trained))
+    trained.clear()
+    if s["n_items"] == 0:  # the cap was reached: the teacher is kept, no student this round
+        return finish_round(ctx, rnd, res.id, RoundSummary(n_labels=snap.n_labels, stopped="budget",
+                                                           compute_micro=t["cost_micro"], seconds=t["seconds"]))
+    used = texts[:s["n_items"]]  # as many as the money paid the teacher for
+    soft = SoftTargets(used, np.load(s["soft_labels"]))
+    st = compute_step(ctx, rnd, f"round-{rnd}:student", res.id, student_step(ctx, rnd, snap, soft))
+    for rec in ctx.ledger.batches("approved", round=rnd):  # the lead's approval of this compute is used up
+        ctx.ledger.set_batch_state(rec.batch_id, "done")
+    return finish_round(ctx, rnd, res.id, student_summary(
+        st, unlabeled_used=len(used), teacher_dev=t.get("teacher_dev"),
+        compute_micro=t["cost_micro"] + s["cost_micro"] + st["cost_micro"],
+        seconds=t["seconds"] + s["seconds"] + st["seconds"]))
+
+
+def _compute_approved(ctx: RunContext, rnd: int, decision: Decision, res: Reservation) -> bool:
+    """Whether the round's compute may run: True under the approval amount or once a lead approved it,
+    False when a lead rejected it; while it waits, the run exits (:class:`AwaitingApproval`)."""
+    limit = ctx.config.policy.approve_compute_micro
+    if limit is None or res.amount_micro <= limit:
+        return True
+    batch_id = f"{ctx.run_id}-r{rnd:03d}-compute"
+    try:
+        rec = ctx.ledger.batch(batch_id)
+    except BatchNotFoundError:
+        left = ctx.ledger.totals().available
+        payload = BatchPayload(item_ids=(), why=decision.reason, estimates=decision.estimates, kind="compute",
+                               purpose=res.purpose, available_before_micro=left + res.amount_micro,
+                               available_after_micro=left)
+        rec = ctx.ledger.add_batch(batch_id, round=rnd, reservation_id=res.id, payload=payload,
+                                   price_per_item_micro=0, overlap=1, total_micro=res.amount_micro)
+    if rec.state == "proposed":
+        raise AwaitingApproval(batch_id, rec.total_micro, 0)
+    return rec.state != "rejected"
+
+
+def _teacher_step(ctx: RunContext, rnd: int, snap: Snapshot, out: Path, trained: list[LoadedModel]) -> Work:
+    """The teacher fine-tuned on the snapshot's labels; appends the trained model to ``trained``."""
+    def work(limit: int, more_money: Callable[[int], int]) -> tuple[dict, list[PhaseRecord]]:
+        (tr_texts, tr_y), dev = snap.train_dev()
+        cfg = ctx.train_config("teacher")
+
+        def run() -> tuple[dict, list[PhaseRecord]]:
+            teacher = ctx.fresh("teacher")
+            result = train(teacher.model, teacher.tokenizer, tr_texts, tr_y, label_names=ctx.pool.labels, dev=dev,
+                           config=cfg, out_dir=out / "teacher", meter=ctx.meter(f"{rnd}.teacher"),
+                           phase_name="teacher_finetune", limit_micro=limit, more_money=more_money)
+            trained.append(teacher)
+            return {"stopped": result.stopped, "teacher_dev": result.best_dev}, [result.phase]
+
+        key = ctx.phase_cache and train_key(ctx, "teacher", cfg, tr_texts, tr_y, dev)
+        return cached(ctx, out / "teacher", key, limit, more_money, run)
+    return work
+
+
+def _soft_label_step(ctx: RunContext, out: Path, texts: list, trained: list[LoadedModel]) -> Work:
+    """The teacher's logits on as many of ``texts`` as the money pays for (cached on disk by content)."""
+    def work(limit: int, more_money: Callable[[int], int]) -> tuple[dict, list[PhaseRecord]]:
+        teacher = trained[-1] if trained else load_classifier(out / "teacher", ctx.pool.labels)
+        cache_dir = ctx.phase_cache.root / "soft-labels" if ctx.phase_cache else ctx.run_dir / "cache"
+        n = _affordable_prefix(ctx, teacher, texts, limit, more_money)
+        if n == 0:
+            return {"n_items": 0, "stopped": "budget"}, []
+        soft = soft_labels(teacher.model, teacher.tokenizer, texts[:n], cache_dir=cache_dir,
+                           max_length=ctx.config.models.max_length, progress=ctx.progress)
+        phase, result = soft.phase, {"soft_labels": str(soft.path), "n_items": n}
+        if soft.cached and ctx.phase_cache is None:  # outside a study, work that did not run costs nothing
+            phase = replace(phase, seconds=0.0, examples=0, tokens=0, padded_tokens=0, flops=0.0)
+        elif soft.cached:
+            result["reused_flops"] = phase.flops
+        return result, [phase]
+    return work
+
+
+def _affordable_prefix(ctx: RunContext, teacher: LoadedModel, texts: list, limit: int,
+                       more_money: Callable[[int], int]) -> int:
+    """How many of ``texts`` the teacher can soft-label with the money held (extended while there is more).
+
+    The price of a prefix is computed as the meter will measure it: 2N FLOPs per padded position, with
+    the batches :func:`modeling.infer.predict_logits` makes (length-sorted, padded to multiples of 8).
+    """
+    lengths = encode(teacher.tokenizer, texts, max_length=ctx.config.models.max_length).lengths
+    device = device_kind(pick_device(ctx.config.models.device))
+
+    def cost(n: int) -> int:
+        padded = sum(len(b) * -(-int(lengths[b].max()) // 8) * 8 for b in sorted_batches(lengths[:n], 64))
+        return ctx.pricer.estimate(2.0 * teacher.n_params * padded, device, phase="soft_labels")
+
+    if cost(len(texts)) > limit:
+        limit += more_money(cost(len(texts)) - limit)
+    lo, hi = 0, len(texts)  # the largest n with cost(n) <= limit
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if cost(mid) <= limit else (lo, mid - 1)
+    return lo

@@ -1,0 +1,101 @@
+"""What the next dollars on each arm are expected to buy, with an interval, from paired measurements.
+
+Every round's student is scored on the run's dev set together with the previous round's student
+(:class:`budget.round_records.RoundSummary` ``dev`` and ``prev_dev``, same items), so each round
+measures its own gain without comparing scores taken on different dev sets. Its standard error
+comes from the items on which exactly one of the two students is right (a paired, McNemar-style
+bound), so a small dev set gives a wide interval instead of a confident wrong number.
+
+- Labels: an annotation round that took the labels from ``n`` to ``n + k`` and gained ``d`` points
+  measures the slope ``b = d / ln((n + k) / n)`` of ``score = a + b ln(n)``; the slopes of all
+  annotation rounds are pooled by inverse variance. The next batch of ``k'`` labels at ``n'`` is
+  expected to add ``b ln((n' + k') / n')``: returns fall as labels grow, as learning curves do.
+- Distillation: a distillation round's paired gain over the label-only student it followed. The
+  labels bought since then have not been distilled, so the same gain is expected again.
+
+Gains are in score points (0-100) and, for a decision, per $100 of the arm's cost.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from statistics import NormalDist
+
+__all__ = ["Measured", "Gain", "paired_se", "label_slope", "z_value"]
+
+
+def z_value(confidence: float) -> float:
+    """The one-sided normal quantile of ``confidence`` (0.8 -> 0.84)."""
+    return NormalDist().inv_cdf(confidence)
+
+
+def paired_se(disagree: float, n_items: int) -> float:
+    """Standard error (points) of a difference of two scores on the same ``n_items`` dev items, where
+    ``disagree`` is the fraction of items on which exactly one of the two models is right."""
+    if n_items <= 0:
+        return math.inf
+    # at least one item's worth of doubt: a dev set never proves two models equal
+    d = max(disagree, 1.0 / n_items)
+    return 100.0 * math.sqrt(d / n_items)
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One round's paired gain: ``gain`` points (this student minus the previous one, same dev items)
+    with standard error ``se``, after the labels went from ``n_before`` to ``n_after``."""
+
+    arm: str
+    gain: float
+    se: float
+    n_before: int
+    n_after: int
+    cost_micro: int
+
+
+@dataclass(frozen=True)
+class Gain:
+    """An arm's expected gain of its next spend: ``points`` with standard error ``se``, for ``cost_micro``.
+
+    ``None`` points means not measured yet.
+    """
+
+    arm: str
+    points: float | None
+    se: float
+    cost_micro: int
+
+    def per_100usd(self, z: float = 0.0) -> float | None:
+        """Points per $100: the estimate (``z=0``), or its upper (``z>0``) / lower (``z<0``) bound."""
+        if self.points is None or self.cost_micro <= 0:
+            return None
+        return (self.points + z * self.se) / (self.cost_micro / 1e8)
+
+    def describe(self, z: float, confidence: float) -> str:
+        """E.g. 'labels +2.1 points per $100 (80% range -0.4 to +4.6)'."""
+        name = {"annotate": "labels", "distill": "distillation"}.get(self.arm, self.arm)
+        mid = self.per_100usd()
+        if mid is None:
+            return f"{name} not measured yet"
+        lo, hi = self.per_100usd(-z), self.per_100usd(z)
+        return f"{name} {_pts(mid)} points per $100 ({confidence:.0%} range {_pts(lo)} to {_pts(hi)})"
+
+
+def _pts(x: float) -> str:
+    return f"{x:+.3g}" if abs(x) < 1e4 else f"{x:+.2e}"
+
+
+def label_slope(rounds: list[Measured]) -> tuple[float, float] | None:
+    """Pooled slope ``b`` (points per unit of ln labels) and its standard error from annotation rounds;
+    None without one."""
+    terms = []
+    for r in rounds:
+        if r.arm != "annotate" or r.n_after <= r.n_before or r.n_before <= 0:
+            continue
+        span = math.log(r.n_after / r.n_before)
+        terms.append((r.gain / span, r.se / span))
+    if not terms:
+        return None
+    weights = [1.0 / max(se, 1e-9) ** 2 for _, se in terms]
+    b = sum(w * s for w, (s, _) in zip(weights, terms, strict=True)) / sum(weights)
+    return b, math.sqrt(1.0 / sum(weights))

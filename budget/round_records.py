@@ -1,0 +1,132 @@
+"""What a round writes into the ledger, typed: its plan, its summary and its batch's payload.
+
+The ledger keeps these as JSON (``rounds.decision``, ``rounds.summary``, ``batches.payload``); every
+reader (the controller, the report, ``status``, the web page, the study) goes through these types,
+never through string keys. ``to_json`` writes only the fields that are set, so a ledger written
+before a field existed reads back with its default. Money is integer micro-dollars, scores 0-1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from budget.policy import Decision
+
+__all__ = ["RoundPlan", "RoundSummary", "BatchPayload"]
+
+
+def _set_fields(obj: object) -> dict[str, Any]:
+    """The fields of a record that are not None, in declaration order."""
+    return {f.name: getattr(obj, f.name) for f in fields(obj) if getattr(obj, f.name) is not None}
+
+
+def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
+
+
+@dataclass(frozen=True)
+class RoundPlan:
+    """A round as it starts: the policy's decision and what its compute was expected to cost.
+
+    ``compute_estimate_micro`` is the corrected estimate the policy saw, ``compute_estimate_raw`` the
+    plain FLOP estimate (later estimates are corrected by actual / raw), ``compute_estimate_phases``
+    the estimate per metered phase kind.
+    """
+
+    decision: Decision
+    compute_estimate_micro: int | None = None
+    compute_estimate_raw: float | None = None
+    compute_estimate_phases: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The ledger's JSON (the decision's fields at the top level, as ledgers always kept them)."""
+        return {**asdict(self.decision), "compute_estimate": self.compute_estimate_micro,
+                "compute_estimate_raw": self.compute_estimate_raw,
+                "compute_estimate_phases": dict(self.compute_estimate_phases)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RoundPlan:
+        decision = Decision(data["arm"], int(data.get("n_items", 0)), int(data.get("amount_micro", 0)),
+                            data.get("reason", ""), dict(data.get("estimates") or {}))
+        raw = data.get("compute_estimate_raw", data.get("compute_estimate"))
+        return cls(decision, data.get("compute_estimate"), None if raw is None else float(raw),
+                   dict(data.get("compute_estimate_phases") or {}))
+
+
+@dataclass(frozen=True)
+class RoundSummary:
+    """A finished round: what it bought, what it cost, how its student scored.
+
+    ``dev`` and ``test`` are the task's metric (``test`` exists only in simulation and is never read
+    by a decision); ``stopped`` is ``'budget'`` when a training stopped at the cap; ``rejected`` when a
+    lead rejected the round's batch or compute. ``compute_micro`` and ``labels_micro`` are what the
+    round's compute and labels cost; ``seconds`` the device time of its compute.
+    """
+
+    n_labels: int = 0
+    labels_bought: int = 0
+    student: str | None = None
+    dev: float | None = None
+    test: float | None = None
+    seconds: float | None = None
+    stopped: str | None = None
+    rejected: bool | None = None
+    compute_micro: int | None = None
+    labels_micro: int | None = None
+    skipped: int | None = None
+    agreement: float | None = None
+    batch_id: str | None = None
+    unlabeled_used: int | None = None
+    teacher_dev: float | None = None
+
+    @property
+    def stopped_at_cap(self) -> bool:
+        """True when the round's training stopped at the money cap."""
+        return self.stopped == "budget"
+
+    def to_json(self) -> dict[str, Any]:
+        return _set_fields(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> RoundSummary:
+        return cls(**_known(cls, data or {}))
+
+
+@dataclass(frozen=True)
+class BatchPayload:
+    """What a lead sees of a proposed batch: its items, why it was proposed, and the money before and after.
+
+    ``kind`` is ``'labels'`` for an annotation batch and ``'compute'`` for a distillation waiting for
+    approval (no items); ``suggestions`` maps a pool index (as a string) to the student's
+    ``[label, probability]``; ``sample`` is the first few texts, shown on the approval page.
+    """
+
+    item_ids: tuple[int, ...]
+    why: str
+    available_before_micro: int
+    available_after_micro: int
+    estimates: dict[str, float | None] = field(default_factory=dict)
+    sample: tuple[str, ...] = ()
+    suggestions: dict[str, list] = field(default_factory=dict)
+    selection: str | None = None
+    kind: str | None = None
+    purpose: str | None = None
+
+    @property
+    def is_compute(self) -> bool:
+        """True for a distillation's compute waiting for approval."""
+        return self.kind == "compute"
+
+    def to_json(self) -> dict[str, Any]:
+        out = _set_fields(self)
+        out["item_ids"], out["sample"] = list(self.item_ids), list(self.sample)
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BatchPayload:
+        known = _known(cls, data)
+        known["item_ids"] = tuple(int(i) for i in known.get("item_ids", ()))
+        known["sample"] = tuple(known.get("sample", ()))
+        return cls(**known)

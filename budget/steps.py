@@ -1,0 +1,165 @@
+"""The steps rounds are made of: a metered compute step, the student's training, a round's end.
+
+Each compute step is recorded in the ledger before it starts and marked done, with its metered cost
+settled, in one transaction after it ends, so a killed run redoes at most the step it was in. In a
+study, a step whose content (model, data, settings, seed) another cell already trained is reused
+from the shared :class:`budget.phase_cache.PhaseCache` and charged what it cost when it ran.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from budget import failpoints
+from budget.context import RunContext
+from budget.ledger import Reservation
+from budget.money import format_usd
+from budget.phase_cache import data_fingerprint
+from budget.round_records import RoundSummary
+from budget.snapshot import Snapshot
+from modeling.device import device_kind, pick_device
+from modeling.encoding import encode
+from modeling.meter import PhaseRecord
+from modeling.models import LoadedModel
+from modeling.train import SoftTargets, TrainConfig, train
+
+__all__ = ["Work", "compute_step", "reserve_once", "eval_margin", "cached",
+           "train_key", "student_step", "student_summary", "finish_round"]
+
+#: a compute step: ``work(limit_micro, more_money) -> (result, phase records)``
+Work = Callable[[int, Callable[[int], int]], tuple[dict, list[PhaseRecord]]]
+
+
+def compute_step(ctx: RunContext, rnd: int, key: str, reservation_id: int, work: Work) -> dict[str, Any]:
+    """Run ``work(limit_micro, more_money)`` once; settle its phases' price and mark the step done atomically.
+
+    ``limit_micro`` is what the reservation still holds; ``more_money(micro)`` extends it while
+    money is available (a phase that needs more than its estimate asks instead of stopping).
+    A settlement never kills a run: an excess is reserved first, as far as the cap allows.
+    """
+    ledger = ctx.ledger
+    done = ledger.step_result(key)
+    if done is not None:
+        return done
+    ledger.begin_step(key)
+    limit = ledger.reservation(reservation_id).remaining_micro
+
+    def more_money(micro: int) -> int:
+        return ledger.extend(reservation_id, micro, note=f"more for {key}")
+
+    result, records = work(limit, more_money)
+    failpoints.reach("compute-done", f"{rnd}.{key.rsplit(':', 1)[-1]}")
+    cost = sum(ctx.pricer.price(r) for r in records)
+    result = {**result, "cost_micro": cost, "seconds": sum(r.seconds for r in records),
+              "phases": [asdict(r) for r in records]}
+    with ledger.atomic():
+        excess = cost - ledger.reservation(reservation_id).remaining_micro
+        unpaid = excess - more_money(excess) if excess > 0 else 0
+        if unpaid > 0:
+            # Phases stop before their limit, with a margin for the evaluation after them; this is
+            # reached only if a measure ran far past its projection. The cap holds; the event says so.
+            ledger.log_event("compute_overrun", key=key, cost_micro=cost, unpaid_micro=unpaid)
+            ctx.say(f"{key}: compute cost {format_usd(unpaid)} more than the cap allows; settled at the cap.")
+            cost -= unpaid
+        if cost:
+            ledger.settle(reservation_id, cost, key=f"settle:{key}")
+        ledger.finish_step(key, result)
+    return result
+
+
+def reserve_once(ctx: RunContext, key: str, amount: int, **kwargs) -> Reservation:
+    """The reservation made under ``key`` (a resumed round finds the one it made before), or a new one."""
+    existing = next((r for r in ctx.ledger.reservations() if r.key == key), None)
+    return existing or ctx.ledger.reserve(amount, key=key, **kwargs)
+
+
+def eval_margin(ctx: RunContext, model: LoadedModel, texts: list) -> int:
+    """Twice the estimated price of evaluating ``model`` on ``texts``: held back from a training's limit so
+    that the metered evaluation after it still fits in the reservation."""
+    tokens = int(encode(model.tokenizer, texts, max_length=ctx.config.models.max_length).lengths.sum())
+    device = device_kind(pick_device(ctx.config.models.device))
+    return 2 * ctx.pricer.estimate(2.0 * model.n_params * tokens * 1.5, device, phase="evaluation") + 1
+
+
+def cached(ctx: RunContext, out: Path, key: dict[str, Any] | None, limit: int, more_money: Callable[[int], int],
+           run: Callable[[], tuple[dict, list[PhaseRecord]]]) -> tuple[dict, list[PhaseRecord]]:
+    """Run a training step, or, in a study, reuse the same step another cell finished (same content key).
+
+    A reused step is charged what its phases cost when they ran, if the reservation holds that (or can
+    be extended to it) as it would have for the real run; its FLOPs are reported as saved.
+    """
+    cache = ctx.phase_cache
+    if cache is None or not key:
+        return run()
+    digest = cache.key(**key)
+    hit = cache.get(digest)
+    if hit is not None:
+        cost = sum(ctx.pricer.price(r) for r in hit.records)
+        if cost <= limit or more_money(cost - limit) >= cost - limit:
+            cache.restore(hit, out)
+            return {**hit.result, "reused_flops": hit.flops}, list(hit.records)
+    result, records = run()
+    if result.get("stopped") != "budget":
+        cache.put(digest, result, records, out)
+    return result, records
+
+
+def train_key(ctx: RunContext, role: str, cfg: TrainConfig, texts: list, ys: np.ndarray, dev: tuple) -> dict:
+    """What fixes a training's outcome: the model it starts from, its data, its settings and seed."""
+    return {"role": role, "model": ctx.config.models.teacher if role == "teacher" else ctx.config.models.student,
+            "train": data_fingerprint(texts, ys), "dev": data_fingerprint(list(dev[0]), dev[1]),
+            "labels": list(ctx.pool.labels), "config": {k: v for k, v in asdict(cfg).items() if k != "progress"}}
+
+
+def student_step(ctx: RunContext, rnd: int, snap: Snapshot, soft: SoftTargets | None = None) -> Work:
+    """The student trained on the snapshot's labels (and distilled from ``soft`` targets when given), scored
+    on dev (and test, in simulation); it does not start without money for training and its evaluation."""
+    def work(limit: int, more_money: Callable[[int], int]) -> tuple[dict, list[PhaseRecord]]:
+        (texts, ys), dev = snap.train_dev()
+        cfg = ctx.train_config("distill" if soft else "student")
+        out = ctx.run_dir / "models" / f"round-{rnd:03d}" / "student"
+
+        def run() -> tuple[dict, list[PhaseRecord]]:
+            student = ctx.fresh("student")
+            meter = ctx.meter(f"{rnd}.student")
+            # Hold back the evaluation after training; with less than twice that, do not start at all.
+            margin = eval_margin(ctx, student, list(dev[0]))
+            held = limit if limit >= 2 * margin else limit + more_money(2 * margin - limit)
+            if held < 2 * margin:
+                return {"stopped": "budget", "n_labels": len(ys) + len(dev[1]),
+                        "skipped": "no money left to train the student"}, []
+            result = train(student.model, student.tokenizer, texts, ys, label_names=ctx.pool.labels, dev=dev,
+                           soft=soft, config=cfg, out_dir=out, meter=meter,
+                           phase_name="student_distill" if soft else "student_finetune",
+                           limit_micro=held - margin, more_money=more_money)
+            scores = ctx.score(student, snap, meter)
+            return ({"student": str(out), "stopped": result.stopped, "n_labels": len(ys) + len(dev[1]), **scores},
+                    [result.phase, *meter.records[-1:]])
+
+        key = ctx.phase_cache and {
+            **train_key(ctx, "distill" if soft else "student", cfg, texts, ys, dev),
+            "soft": data_fingerprint(list(soft.texts), soft.logits) if soft else None,
+            "test": data_fingerprint([int(i) for i in ctx.split.test])}
+        result, records = cached(ctx, out, key, limit, more_money, run)
+        return ({**result, "student": str(out)} if "student" in result else result), records
+    return work
+
+
+def student_summary(step: dict[str, Any], **more: Any) -> RoundSummary:
+    """A round's summary from its student step's result, plus the round's own fields."""
+    picked = {k: step[k] for k in ("student", "n_labels", "dev", "test", "seconds", "stopped") if k in step}
+    return RoundSummary(**{**picked, **more})
+
+
+def finish_round(ctx: RunContext, rnd: int, reservation_id: int, summary: RoundSummary) -> RoundSummary:
+    """Close the round's reservation and mark it done with its summary, in one transaction."""
+    with ctx.ledger.atomic():  # a kill leaves the round either open or wholly finished
+        if ctx.ledger.reservation(reservation_id).state == "open":  # a rejection already released and closed it
+            ctx.ledger.close_reservation(reservation_id, key=f"close:round-{rnd}")
+        ctx.ledger.finish_round(rnd, summary)
+    return summary
