@@ -19,6 +19,8 @@ __all__ = [
     "RandomSelection",
     "EntropySelection",
     "MarginSelection",
+    "DisagreementSelection",
+    "DiversitySelection",
     "STRATEGIES",
     "make_strategy",
 ]
@@ -36,6 +38,10 @@ class SelectionStrategy(ABC):
 
     #: whether ``select`` needs class probabilities
     needs_proba: bool = False
+    #: whether ``select`` uses the teacher's class probabilities (``teacher_proba``) when there are any
+    uses_teacher: bool = False
+    #: whether ``select`` uses the candidates' texts (``texts``)
+    uses_texts: bool = False
 
     def __init__(self) -> None:
         self.last_scores: np.ndarray | None = None
@@ -44,7 +50,8 @@ class SelectionStrategy(ABC):
         return f"{type(self).__name__}()"
 
     def select(self, n: int, *, candidates: np.ndarray, proba: np.ndarray | None = None,
-               rng_seed: int | None = None) -> np.ndarray:
+               rng_seed: int | None = None, teacher_proba: np.ndarray | None = None,
+               texts: list | None = None) -> np.ndarray:
         """Choose up to ``n`` items.
 
         Parameters
@@ -74,12 +81,17 @@ class SelectionStrategy(ABC):
         candidates = np.asarray(candidates, dtype=np.int64).reshape(-1)
         self._validate(n, candidates, proba)
         rng = np.random.default_rng(rng_seed)
+        self._teacher_proba, self._texts = teacher_proba, texts
         scores = np.asarray(self.score(candidates, proba, rng), dtype=np.float64)
         self.last_scores = scores
         # Highest score first; a random permutation first makes ties fall in a seeded random order.
         perm = rng.permutation(len(candidates))
         order = perm[np.argsort(-scores[perm], kind="stable")]
-        return candidates[order[: min(n, len(candidates))]]
+        return candidates[self.pick(order, n)]
+
+    def pick(self, order: np.ndarray, n: int) -> np.ndarray:
+        """Positions of the chosen candidates, given all positions best-scored first (the top ``n``)."""
+        return order[: min(n, len(order))]
 
     def _validate(self, n: int, candidates: np.ndarray, proba: np.ndarray | None) -> None:
         if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
@@ -141,15 +153,86 @@ class MarginSelection(ScoreBasedSelection):
         return -(top2[:, 1] - top2[:, 0])
 
 
+def _entropy(proba: np.ndarray) -> np.ndarray:
+    """Entropy of each row, divided by its maximum (log of the number of classes): 0 sure, 1 clueless."""
+    p = np.clip(proba, 1e-12, 1.0)
+    return -(proba * np.log(p)).sum(axis=1) / np.log(max(proba.shape[1], 2))
+
+
+class DisagreementSelection(ScoreBasedSelection):
+    """Routing between people and the teacher: people label the items where the teacher is least sure or
+    disagrees with the student; the teacher's soft labels cover the rest.
+
+    The score is 1 when the two models' top classes differ, plus the teacher's normalised entropy.
+    Candidates the teacher has not labelled (``teacher_proba`` rows of NaN), and every candidate before
+    the first distillation, are scored by the student's entropy alone, which keeps them comparable.
+    """
+
+    uses_teacher = True
+
+    def uncertainty(self, proba: np.ndarray) -> np.ndarray:
+        student = _entropy(proba)
+        teacher = getattr(self, "_teacher_proba", None)
+        if teacher is None:
+            return student
+        teacher = np.asarray(teacher, dtype=np.float64)
+        known = ~np.isnan(teacher).any(axis=1)
+        out = student.copy()
+        t = teacher[known]
+        out[known] = (t.argmax(axis=1) != proba[known].argmax(axis=1)) + _entropy(t)
+        return out
+
+
+class DiversitySelection(ScoreBasedSelection):
+    """Uncertain items that are not near-duplicates of each other: from the most uncertain ``pool_factor x n``
+    candidates (student entropy), a greedy farthest-first walk over their TF-IDF vectors (cosine
+    distance), so one batch does not spend its money on ten phrasings of the same question.
+    """
+
+    uses_texts = True
+
+    def __init__(self, pool_factor: int = 4) -> None:
+        super().__init__()
+        self.pool_factor = pool_factor
+
+    def uncertainty(self, proba: np.ndarray) -> np.ndarray:
+        return _entropy(proba)
+
+    def pick(self, order: np.ndarray, n: int) -> np.ndarray:
+        texts = getattr(self, "_texts", None)
+        top = order[: min(len(order), self.pool_factor * n)]
+        if texts is None or len(top) <= n:
+            return order[: min(n, len(order))]
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        docs = [t if isinstance(t, str) else " ".join(t) for t in (texts[i] for i in top)]
+        try:
+            vectors = TfidfVectorizer().fit_transform(docs)
+        except ValueError:  # no word in any text (e.g. only punctuation): nothing to spread over
+            return order[:n]
+        similarity = (vectors @ vectors.T).toarray()
+        chosen = [0]  # the most uncertain first
+        nearest = similarity[0].copy()
+        for _ in range(1, n):
+            nearest[chosen] = np.inf
+            nxt = int(np.argmin(nearest))  # the candidate least similar to everything chosen so far
+            chosen.append(nxt)
+            nearest = np.maximum(nearest, similarity[nxt])
+        return top[chosen]
+
+
 STRATEGIES: dict[str, type[SelectionStrategy]] = {
     "random": RandomSelection,
     "entropy": EntropySelection,
     "margin": MarginSelection,
+    "disagreement": DisagreementSelection,
+    "diversity": DiversitySelection,
 }
 
 
 def make_strategy(name: str) -> SelectionStrategy:
-    """The strategy called ``name``: one of ``'random'``, ``'entropy'``, ``'margin'``.
+    """The strategy called ``name``: ``'random'``, ``'entropy'``, ``'margin'``, ``'disagreement'`` or
+    ``'diversity'``.
 
     Raises
     ------

@@ -19,6 +19,7 @@ from annotation.records import Batch, BatchItem, Receipt
 from annotation.selection import make_strategy
 from budget import failpoints
 from budget.context import RunContext
+from budget.distill_round import teacher_proba
 from budget.exceptions import AwaitingAnnotators, AwaitingApproval, BatchNotFoundError
 from budget.ledger import BatchRecord, LabelRow
 from budget.policy import Decision
@@ -69,15 +70,22 @@ def _propose(ctx: RunContext, rnd: int, batch_id: str, decision: Decision, snap:
     if len(fresh):
         candidates = fresh
     rng = np.random.default_rng(ctx.seed * 1000 + rnd)
+    dev_ids = _dev_draw(ctx, rnd, decision.n_items, candidates, snap)
+    candidates = np.setdiff1d(candidates, dev_ids)
     if len(candidates) > _MAX_SELECTION_CANDIDATES:
         candidates = np.sort(rng.choice(candidates, _MAX_SELECTION_CANDIDATES, replace=False))
     proba = _student_proba(ctx, candidates)
     strategy = make_strategy(ctx.config.annotation.selection)
-    chosen = strategy.select(decision.n_items, candidates=candidates, proba=proba, rng_seed=ctx.seed * 1000 + rnd)
+    k = min(decision.n_items - len(dev_ids), len(candidates))
+    routing = {"teacher_proba": teacher_proba(ctx, candidates) if strategy.uses_teacher and proba is not None else None,
+               "texts": [ctx.pool.texts[i] for i in candidates] if strategy.uses_texts else None}
+    picked = strategy.select(k, candidates=candidates, proba=proba, rng_seed=ctx.seed * 1000 + rnd,
+                             **routing) if k else []
+    chosen = np.concatenate([np.asarray(picked, dtype=int), dev_ids])
     suggestions = {}
     if proba is not None:
         row = {int(c): j for j, c in enumerate(candidates)}
-        for i in chosen:
+        for i in picked:
             p = proba[row[int(i)]]
             suggestions[str(int(i))] = [ctx.pool.labels[int(p.argmax())], round(float(p.max()), 4)]
     price, overlap = ctx.config.label_price(), ctx.config.prices.overlap
@@ -87,7 +95,8 @@ def _propose(ctx: RunContext, rnd: int, batch_id: str, decision: Decision, snap:
     available = ctx.ledger.totals().available
     texts = ctx.pool.texts
     payload = BatchPayload(
-        item_ids=tuple(int(i) for i in chosen), why=decision.reason, estimates=decision.estimates,
+        item_ids=tuple(int(i) for i in chosen), dev_ids=tuple(int(i) for i in dev_ids), why=decision.reason,
+        estimates=decision.estimates,
         suggestions=suggestions, selection=repr(strategy), available_before_micro=available,
         available_after_micro=available - labels_micro,
         sample=tuple(t if isinstance(t, str) else " / ".join(t) for t in (texts[int(i)] for i in chosen[:5])))
@@ -98,6 +107,17 @@ def _propose(ctx: RunContext, rnd: int, batch_id: str, decision: Decision, snap:
         ctx.ledger.add_batch(batch_id, round=rnd, reservation_id=res.id, payload=payload,
                              price_per_item_micro=per_item, overlap=overlap, total_micro=labels_micro)
         ctx.ledger.log_event("proposed", batch_id=batch_id, n_items=len(chosen), total_micro=labels_micro)
+
+
+def _dev_draw(ctx: RunContext, rnd: int, n_items: int, candidates: np.ndarray, snap: Snapshot) -> np.ndarray:
+    """Items drawn uniformly at random to grow the dev set toward ``[split] dev_size``: at most
+    ``dev_share`` of the batch, none once the dev set is that large."""
+    s = ctx.config.split
+    n = min(max(0, s.dev_size - len(snap.dev_ids)), int(s.dev_share * n_items), len(candidates))
+    if n <= 0:
+        return np.array([], dtype=int)
+    rng = np.random.default_rng([ctx.seed, rnd, 7])  # its own stream: the strategy's draws do not move it
+    return np.sort(rng.choice(candidates, n, replace=False)).astype(int)
 
 
 def _student_proba(ctx: RunContext, candidates: np.ndarray) -> np.ndarray | None:

@@ -94,7 +94,9 @@ class Split:
     seed_size: int | str = 100  # labeled rows the team starts with; "all" for every labeled row of real data
     test_size: int | float = 0.2  # held-out test items for reports (simulation only); int or fraction; 0 = none
     max_unlabeled: int = 0  # cap on the unlabeled pool used (0 = all), to bound soft-labelling time
-    dev_fraction: float = 0.25  # share of purchased labels (seed included) kept as the dev set
+    dev_fraction: float = 0.25  # share of the seed (a random draw) kept as the dev set
+    dev_size: int = 100  # grow the dev set to this many items by random draws in annotation batches
+    dev_share: float = 0.2  # at most this share of a batch is drawn at random for the dev set
 
     def checks(self) -> Iterator[Check]:
         yield "seed_size", self.seed_size == "all" or (_int(self.seed_size) and self.seed_size >= 1), \
@@ -104,6 +106,8 @@ class Split:
         yield "max_unlabeled", _int(self.max_unlabeled) and self.max_unlabeled >= 0, "an int >= 0 (0 = all)"
         yield "dev_fraction", _num(self.dev_fraction) and 0.05 <= self.dev_fraction <= 0.5, \
             "a fraction between 0.05 and 0.5"
+        yield "dev_size", _int(self.dev_size) and self.dev_size >= 0, "an int >= 0 (0 = the seed's share only)"
+        yield "dev_share", _num(self.dev_share) and 0 <= self.dev_share <= 0.5, "a fraction between 0 and 0.5"
 
 
 @dataclass(frozen=True)
@@ -111,7 +115,8 @@ class Models:
     """``[models]``: the student, the teacher and how they train."""
 
     student: str = "minilm-l6"  # folder, known name (minilm-l6, mpnet-base) or hub id
-    teacher: str = "mpnet-base"
+    teacher: str = "mpnet-base"  # any AutoModelForSequenceClassification model, decoder LLMs included
+    teacher_lora_rank: int = 0  # > 0: fine-tune the teacher's LoRA adapters of this rank (peft), not all weights
     max_length: int = 128  # tokens per example
     batch_size: int = 16
     student_lr: float = 5e-5
@@ -133,7 +138,7 @@ class Models:
         yield "max_length", _int(self.max_length) and self.max_length >= 8, "an int >= 8"
         for key in ("batch_size", "student_epochs", "teacher_epochs", "distill_epochs"):
             yield key, _int(getattr(self, key)) and getattr(self, key) >= 1, "an int >= 1"
-        for key in ("min_steps", "patience"):
+        for key in ("min_steps", "patience", "teacher_lora_rank"):
             yield key, _int(getattr(self, key)) and getattr(self, key) >= 0, "an int >= 0"
         for key in ("student_lr", "teacher_lr", "temperature"):
             yield key, _num(getattr(self, key)) and getattr(self, key) > 0, "a number > 0"
@@ -201,6 +206,7 @@ class Annotation:
     poll_seconds: float = 30.0  # how often to look for finished work
     wait_seconds: float = 0.0  # real platforms: how long one run waits before exiting (resume later)
     suggestions: bool = True  # send the student's prediction as a pre-annotation
+    min_batch: int = 0  # the smallest batch worth its retrain; 0 = a quarter of batch_size
 
     def checks(self) -> Iterator[Check]:
         yield "connector", self.connector in {"simulated", "labelstudio", "argilla"}, \
@@ -212,6 +218,12 @@ class Annotation:
         yield "poll_seconds", _num(self.poll_seconds) and self.poll_seconds > 0, "a number > 0"
         yield "wait_seconds", _num(self.wait_seconds) and self.wait_seconds >= 0, "a number >= 0"
         yield "suggestions", isinstance(self.suggestions, bool), "true or false"
+        yield "min_batch", _int(self.min_batch) and self.min_batch >= 0, "an int >= 0 (0 = batch_size / 4)"
+
+    @property
+    def min_batch_items(self) -> int:
+        """The smallest batch worth its retrain: ``min_batch``, or a quarter of ``batch_size`` (at least 1)."""
+        return self.min_batch or max(1, self.batch_size // 4)
 
     @property
     def auto_approve_micro(self) -> int | None:
@@ -258,7 +270,9 @@ class PolicySettings:
     """``[policy]``: which arm gets the next dollars."""
 
     name: str = "adaptive"  # annotate | distill | split:F | adaptive
-    min_points_per_100usd: float = 0.5
+    min_points_per_100usd: float = 0.5  # stop when $100 more is expected to add fewer dev points than this...
+    stop_confidence: float = 0.8  # ...with this confidence (both arms)
+    nearly_free_share: float = 0.02  # compute is nearly free when a distillation costs under this share of the budget
     keep_final_distill: bool = True
     redistill_growth: float = 0.5  # distil again mid-run once labels grew by half since the last distillation
     approve_compute_over: str = "inf"  # dollars; compute reservations above need a lead's approval
@@ -274,6 +288,10 @@ class PolicySettings:
         yield "name", isinstance(self.name, str) and known, "annotate, distill, split:F (F in [0, 1]) or adaptive"
         yield "min_points_per_100usd", _num(self.min_points_per_100usd) and self.min_points_per_100usd >= 0, \
             "a number >= 0"
+        yield "stop_confidence", _num(self.stop_confidence) and 0.5 <= self.stop_confidence < 1, \
+            "a probability in [0.5, 1)"
+        yield "nearly_free_share", _num(self.nearly_free_share) and 0 <= self.nearly_free_share < 1, \
+            "a fraction in [0, 1)"
         yield "keep_final_distill", isinstance(self.keep_final_distill, bool), "true or false"
         yield "redistill_growth", _num(self.redistill_growth) and self.redistill_growth >= 0, "a number >= 0"
         yield "approve_compute_over", _money(self.approve_compute_over, inf=True), \

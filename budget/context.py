@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from annotation.pool import Pool, PoolSplit
 from budget import failpoints
 from budget.config import ProjectConfig
@@ -19,8 +21,10 @@ from budget.ledger import Ledger
 from budget.phase_cache import PhaseCache
 from budget.snapshot import Snapshot, take_snapshot
 from connectors.base import Clock, Connector
-from modeling.infer import evaluate
+from modeling.infer import evaluate, predict_logits
+from modeling.lora import with_lora
 from modeling.meter import Meter, PhaseRecord
+from modeling.metrics import score as score_predictions
 from modeling.models import LoadedModel, load_classifier
 from modeling.train import TrainConfig
 
@@ -62,16 +66,22 @@ class RunContext:
                                                progress=self.progress)
 
     def fresh(self, role: str) -> LoadedModel:
-        """A newly loaded student or teacher with the task's labels (never a trained one)."""
-        return load_classifier(getattr(self.config.models, role), self.pool.labels, seed=self.seed,
-                               cache_dir=self.model_cache_dir or self.run_dir.parent / ".model-cache")
+        """A newly loaded student or teacher with the task's labels (never a trained one); a teacher with
+        ``[models] teacher_lora_rank`` gets LoRA adapters, the only weights its fine-tune trains."""
+        model = load_classifier(getattr(self.config.models, role), self.pool.labels, seed=self.seed,
+                                cache_dir=self.model_cache_dir or self.run_dir.parent / ".model-cache")
+        rank = self.config.models.teacher_lora_rank
+        return with_lora(model, rank) if role == "teacher" and rank else model
+
+    def latest_student_path(self) -> str | None:
+        """The folder of the student trained by the last finished round, or None before the baseline."""
+        rounds = [r for r in self.ledger.rounds() if r.state == "done" and r.summary and r.summary.student]
+        return rounds[-1].summary.student if rounds else None
 
     def latest_student(self) -> LoadedModel | None:
         """The student trained by the last finished round (loaded from its folder), or None before the baseline."""
-        rounds = [r for r in self.ledger.rounds() if r.state == "done" and r.summary and r.summary.student]
-        if not rounds:
-            return None
-        return load_classifier(rounds[-1].summary.student, self.pool.labels, seed=self.seed)
+        path = self.latest_student_path()
+        return None if path is None else load_classifier(path, self.pool.labels, seed=self.seed)
 
     # --- measuring ------------------------------------------------------------------------------
     def meter(self, where: str) -> Meter:
@@ -81,12 +91,22 @@ class RunContext:
             return self.pricer.price(record)
         return Meter(price=price)
 
-    def score(self, model: LoadedModel, snap: Snapshot, meter: Meter) -> dict[str, float]:
-        """Dev score (metered, decisions use it) and, in simulation, test scores (reports only)."""
-        _, (dev_texts, dev_y) = snap.train_dev()
+    def dev_predictions(self, model: LoadedModel, snap: Snapshot, meter: Meter) -> np.ndarray:
+        """The model's predicted label ids on the snapshot's dev items (a metered evaluation)."""
+        _, (dev_texts, _) = snap.train_dev()
+        logits = predict_logits(model.model, model.tokenizer, dev_texts, max_length=self.config.models.max_length,
+                                progress=False, meter=meter, phase_name="evaluation")
+        return logits.argmax(axis=1)
+
+    def score(self, model: LoadedModel, snap: Snapshot, meter: Meter) -> dict:
+        """Dev score (metered, decisions use it) with the dev predictions, and, in simulation, test scores
+        (reports only)."""
+        _, (_, dev_y) = snap.train_dev()
         kw = dict(max_length=self.config.models.max_length, progress=False)
-        dev = evaluate(model.model, model.tokenizer, dev_texts, dev_y, self.pool.labels, meter=meter, **kw)
-        out = {"dev": dev.get(self.config.task.metric), "dev_accuracy": dev.accuracy, "dev_macro_f1": dev.macro_f1}
+        pred = self.dev_predictions(model, snap, meter)
+        dev = score_predictions(dev_y, pred, self.pool.labels)
+        out = {"dev": dev.get(self.config.task.metric), "dev_accuracy": dev.accuracy, "dev_macro_f1": dev.macro_f1,
+               "dev_items": len(dev_y), "dev_pred": [int(p) for p in pred]}
         if len(self.split.test):
             test_texts = [self.pool.texts[i] for i in self.split.test]
             test = evaluate(model.model, model.tokenizer, test_texts, self.pool.gold[self.split.test],

@@ -31,6 +31,7 @@ from budget import failpoints
 from budget.approvals import LEDGER_FILE
 from budget.config import ProjectConfig
 from budget.costs import ComputePricer, CostModel
+from budget.estimates import paired_se
 from budget.exceptions import AwaitingAnnotators, AwaitingApproval, UsageError
 from budget.ledger import Ledger
 from budget.money import format_usd
@@ -142,7 +143,8 @@ class Controller:
     def _make_policy(self, name: str) -> Policy:
         p = self.config.policy
         params = {"min_points_per_100usd": float(p.min_points_per_100usd), "keep_final_distill": p.keep_final_distill,
-                  "redistill_growth": float(p.redistill_growth)} if name == "adaptive" else {}
+                  "redistill_growth": float(p.redistill_growth), "stop_confidence": float(p.stop_confidence),
+                  "nearly_free_share": float(p.nearly_free_share)} if name == "adaptive" else {}
         return make_policy(name, **params)
 
     # --- opening a run ----------------------------------------------------------------------------
@@ -325,7 +327,8 @@ class Controller:
         n_train = max(1, snap.n_labels - n_dev)
         batch = self.config.annotation.batch_size
         spent = money.spent_by_round
-        obs = tuple(RoundObservation(r.round, r.arm, spent.get(r.round, 0), r.summary.n_labels, r.summary.dev)
+        obs = tuple(RoundObservation(r.round, r.arm, spent.get(r.round, 0), r.summary.n_labels, r.summary.dev,
+                                     r.summary.prev_dev, r.summary.disagree, r.summary.dev_items or 0)
                     for r in money.rounds if r.state == "done" and r.summary)
         return PolicyState(
             granted_micro=money.totals.granted + extra_micro, available_micro=money.totals.available + extra_micro,
@@ -335,7 +338,8 @@ class Controller:
             distill_fixed_cost_micro=costs.distill_fixed(n_train, n_dev),
             distill_cost_per_1000_micro=costs.distill_per_1000(),
             n_labels=snap.n_labels, n_available=len(snap.states.indices("unlabeled")),
-            n_unlabeled=len(snap.unlabeled_for_distill(len(self.pool), self.seed)), batch_size=batch)
+            n_unlabeled=len(snap.unlabeled_for_distill(len(self.pool), self.seed)), batch_size=batch,
+            min_batch=self.config.annotation.min_batch_items)
 
     def next_decision(self, snap: Snapshot) -> tuple[int, Decision]:
         """The round to run and its decision: a started round resumes with its recorded decision."""
@@ -422,6 +426,29 @@ class Controller:
         if summary.stopped_at_cap:
             self.say(f"round {rnd}: its training stopped early at the cap (no money left to extend its "
                      "reservation); the model trained so far is kept.")
+        self._check_regression(rnd, decision, summary)
+
+    def _check_regression(self, rnd: int, decision: Decision, summary: RoundSummary) -> None:
+        """Say so when a round's student is clearly worse than the one before it on the same dev items.
+
+        More labels should not make a student worse; when they do (beyond two standard errors of the
+        paired difference) the training recipe is wrong for this data (too few steps, a learning
+        rate too high for small data), not the arm. The event is kept; the best student so far stays
+        the run's output.
+        """
+        if summary.dev is None or summary.prev_dev is None or summary.disagree is None or decision.arm == "distill":
+            return
+        before = [r for r in self.ledger.rounds() if r.state == "done" and r.round < rnd]
+        if before and before[-1].arm == "distill":  # a label-only student below a distilled one is expected
+            return
+        drop = 100 * (summary.prev_dev - summary.dev)
+        se = paired_se(summary.disagree, summary.dev_items or 0)
+        if drop > 2 * se:
+            self.ledger.log_event("student_regressed", round=rnd, drop_points=drop, se_points=se)
+            self.say(f"round {rnd}: the student scores {drop:.1f} dev points below the previous one on the same "
+                     f"{summary.dev_items} items (more than twice the {se:.1f}-point standard error): a training "
+                     "recipe problem ([models] student_epochs, student_lr, min_steps); the best student so far "
+                     "stays the run's output.")
 
     def plan(self, extra_micro: int) -> str:
         """The dry run: money, both arms' estimates and the policy's next decision; spends nothing."""

@@ -120,33 +120,37 @@ class CostModel:
                      "soft_labels": self._flops_infer(t, n_items),
                      "student_distill": self._flops_train(s, n_train, self.distill_epochs)
                      + self._flops_train(s, n_items, self.distill_epochs),
-                     "evaluation": self._flops_infer(s, n_eval)}
+                     "evaluation": self._flops_eval(n_eval)}
             correction = self.distill_correction
         else:
             flops = {"student_finetune": self._flops_train(s, n_train, self.student_epochs),
-                     "evaluation": self._flops_infer(s, n_eval)}
+                     "evaluation": self._flops_eval(n_eval)}
             correction = self.correction
         return {phase: self.pricer.estimate(f, self.device, phase) * correction
                 for phase, f in flops.items()}
 
+    def _flops_eval(self, n_eval: int) -> float:
+        """The round's metered evaluations: its student and the previous one, on the same dev items."""
+        return 2 * self._flops_infer(self.student_params, n_eval)
+
     def retrain(self, n_train: int, n_eval: int) -> int:
-        """Student fine-tuned on ``n_train`` gold labels, evaluated on ``n_eval`` items each epoch."""
+        """Student fine-tuned on ``n_train`` gold labels, then it and the previous student scored on ``n_eval``
+        dev items. (The dev evaluations inside training are not metered as FLOPs, so not estimated;
+        where compute is priced by device time they are in the training phase's time, which the
+        correction by measured costs absorbs.)"""
         return self._price(
             self.correction,
-            student_finetune=self._flops_train(self.student_params, n_train, self.student_epochs)
-            + self._flops_infer(self.student_params, n_eval) * self._epochs(n_train, self.student_epochs),
-            evaluation=self._flops_infer(self.student_params, n_eval))
+            student_finetune=self._flops_train(self.student_params, n_train, self.student_epochs),
+            evaluation=self._flops_eval(n_eval))
 
     def distill_fixed(self, n_train: int, n_eval: int) -> int:
         """The parts of a distillation that do not grow with the unlabeled items: teacher fine-tune on
         the gold labels, the student's gold part, and evaluations."""
         return self._price(
             self.distill_correction,
-            teacher_finetune=self._flops_train(self.teacher_params, n_train, self.teacher_epochs)
-            + self._flops_infer(self.teacher_params, n_eval) * self._epochs(n_train, self.teacher_epochs),
-            student_distill=self._flops_train(self.student_params, n_train, self.distill_epochs)
-            + self._flops_infer(self.student_params, n_eval) * self.distill_epochs,
-            evaluation=self._flops_infer(self.student_params, n_eval))
+            teacher_finetune=self._flops_train(self.teacher_params, n_train, self.teacher_epochs),
+            student_distill=self._flops_train(self.student_params, n_train, self.distill_epochs),
+            evaluation=self._flops_eval(n_eval))
 
     def distill_per_1000(self) -> int:
         """What 1000 more unlabeled items add: a teacher pass and the student's epochs on each."""

@@ -32,12 +32,12 @@ from budget.steps import (
 )
 from modeling.device import device_kind, pick_device
 from modeling.encoding import encode, sorted_batches
-from modeling.infer import soft_labels
+from modeling.infer import soft_labels, softmax
 from modeling.meter import PhaseRecord
 from modeling.models import LoadedModel, load_classifier
 from modeling.train import SoftTargets, train
 
-__all__ = ["run_distill"]
+__all__ = ["run_distill", "teacher_proba"]
 
 
 def run_distill(ctx: RunContext, rnd: int, decision: Decision, snap: Snapshot) -> RoundSummary:
@@ -50,13 +50,15 @@ def run_distill(ctx: RunContext, rnd: int, decision: Decision, snap: Snapshot) -
     if not _compute_approved(ctx, rnd, decision, res):
         return finish_round(ctx, rnd, res.id, RoundSummary(n_labels=snap.n_labels, rejected=True))
     out = ctx.run_dir / "models" / f"round-{rnd:03d}"
-    texts = [ctx.pool.texts[i] for i in snap.unlabeled_for_distill(decision.n_items, ctx.seed)]
+    items = snap.unlabeled_for_distill(decision.n_items, ctx.seed)
+    texts = [ctx.pool.texts[i] for i in items]
     trained: list[LoadedModel] = []  # the teacher as trained in this process, handed to the soft-labelling step
     t = compute_step(ctx, rnd, f"round-{rnd}:teacher", res.id, _teacher_step(ctx, rnd, snap, out, trained))
     if t["stopped"] == "budget":
         return finish_round(ctx, rnd, res.id, RoundSummary(n_labels=snap.n_labels, stopped="budget",
                                                            compute_micro=t["cost_micro"], seconds=t["seconds"]))
-    s = compute_step(ctx, rnd, f"round-{rnd}:soft_labels", res.id, _soft_label_step(ctx, out, texts, trained))
+    s = compute_step(ctx, rnd, f"round-{rnd}:soft_labels", res.id,
+                     _soft_label_step(ctx, rnd, out, items, texts, trained))
     trained.clear()
     if s["n_items"] == 0:  # the cap was reached: the teacher is kept, no student this round
         return finish_round(ctx, rnd, res.id, RoundSummary(n_labels=snap.n_labels, stopped="budget",
@@ -112,8 +114,10 @@ def _teacher_step(ctx: RunContext, rnd: int, snap: Snapshot, out: Path, trained:
     return work
 
 
-def _soft_label_step(ctx: RunContext, out: Path, texts: list, trained: list[LoadedModel]) -> Work:
-    """The teacher's logits on as many of ``texts`` as the money pays for (cached on disk by content)."""
+def _soft_label_step(ctx: RunContext, rnd: int, out: Path, items: np.ndarray, texts: list,
+                     trained: list[LoadedModel]) -> Work:
+    """The teacher's logits on as many of ``texts`` (pool ``items``) as the money pays for (cached on disk by
+    content); which pool items they are is kept beside them for routing (:func:`teacher_proba`)."""
     def work(limit: int, more_money: Callable[[int], int]) -> tuple[dict, list[PhaseRecord]]:
         teacher = trained[-1] if trained else load_classifier(out / "teacher", ctx.pool.labels)
         cache_dir = ctx.phase_cache.root / "soft-labels" if ctx.phase_cache else ctx.run_dir / "cache"
@@ -122,7 +126,10 @@ def _soft_label_step(ctx: RunContext, out: Path, texts: list, trained: list[Load
             return {"n_items": 0, "stopped": "budget"}, []
         soft = soft_labels(teacher.model, teacher.tokenizer, texts[:n], cache_dir=cache_dir,
                            max_length=ctx.config.models.max_length, progress=ctx.progress)
-        phase, result = soft.phase, {"soft_labels": str(soft.path), "n_items": n}
+        items_file = ctx.run_dir / "cache" / f"round-{rnd:03d}-soft-label-items.npy"
+        items_file.parent.mkdir(parents=True, exist_ok=True)
+        np.save(items_file, np.asarray(items[:n], dtype=np.int64))
+        phase, result = soft.phase, {"soft_labels": str(soft.path), "n_items": n, "items": str(items_file)}
         if soft.cached and ctx.phase_cache is None:  # outside a study, work that did not run costs nothing
             phase = replace(phase, seconds=0.0, examples=0, tokens=0, padded_tokens=0, flops=0.0)
         elif soft.cached:
@@ -152,3 +159,21 @@ def _affordable_prefix(ctx: RunContext, teacher: LoadedModel, texts: list, limit
         mid = (lo + hi + 1) // 2
         lo, hi = (mid, hi) if cost(mid) <= limit else (lo, mid - 1)
     return lo
+
+
+def teacher_proba(ctx: RunContext, candidates: np.ndarray) -> np.ndarray | None:
+    """The latest distillation's teacher probabilities for ``candidates`` (rows of NaN for items it did not
+    soft-label), read from its soft labels: no compute. None before the first distillation."""
+    for r in reversed(ctx.ledger.rounds()):
+        step = ctx.ledger.step_result(f"round-{r.round}:soft_labels") if r.arm == "distill" else None
+        if not step or "items" not in step or not all(Path(step[k]).exists() for k in ("items", "soft_labels")):
+            continue
+        logits, items = np.load(step["soft_labels"]), np.load(step["items"])
+        row = {int(i): j for j, i in enumerate(items[:len(logits)])}
+        out = np.full((len(candidates), len(ctx.pool.labels)), np.nan)
+        known = [(k, row[int(c)]) for k, c in enumerate(candidates) if int(c) in row]
+        if known:
+            rows, src = map(list, zip(*known, strict=True))
+            out[rows] = softmax(logits[src])
+        return out
+    return None

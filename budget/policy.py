@@ -22,10 +22,10 @@ import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
-import numpy as np
+from budget.estimates import Gain, Measured, label_slope, paired_se, z_value
 
 __all__ = ["RoundObservation", "PolicyState", "Decision", "Policy", "AnnotateOnly", "DistillOnly", "FixedSplit",
-           "Adaptive", "fit_learning_curve", "make_policy"]
+           "Adaptive", "make_policy"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,8 @@ class RoundObservation:
     """One finished round as the policy sees it: money in micro-dollars, dev score after the round.
 
     ``n_labels`` is the number of purchased gold labels (seed included) the round's student saw.
+    ``prev_dev`` is the previous round's student on this round's dev set (``dev_items`` items) and
+    ``disagree`` the share of those items on which exactly one of the two is right (a paired measure).
     """
 
     round: int
@@ -40,6 +42,16 @@ class RoundObservation:
     cost_micro: int
     n_labels: int
     dev_score: float | None
+    prev_dev: float | None = None
+    disagree: float | None = None
+    dev_items: int = 0
+
+    def measured(self, n_before: int) -> Measured | None:
+        """This round's paired gain in points over the student before it, or None when not measured."""
+        if self.dev_score is None or self.prev_dev is None or self.disagree is None:
+            return None
+        return Measured(self.arm, 100 * (self.dev_score - self.prev_dev), paired_se(self.disagree, self.dev_items),
+                        n_before, self.n_labels, self.cost_micro)
 
 
 @dataclass(frozen=True)
@@ -63,6 +75,7 @@ class PolicyState:
     n_available: int  # items that can still be sent for labelling
     n_unlabeled: int  # items available for soft labels
     batch_size: int
+    min_batch: int = 1  # the smallest batch worth its retrain
 
     def distill_cost(self, n_items: int) -> int:
         """Estimated cost of one distillation over ``n_items`` unlabeled items."""
@@ -81,7 +94,9 @@ class PolicyState:
         left = money_micro - self.retrain_cost_micro
         if left <= 0 or self.label_cost_micro <= 0:
             return 0
-        return int(min(self.batch_size, self.n_available, left // self.label_cost_micro))
+        n = int(min(self.batch_size, self.n_available, left // self.label_cost_micro))
+        # a batch smaller than min_batch is not worth its retrain, unless it takes the last items
+        return n if n >= min(self.min_batch, self.n_available) else 0
 
 
 @dataclass(frozen=True)
@@ -117,7 +132,8 @@ class Policy(ABC):
     def _annotate(state: PolicyState, money: int, reason: str, estimates=None) -> Decision:
         n = state.affordable_labels(money)
         if n == 0:
-            why = "no items left to label" if state.n_available == 0 else "money left does not pay for one label"
+            why = ("no items left to label" if state.n_available == 0 else
+                   f"money left does not pay for a batch of {state.min_batch} labels and its retrain")
             return Decision("stop", reason=f"{reason}; {why}", estimates=estimates or {})
         amount = n * state.label_cost_micro + state.retrain_cost_micro
         return Decision("annotate", n, amount, reason, estimates or {})
@@ -185,117 +201,164 @@ class FixedSplit(Policy):
                              f"split policy: {self.compute_share:.0%} of the budget on a final distillation")
 
 
-def fit_learning_curve(n_labels: np.ndarray, scores: np.ndarray) -> tuple[float, float] | None:
-    """Fit ``error(n) = b * n**(-c)`` to dev scores (0-1) by least squares in log-log space.
-
-    A two-parameter power law is what small data supports; returns ``(b, c)`` with ``c >= 0``
-    (a curve never predicts that more labels hurt), or None with fewer than two distinct ``n``.
-    """
-    n = np.asarray(n_labels, dtype=float)
-    err = np.clip(1.0 - np.asarray(scores, dtype=float), 1e-3, 1.0)
-    if len(np.unique(n)) < 2:
-        return None
-    slope, intercept = np.polyfit(np.log(n), np.log(err), 1)
-    return float(math.exp(intercept)), max(0.0, float(-slope))
-
-
 class Adaptive(Policy):
-    """Spend where the next dollar is expected to buy the most dev score.
+    """Spend where the next dollar is expected to buy the most dev score, and stop when neither arm will.
+
+    Each arm's value is measured, not assumed: every round's student is compared with the one before
+    it on the same dev items (:mod:`budget.estimates`), so an estimate carries an interval that is
+    wide while the dev set is small or the arm is barely tried.
+
+    1. Explore: labels first (the cheapest arm to measure), then a distillation (over the part of the
+       pool half the money pays for when a full one is dear: a pilot).
+    2. Choose optimistically: the arm whose upper bound (at ``stop_confidence``) of points per $100
+       is higher. An arm that looks bad only because of a noisy dev set still gets tried.
+    3. Stop when $100 more is expected to add fewer than ``min_points_per_100usd`` points on either
+       arm with ``stop_confidence`` confidence (both upper bounds below it). The reason says both
+       estimates with their ranges; the money left is kept.
+
+    When compute is nearly free (a distillation under ``nearly_free_share`` of the budget), its
+    points per $100 mean nothing: distillation simply runs whenever new labels arrived, and the
+    money decides only how many labels to buy.
 
     Parameters
     ----------
     min_points_per_100usd : float
-        Stop when neither arm is expected to add this many points of dev score (0-100 scale)
-        per $100; the money stays unspent.
+        The stop rule's X: dev points (0-100) per $100 below which an arm is not worth its price.
+    stop_confidence : float
+        How sure the stop rule must be (0.8: stop when both arms' 80% upper bounds are below X).
+    nearly_free_share : float
+        Compute is nearly free when one distillation costs less than this share of the budget.
     keep_final_distill : bool
         Hold back the cost of one distillation so the last labels can still be distilled.
     redistill_growth : float
         While labels are still worth buying, distil again only once the labels have grown by this
-        fraction since the last distillation (0.5: by half). The final distillation after the last
-        labels always runs when distillation has paid off.
+        fraction since the last distillation (0.5: by half); the final distillation always runs.
     """
 
-    def __init__(self, *, min_points_per_100usd: float = 0.5, keep_final_distill: bool = True,
+    def __init__(self, *, min_points_per_100usd: float = 0.5, stop_confidence: float = 0.8,
+                 nearly_free_share: float = 0.02, keep_final_distill: bool = True,
                  redistill_growth: float = 0.5) -> None:
-        if not isinstance(min_points_per_100usd, float | int) or min_points_per_100usd < 0:
-            raise ValueError("The 'min_points_per_100usd' parameter of Adaptive must be a float >= 0. "
-                             f"Got {min_points_per_100usd!r} instead.")
-        if not isinstance(redistill_growth, float | int) or redistill_growth < 0:
-            raise ValueError("The 'redistill_growth' parameter of Adaptive must be a float >= 0. "
-                             f"Got {redistill_growth!r} instead.")
+        for name, value, ok in (("min_points_per_100usd", min_points_per_100usd, min_points_per_100usd >= 0),
+                                ("stop_confidence", stop_confidence, 0.5 <= stop_confidence < 1),
+                                ("nearly_free_share", nearly_free_share, 0 <= nearly_free_share < 1),
+                                ("redistill_growth", redistill_growth, redistill_growth >= 0)):
+            if not isinstance(value, float | int) or isinstance(value, bool) or not ok:
+                raise ValueError(f"The {name!r} parameter of Adaptive is out of range. Got {value!r} instead.")
         self.min_points_per_100usd = float(min_points_per_100usd)
+        self.stop_confidence = float(stop_confidence)
+        self.nearly_free_share = float(nearly_free_share)
         self.keep_final_distill = keep_final_distill
         self.redistill_growth = float(redistill_growth)
 
-    # estimates, in dev-score points (0-100) per $100 ---------------------------------------------
+    # estimates ------------------------------------------------------------------------------------
     @staticmethod
-    def annotate_gain(state: PolicyState) -> float | None:
-        """Expected points per $100 of the next batch, from the learning curve of label-only rounds."""
-        points = [(r.n_labels, r.dev_score) for r in state.rounds
-                  if r.arm in {"baseline", "annotate"} and r.dev_score is not None]
-        fit = fit_learning_curve(*map(np.array, zip(*points, strict=True))) if len(points) >= 2 else None
-        n = state.affordable_labels(state.available_micro)
-        if fit is None or n == 0:
-            return None
-        b, c = fit
-        now, after = 1 - b * state.n_labels ** (-c), 1 - b * (state.n_labels + n) ** (-c)
-        cost = n * state.label_cost_micro + state.retrain_cost_micro
-        return 100 * (after - now) / (cost / 1e8)
+    def measurements(state: PolicyState) -> list[Measured]:
+        """Each finished round's paired gain over the label-only student before it.
 
-    @staticmethod
-    def distill_gain(state: PolicyState) -> float | None:
-        """Measured points per $100 of the last distillation over the label-only student it followed.
-
-        Refreshed each time a distillation runs; the labels bought since then are not distilled yet,
-        so the same gain is expected again at today's cost.
+        A round that follows a distillation is compared with a distilled student, which measures
+        neither arm alone: it is left out.
         """
-        last_plain, measured = None, None
+        out, before = [], None
         for r in state.rounds:
-            if r.arm in {"baseline", "annotate"} and r.dev_score is not None:
-                last_plain = r
-            if r.arm == "distill" and r.dev_score is not None and last_plain is not None:
-                measured = 100 * (r.dev_score - last_plain.dev_score) / (max(r.cost_micro, 1) / 1e8)
-        return measured
+            m = r.measured(before.n_labels) if before is not None and before.arm != "distill" else None
+            if m is not None:
+                out.append(m)
+            if r.dev_score is not None:
+                before = r
+        return out
 
+    @classmethod
+    def label_gain(cls, state: PolicyState, money: int | None = None) -> Gain:
+        """Expected points of the next batch (what ``money`` buys, a full batch by default) from the pooled
+        slope of the annotation rounds' paired gains on ln(labels)."""
+        n = state.affordable_labels(state.available_micro if money is None else money) or min(
+            state.batch_size, state.n_available)
+        cost = n * state.label_cost_micro + state.retrain_cost_micro
+        slope = label_slope(cls.measurements(state))
+        if slope is None or n == 0 or state.n_labels <= 0:
+            return Gain("annotate", None, math.inf, cost)
+        span = math.log((state.n_labels + n) / state.n_labels)
+        return Gain("annotate", slope[0] * span, slope[1] * span, cost)
+
+    @classmethod
+    def distill_gain(cls, state: PolicyState) -> Gain:
+        """The last distillation's paired gain over the label-only student it followed, expected again at
+        the cost of distilling the whole pool now."""
+        last = [m for m in cls.measurements(state) if m.arm == "distill"]
+        cost = state.distill_cost(state.n_unlabeled)
+        if not last:
+            return Gain("distill", None, math.inf, cost)
+        return Gain("distill", last[-1].gain, last[-1].se, cost)
+
+    # deciding ---------------------------------------------------------------------------------------
     def decide(self, state: PolicyState) -> Decision:
+        z = z_value(self.stop_confidence)
+        labels, distill = self.label_gain(state), self.distill_gain(state)
+        est = {"annotate": labels.per_100usd(), "distill": distill.per_100usd()}
         tried = {r.arm for r in state.rounds if r.dev_score is not None}  # a round stopped early tells nothing
-        est = {"annotate": self.annotate_gain(state), "distill": self.distill_gain(state)}
-        distill_all = state.distill_cost(state.n_unlabeled)
-        reserve = distill_all if self.keep_final_distill else 0
-        # 1. explore: each arm once before its estimate is trusted (labels need two points for a curve)
-        n_plain = sum(r.arm in {"baseline", "annotate"} for r in state.rounds)
-        if "annotate" not in tried or (n_plain < 2 and est["annotate"] is None):
-            decision = self._annotate(state, state.available_micro - reserve, "exploring: labels not tried yet",
-                                      est)
+        free = distill.cost_micro <= self.nearly_free_share * state.granted_micro
+        pending = not self._distilled_since_last_labels(state) and "annotate" in tried
+        reserve = distill.cost_micro if self.keep_final_distill else 0
+        # 1. explore: labels, then a distillation (a pilot over part of the pool when a full one is dear)
+        if "annotate" not in tried:
+            decision = self._annotate(state, state.available_micro - reserve, "exploring: labels not tried yet", est)
             if decision.arm != "stop":
                 return decision
         if "distill" not in tried:
-            return self._distill(state, state.available_micro, "exploring: distillation not tried yet", est)
-        # 2. exploit: the arm with more points per $100, if it is worth its price. Distilling again
-        #    is worth it only for labels it has not seen: once they have grown enough, or at the end.
-        worth = {arm: g for arm, g in est.items() if g is not None and g >= self.min_points_per_100usd}
-        last = max((r.n_labels for r in state.rounds if r.arm == "distill"), default=0)
-        pending_distill = not self._distilled_since_last_labels(state)
-        grown = pending_distill and state.n_labels >= last * (1 + self.redistill_growth)
-        labels_first = "annotate" in worth and (worth["annotate"] >= worth.get("distill", -math.inf) or not grown)
-        if labels_first:
-            decision = self._annotate(state, state.available_micro - reserve,
-                                      f"labels: {worth['annotate']:.3g} points per $100 expected", est)
+            pilot = distill.cost_micro > state.available_micro // 2 and not free
+            money = state.available_micro // 2 if pilot else state.available_micro
+            what = "a pilot distillation over part of the pool" if pilot else "distillation not tried yet"
+            decision = self._distill(state, money, f"exploring: {what}", est)
             if decision.arm != "stop":
                 return decision
-        if "distill" in worth and pending_distill:
-            final = "" if grown and not labels_first else "final "
-            return self._distill(state, state.available_micro,
-                                 f"{final}distillation: {worth['distill']:.3g} points per $100 measured", est)
+        # 2. compute nearly free: distil whenever labels arrived; the money buys labels
+        if free:
+            return self._nearly_free(state, labels, pending, z, est)
+        # 3. choose optimistically; 4. stop when both upper bounds are below X
+        return self._choose(state, labels, distill, pending, reserve, z, est)
+
+    def _worth(self, gain: Gain, z: float) -> bool:
+        upper = gain.per_100usd(z)
+        return gain.points is None or (upper is not None and upper >= self.min_points_per_100usd)
+
+    def _nearly_free(self, state: PolicyState, labels: Gain, pending: bool, z: float, est: dict) -> Decision:
+        note = "compute is nearly free here: distillation runs whenever new labels arrive"
+        if pending:
+            return self._distill(state, state.available_micro, note, est)
+        if self._worth(labels, z):
+            return self._annotate(state, state.available_micro, f"labels: {labels.describe(z, self.stop_confidence)}"
+                                  f"; {note}", est)
+        return self._stop(state, f"{labels.describe(z, self.stop_confidence)}; {note}", est)
+
+    def _choose(self, state: PolicyState, labels: Gain, distill: Gain, pending: bool, reserve: int, z: float,
+                est: dict) -> Decision:
+        conf = self.stop_confidence
+        last = max((r.n_labels for r in state.rounds if r.arm == "distill"), default=0)
+        grown = pending and state.n_labels >= last * (1 + self.redistill_growth)
+        worth = {"annotate": self._worth(labels, z), "distill": pending and self._worth(distill, z)}
+        upper = {g.arm: g.per_100usd(z) for g in (labels, distill)}
+        if worth["distill"] and grown and (upper["distill"] or 0) > (upper["annotate"] or 0):
+            return self._distill(state, state.available_micro, f"distillation: {distill.describe(z, conf)}", est)
+        if worth["annotate"]:
+            keep = reserve if self._worth(distill, z) else 0
+            decision = self._annotate(state, state.available_micro - keep, f"labels: {labels.describe(z, conf)}", est)
+            if decision.arm != "stop":
+                return decision
+        if worth["distill"]:
+            return self._distill(state, state.available_micro, f"final distillation: {distill.describe(z, conf)}",
+                                 est)
+        shown = f"{labels.describe(z, conf)}; {distill.describe(z, conf)}"
+        if not pending and any(r.arm == "distill" for r in state.rounds):
+            shown += " (every label bought is already distilled)"
+        return self._stop(state, shown, est)
+
+    def _stop(self, state: PolicyState, shown: str, est: dict) -> Decision:
         if state.affordable_labels(state.available_micro) == 0 and state.affordable_distill_items(
                 state.available_micro) == 0:
-            return Decision("stop", reason="the money left pays for neither a label nor a distillation",
+            return Decision("stop", reason=f"the money left pays for neither a batch nor a distillation ({shown})",
                             estimates=est)
-        shown = ", ".join(f"{arm} {'unknown' if g is None else f'{g:.3g}'}" for arm, g in est.items())
-        why = f"expected dev points per $100: {shown}; threshold {self.min_points_per_100usd:.2f}"
-        if "distill" in worth:
-            why += "; every label bought is already distilled"
-        return Decision("stop", reason=f"no arm is worth its price ({why})", estimates=est)
+        return Decision("stop", reason=f"$100 more is expected to add under {self.min_points_per_100usd:g} points "
+                        f"on either arm with {self.stop_confidence:.0%} confidence ({shown})", estimates=est)
 
 
 def make_policy(name: str, **params) -> Policy:

@@ -18,7 +18,7 @@ import jinja2
 from budget.ledger import Ledger
 from budget.money import format_usd
 from budget.records import Totals
-from budget.round_records import RoundSummary
+from budget.round_records import RoundSummary, best_round
 
 __all__ = ["RoundRow", "Report", "round_rows", "build_report", "markdown", "write_report", "templates"]
 
@@ -83,6 +83,7 @@ class Report:
     spent_by_arm: tuple[tuple[str, int], ...]  # (arm, settled micro-dollars), sorted by arm
     rows: tuple[RoundRow, ...]
     stopped: str | None  # the reason of the last stop, None if the run has not stopped
+    best: tuple[int, float] | None = None  # (round, dev score) of the best student on the current dev set
 
     @property
     def title(self) -> str:
@@ -124,13 +125,14 @@ class Report:
 
     @property
     def best_student(self) -> str:
-        """The round whose student scored best on dev (the earliest on a tie), or "" before any score."""
-        scored = [r for r in self.rows if r.dev is not None]
-        if not scored:
+        """The round whose student scores best on the run's current dev set (the earliest on a tie; see
+        :func:`budget.round_records.best_round`), or "" before any score."""
+        if self.best is None:
             return ""
-        best = max(scored, key=lambda r: r.dev)
+        rnd, dev = self.best
+        best = next(r for r in self.rows if r.round == rnd)
         extra = f", test {_fmt(best.test)}" if best.test is not None else ""
-        return (f"Best student: round {best.round} ({best.arm}), dev {_fmt(best.dev)}{extra}, "
+        return (f"Best student: round {best.round} ({best.arm}), dev {_fmt(dev)}{extra}, "
                 f"after {format_usd(best.cumulative_micro)}.")
 
 
@@ -138,7 +140,7 @@ def build_report(ledger: Ledger, metric: str) -> Report:
     """Read everything the report shows from ``ledger``, once."""
     stops = ledger.events("stopped")
     return Report(metric, ledger.totals(), tuple(sorted(ledger.spent_by_arm().items())), tuple(round_rows(ledger)),
-                  stops[-1].data.get("reason", "") if stops else None)
+                  stops[-1].data.get("reason", "") if stops else None, best_round(ledger.rounds()))
 
 
 def _markdown(report: Report) -> str:

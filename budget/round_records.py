@@ -63,6 +63,10 @@ class RoundSummary:
     by a decision); ``stopped`` is ``'budget'`` when a training stopped at the cap; ``rejected`` when a
     lead rejected the round's batch or compute. ``compute_micro`` and ``labels_micro`` are what the
     round's compute and labels cost; ``seconds`` the device time of its compute.
+
+    ``prev_dev`` is the previous round's student scored on this round's dev set (``dev_items``
+    items), ``disagree`` the share of those items on which exactly one of the two students is right:
+    together with ``dev`` they measure what the round bought on the same items.
     """
 
     n_labels: int = 0
@@ -80,6 +84,9 @@ class RoundSummary:
     batch_id: str | None = None
     unlabeled_used: int | None = None
     teacher_dev: float | None = None
+    dev_items: int | None = None
+    prev_dev: float | None = None
+    disagree: float | None = None
 
     @property
     def stopped_at_cap(self) -> bool:
@@ -98,6 +105,7 @@ class RoundSummary:
 class BatchPayload:
     """What a lead sees of a proposed batch: its items, why it was proposed, and the money before and after.
 
+    ``dev_ids`` are the items drawn at random to grow the dev set (never selected by a strategy).
     ``kind`` is ``'labels'`` for an annotation batch and ``'compute'`` for a distillation waiting for
     approval (no items); ``suggestions`` maps a pool index (as a string) to the student's
     ``[label, probability]``; ``sample`` is the first few texts, shown on the approval page.
@@ -113,6 +121,7 @@ class BatchPayload:
     selection: str | None = None
     kind: str | None = None
     purpose: str | None = None
+    dev_ids: tuple[int, ...] = ()
 
     @property
     def is_compute(self) -> bool:
@@ -122,6 +131,10 @@ class BatchPayload:
     def to_json(self) -> dict[str, Any]:
         out = _set_fields(self)
         out["item_ids"], out["sample"] = list(self.item_ids), list(self.sample)
+        if self.dev_ids:
+            out["dev_ids"] = list(self.dev_ids)
+        else:
+            out.pop("dev_ids", None)
         return out
 
     @classmethod
@@ -129,4 +142,24 @@ class BatchPayload:
         known = _known(cls, data)
         known["item_ids"] = tuple(int(i) for i in known.get("item_ids", ()))
         known["sample"] = tuple(known.get("sample", ()))
+        known["dev_ids"] = tuple(int(i) for i in known.get("dev_ids", ()))
         return cls(**known)
+
+
+def best_round(rounds: list) -> tuple[int, float] | None:
+    """The finished round whose student scores best on the run's current dev set, with that score.
+
+    Scores taken on a smaller, earlier dev set are not compared: candidates are the rounds scored on
+    the largest dev set, plus the student before the first of them (re-scored on that set as its
+    ``prev_dev``). The earliest wins a tie. ``rounds`` are :class:`budget.records.RoundRecord`.
+    """
+    done = [r for r in rounds if r.state == "done" and r.summary and r.summary.student and r.summary.dev is not None]
+    if not done:
+        return None
+    largest = max(r.summary.dev_items or 0 for r in done)
+    current = [r for r in done if (r.summary.dev_items or 0) == largest]
+    scored = [(r.round, r.summary.dev) for r in current]
+    before = [r for r in done if r.round < current[0].round]
+    if before and current[0].summary.prev_dev is not None:
+        scored.append((before[-1].round, current[0].summary.prev_dev))
+    return max(sorted(scored), key=lambda rs: rs[1])

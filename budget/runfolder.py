@@ -20,6 +20,7 @@ from pathlib import Path
 
 from budget.ledger import Ledger
 from budget.records import RoundRecord
+from budget.round_records import best_round
 
 __all__ = ["PruneResult", "best_student_round", "check_keep", "folder_bytes", "prune"]
 
@@ -51,8 +52,8 @@ def folder_bytes(path: Path) -> int:
 
 def best_student_round(rounds: list[RoundRecord]) -> int | None:
     """The finished round whose student scored best on dev (the earliest on a tie), as the report picks it."""
-    scored = [r for r in rounds if r.state == "done" and r.summary.student and r.summary.dev is not None]
-    return max(scored, key=lambda r: r.summary.dev).round if scored else None
+    best = best_round(rounds)
+    return None if best is None else best[0]
 
 
 def _soft_label_files(ledger: Ledger, rnd: int) -> set[Path]:

@@ -1,7 +1,14 @@
 """The run's labels and items at one moment: read from the ledger once per round and passed on.
 
 A :class:`Snapshot` holds the gold labels (seed plus majority-voted purchases), the train/dev split
-of them, and every pool item's state. The controller takes one when a round starts (the policy, the
+of them, and every pool item's state.
+
+The dev set is random and stable: the seed's share of it (the seed is a random draw; an item's
+hash decides, the same in any run) plus the items annotation batches drew at random for it
+(``BatchPayload.dev_ids``). Items a selection strategy picked always train, never judge: a dev set
+carved from uncertain items would score students on the hardest items only, and differently each
+round. The dev set only grows, so a round's student and the one before it are compared on the
+same items (:func:`budget.steps.student_step`). The controller takes one when a round starts (the policy, the
 proposal and the distillation read it) and one after a batch settles (the retrain reads it), instead
 of every caller rebuilding labels from the whole ledger.
 """
@@ -27,8 +34,9 @@ _FREE = (ItemState.UNLABELED, ItemState.IN_BATCH, ItemState.SKIPPED)
 class Snapshot:
     """Labels and item states read from the ledger at one moment.
 
-    ``gold`` maps a pool index to its label id; ``train_ids`` and ``dev_ids`` split those indices by a
-    hash of each item (the same in any run); ``states`` is every pool item's :class:`ItemState`.
+    ``gold`` maps a pool index to its label id; ``train_ids`` and ``dev_ids`` split those indices
+    (``dev_ids``: random items only, see the module's docstring); ``states`` is every pool item's
+    :class:`ItemState`.
     """
 
     pool: Pool
@@ -65,7 +73,10 @@ class Snapshot:
 
 
 def take_snapshot(ledger: Ledger, pool: Pool, split: PoolSplit, run_id: str, dev_fraction: float) -> Snapshot:
-    """Read the batches and labels once and derive gold labels, the train/dev split and item states."""
+    """Read the batches and labels once and derive gold labels, the train/dev split and item states.
+
+    ``dev_fraction`` is the share of the seed kept for dev.
+    """
     batches = ledger.batches()
     answers = tuple(Annotation(r.external_id, r.annotator, r.label, r.lead_time_s) for r in ledger.labels())
     gold = {int(i): int(pool.gold[i]) for i in split.seed}
@@ -73,9 +84,12 @@ def take_snapshot(ledger: Ledger, pool: Pool, split: PoolSplit, run_id: str, dev
     for resolved in majority_vote(list(answers), pool.labels):
         if resolved.label is not None and resolved.external_id in by_ext:
             gold[by_ext[resolved.external_id]] = pool.label_id(resolved.label)
+    seed = {int(i) for i in split.seed}
+    drawn = {i for b in batches for i in b.payload.dev_ids}
     train_ids, dev_ids = [], []
     for i in sorted(gold):
-        (dev_ids if dev_membership(pool.item_hash(i), dev_fraction) else train_ids).append(i)
+        in_dev = i in drawn if i not in seed else dev_membership(pool.item_hash(i), dev_fraction)
+        (dev_ids if in_dev else train_ids).append(i)
     states = ItemStates.from_split(len(pool), split)
     in_run = np.concatenate([split.seed, split.unlabeled, split.test])
     states.mark(np.setdiff1d(np.arange(len(pool)), in_run), ItemState.HELD_OUT)  # cut by max_unlabeled

@@ -25,7 +25,8 @@ from budget.snapshot import Snapshot
 from modeling.device import device_kind, pick_device
 from modeling.encoding import encode
 from modeling.meter import PhaseRecord
-from modeling.models import LoadedModel
+from modeling.metrics import score as score_predictions
+from modeling.models import LoadedModel, load_classifier
 from modeling.train import SoftTargets, TrainConfig, train
 
 __all__ = ["Work", "compute_step", "reserve_once", "eval_margin", "cached",
@@ -111,24 +112,29 @@ def cached(ctx: RunContext, out: Path, key: dict[str, Any] | None, limit: int, m
 
 def train_key(ctx: RunContext, role: str, cfg: TrainConfig, texts: list, ys: np.ndarray, dev: tuple) -> dict:
     """What fixes a training's outcome: the model it starts from, its data, its settings and seed."""
-    return {"role": role, "model": ctx.config.models.teacher if role == "teacher" else ctx.config.models.student,
+    m = ctx.config.models
+    model = (f"{m.teacher}+lora{m.teacher_lora_rank}" if m.teacher_lora_rank else m.teacher) if role == "teacher" \
+        else m.student
+    return {"role": role, "model": model,
             "train": data_fingerprint(texts, ys), "dev": data_fingerprint(list(dev[0]), dev[1]),
             "labels": list(ctx.pool.labels), "config": {k: v for k, v in asdict(cfg).items() if k != "progress"}}
 
 
 def student_step(ctx: RunContext, rnd: int, snap: Snapshot, soft: SoftTargets | None = None) -> Work:
     """The student trained on the snapshot's labels (and distilled from ``soft`` targets when given), scored
-    on dev (and test, in simulation); it does not start without money for training and its evaluation."""
+    on dev (and test, in simulation) next to the previous round's student on the same dev items; it does
+    not start without money for training and its evaluations."""
     def work(limit: int, more_money: Callable[[int], int]) -> tuple[dict, list[PhaseRecord]]:
         (texts, ys), dev = snap.train_dev()
         cfg = ctx.train_config("distill" if soft else "student")
         out = ctx.run_dir / "models" / f"round-{rnd:03d}" / "student"
+        previous = ctx.latest_student_path()
 
         def run() -> tuple[dict, list[PhaseRecord]]:
             student = ctx.fresh("student")
             meter = ctx.meter(f"{rnd}.student")
             # Hold back the evaluation after training; with less than twice that, do not start at all.
-            margin = eval_margin(ctx, student, list(dev[0]))
+            margin = eval_margin(ctx, student, list(dev[0])) * (2 if previous else 1)
             held = limit if limit >= 2 * margin else limit + more_money(2 * margin - limit)
             if held < 2 * margin:
                 return {"stopped": "budget", "n_labels": len(ys) + len(dev[1]),
@@ -146,13 +152,32 @@ def student_step(ctx: RunContext, rnd: int, snap: Snapshot, soft: SoftTargets | 
             "soft": data_fingerprint(list(soft.texts), soft.logits) if soft else None,
             "test": data_fingerprint([int(i) for i in ctx.split.test])}
         result, records = cached(ctx, out, key, limit, more_money, run)
-        return ({**result, "student": str(out)} if "student" in result else result), records
+        if "student" not in result:
+            return result, records
+        result = {**result, "student": str(out)}
+        if previous and result.get("dev_pred") is not None:
+            compared, phase = _compare_with(ctx, rnd, snap, previous, np.asarray(result["dev_pred"]))
+            result, records = {**result, **compared}, [*records, phase]
+        return result, records
     return work
+
+
+def _compare_with(ctx: RunContext, rnd: int, snap: Snapshot, previous: str,
+                  pred: np.ndarray) -> tuple[dict, PhaseRecord]:
+    """The previous student scored on this round's dev items (``prev_dev``), and the share of those items on
+    which exactly one of the two students is right (``disagree``): a paired measure of the round's gain."""
+    _, (_, dev_y) = snap.train_dev()
+    meter = ctx.meter(f"{rnd}.compare")
+    before = ctx.dev_predictions(load_classifier(previous, ctx.pool.labels, seed=ctx.seed), snap, meter)
+    prev = score_predictions(dev_y, before, ctx.pool.labels).get(ctx.config.task.metric)
+    disagree = float(np.mean((before == dev_y) != (pred == dev_y)))
+    return {"prev_dev": prev, "disagree": disagree}, meter.records[-1]
 
 
 def student_summary(step: dict[str, Any], **more: Any) -> RoundSummary:
     """A round's summary from its student step's result, plus the round's own fields."""
-    picked = {k: step[k] for k in ("student", "n_labels", "dev", "test", "seconds", "stopped") if k in step}
+    keys = ("student", "n_labels", "dev", "test", "seconds", "stopped", "dev_items", "prev_dev", "disagree")
+    picked = {k: step[k] for k in keys if k in step}
     return RoundSummary(**{**picked, **more})
 
 

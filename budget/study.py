@@ -44,6 +44,7 @@ from budget.phase_cache import PhaseCache
 from budget.policy import make_policy
 from budget.records import RoundRecord
 from budget.regimes import REGIMES, regime_scale
+from budget.round_records import best_round
 from budget.study_report import write_outputs
 from modeling.meter import PhaseRecord
 
@@ -240,8 +241,8 @@ def run_cell(cell: Cell, config: ProjectConfig, run_dir: Path, shared: Path) -> 
                 curve.append((total, float(r.summary.test)))
             if not r.summary.stopped_at_cap:
                 estimates += _estimates(r, ledger, ComputePricer(config))
-        scored = [r for r in rounds if r.summary.dev is not None and r.summary.test is not None]
-        picked = max(scored, key=lambda r: r.summary.dev) if scored else None
+        best = best_round(rounds)
+        picked = next(r for r in rounds if r.round == best[0]) if best else None
         return CellResult(cell.task, cell.regime, cell.budget, cell.seed, cell.policy,
                           by_arm.get("annotate", 0), by_arm.get("distill", 0), by_arm.get("baseline", 0),
                           totals.available, len(rounds), curve[-1][1] if curve else None,
@@ -259,12 +260,16 @@ def _read_result(path: Path) -> CellResult:
     return CellResult(**raw)
 
 
-def run_study(study: Study, *, progress: bool = True, run: bool = True) -> list[CellResult]:
+def run_study(study: Study, *, progress: bool = True, run: bool = True,
+              selection: str | None = None) -> list[CellResult]:
     """Run every cell not finished yet, then write results.csv, summary.md and score_vs_budget.png.
 
-    With ``run=False`` only the finished cells are summarised (a study still running, or stopped).
+    With ``run=False`` only the finished cells are summarised (a study still running, or stopped);
+    ``selection`` overrides every project's ``[annotation] selection`` (to compare strategies at equal money).
     """
     configs = {p: load_config(p) for p in study.projects}
+    if selection is not None:
+        configs = {p: c.replace(annotation={"selection": selection}) for p, c in configs.items()}
     tasks = {p: c.task.name for p, c in configs.items()}
     scales = _scales(study, configs)
     cells = study.cells(tasks)
@@ -299,7 +304,9 @@ def _pct(score: float | None) -> str:
 @click.option("--out", help="Study folder (default: the study file's [study] out, or study-quick with --quick).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--summary-only", is_flag=True, help="Summarise the finished cells; run nothing.")
-def main(study_file: str | None, quick: bool, out: str | None, quiet: bool, summary_only: bool) -> None:
+@click.option("--selection", help="Override every project's [annotation] selection (e.g. disagreement).")
+def main(study_file: str | None, quick: bool, out: str | None, quiet: bool, summary_only: bool,
+         selection: str | None) -> None:
     """Run a grid of simulated controller runs and measure every policy against the best fixed split.
 
     Example: python -m budget.study --quick
@@ -311,7 +318,7 @@ def main(study_file: str | None, quick: bool, out: str | None, quiet: bool, summ
     try:
         study = quick_study(Path(out or "study-quick")) if quick else load_study(study_file, out)
         started = time.monotonic()
-        results = run_study(study, progress=not quiet, run=not summary_only)
+        results = run_study(study, progress=not quiet, run=not summary_only, selection=selection)
     except (ConfigError, ValueError) as exc:
         raise InputError(str(exc).splitlines()[0]) from exc
     spent = sum(r.spent_micro for r in results)

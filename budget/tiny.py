@@ -44,18 +44,11 @@ def make_task(n: int, seed: int = 0, pair: bool = False) -> tuple[list, np.ndarr
     return texts, np.array(ys, dtype=np.int64)
 
 
-def build_tiny_bert(out: Path, *, hidden: int = 32, layers: int = 2, heads: int = 2, seed: int = 0) -> Path:
-    """Save a tiny random BERT (a word-level WordPiece vocabulary of the task's words) to ``out``; returns ``out``.
-
-    The vocabulary is written in sorted order rather than trained: ``tokenizers``' trainer orders ties
-    differently from one process to the next, and the same seed must give the same model everywhere.
-    """
+def _tiny_tokenizer(input_names: list[str]):
+    """A word-level WordPiece tokenizer of the task's words, in sorted order (see :func:`build_tiny_bert`)."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast, set_seed
+    from transformers import PreTrainedTokenizerFast
 
-    out = Path(out)
-    if (out / "config.json").exists():
-        return out
     words = sorted({w for words in _KEYWORDS.values() for w in words} | set(_FILLER))
     pieces = sorted({f"##{c}" for w in words for c in w} | {c for w in words for c in w})
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -68,15 +61,47 @@ def build_tiny_bert(out: Path, *, hidden: int = 32, layers: int = 2, heads: int 
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
     )
     tk.decoder = decoders.WordPiece()
-    tok = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                                  sep_token="[SEP]", mask_token="[MASK]", model_max_length=128,
-                                  model_input_names=["input_ids", "token_type_ids", "attention_mask"])
+    return PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                   sep_token="[SEP]", mask_token="[MASK]", model_max_length=128,
+                                   model_input_names=input_names)
+
+
+def build_tiny_bert(out: Path, *, hidden: int = 32, layers: int = 2, heads: int = 2, seed: int = 0) -> Path:
+    """Save a tiny random BERT (a word-level WordPiece vocabulary of the task's words) to ``out``; returns ``out``.
+
+    The vocabulary is written in sorted order rather than trained: ``tokenizers``' trainer orders ties
+    differently from one process to the next, and the same seed must give the same model everywhere.
+    """
+    from transformers import BertConfig, BertForSequenceClassification, set_seed
+
+    out = Path(out)
+    if (out / "config.json").exists():
+        return out
+    tok = _tiny_tokenizer(["input_ids", "token_type_ids", "attention_mask"])
     tok.save_pretrained(out)
     set_seed(seed)
     cfg = BertConfig(vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
                      intermediate_size=hidden * 2, max_position_embeddings=128, num_labels=2,
                      pad_token_id=tok.pad_token_id)
     BertForSequenceClassification(cfg).save_pretrained(out)
+    return out
+
+
+def build_tiny_llama(out: Path, *, hidden: int = 32, layers: int = 2, heads: int = 4, seed: int = 0) -> Path:
+    """Save a tiny random Llama-style decoder with a classification head (it reads the last real token) to
+    ``out``: the shape of an 8B LLM teacher, small enough for a test."""
+    from transformers import LlamaConfig, LlamaForSequenceClassification, set_seed
+
+    out = Path(out)
+    if (out / "config.json").exists():
+        return out
+    tok = _tiny_tokenizer(["input_ids", "attention_mask"])
+    tok.save_pretrained(out)
+    set_seed(seed)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=layers,
+                      num_attention_heads=heads, num_key_value_heads=heads // 2, max_position_embeddings=128,
+                      num_labels=2, pad_token_id=tok.pad_token_id)
+    LlamaForSequenceClassification(cfg).save_pretrained(out)
     return out
 
 

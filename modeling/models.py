@@ -175,6 +175,10 @@ def load_classifier(
     labels = list(labels)
     if len(labels) < 2 or len(set(labels)) != len(labels):
         raise ValueError(f"A task needs at least two distinct labels; got {labels}.")
+    if (Path(name_or_path) / "adapter_config.json").exists():  # a teacher trained with LoRA: base + adapter
+        from modeling.lora import load_adapter
+
+        return load_adapter(name_or_path, labels, seed=seed)
     source = resolve_model(name_or_path, cache_dir=cache_dir)
     transformers.utils.logging.set_verbosity_error()  # the load report lists the new head's weights
     transformers.utils.logging.disable_progress_bar()  # "Loading weights" bars; our phases show their own

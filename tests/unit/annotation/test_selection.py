@@ -124,3 +124,29 @@ def test_unknown_strategy_names_the_known_ones():
         make_strategy("bald")
     with pytest.raises(ValueError):
         make_strategy("bald")
+
+
+def test_disagreement_routes_to_people_the_items_teacher_and_student_disagree_on_or_the_teacher_doubts():
+    candidates = np.array([10, 11, 12, 13])
+    student = np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.9, 0.1]])
+    teacher = np.array([[0.95, 0.05], [0.2, 0.8], [0.97, 0.03], [np.nan, np.nan]])
+    strategy = make_strategy("disagreement")
+    chosen = strategy.select(2, candidates=candidates, proba=student, teacher_proba=teacher, rng_seed=0)
+    # 11: the teacher says the other class; 13: the teacher never saw it, scored by the student's doubt
+    assert list(chosen) == [11, 13]
+    assert strategy.last_scores[1] > 1 > strategy.last_scores[0]
+    # before any distillation it is the student's own uncertainty
+    alone = make_strategy("disagreement").select(1, candidates=candidates, proba=student, rng_seed=0)
+    assert list(alone) == [12]
+
+
+def test_diversity_does_not_fill_a_batch_with_near_duplicates():
+    texts = ["refund my order now", "refund my order now please", "refund my order now!!",
+             "the screen is cracked", "shipping to canada"]
+    candidates = np.arange(len(texts))
+    proba = np.array([[0.5, 0.5], [0.5, 0.5], [0.5, 0.5], [0.6, 0.4], [0.65, 0.35]])
+    chosen = make_strategy("diversity").select(3, candidates=candidates, proba=proba, texts=texts, rng_seed=0)
+    refunds = sum(int(i) in {0, 1, 2} for i in chosen)
+    assert len(chosen) == 3 and refunds == 1  # one refund question, then the two different ones
+    plain = make_strategy("entropy").select(3, candidates=candidates, proba=proba, rng_seed=0)
+    assert set(plain) == {0, 1, 2}  # uncertainty alone buys the same question three times

@@ -12,7 +12,6 @@ from budget.policy import (
     FixedSplit,
     PolicyState,
     RoundObservation,
-    fit_learning_curve,
     make_policy,
 )
 
@@ -20,11 +19,13 @@ USD = 1_000_000
 
 
 def state(rounds=(), *, available=100 * USD, granted=100 * USD, spent_by_arm=None, label=USD // 2, retrain=1000,
-          distill_fixed=2 * USD, per_1000=USD, n_labels=100, n_available=1000, n_unlabeled=1000, batch=50):
+          distill_fixed=2 * USD, per_1000=USD, n_labels=100, n_available=1000, n_unlabeled=1000, batch=50,
+          min_batch=1):
     return PolicyState(granted_micro=granted, available_micro=available, spent_by_arm=spent_by_arm or {},
                        rounds=tuple(rounds), label_cost_micro=label, retrain_cost_micro=retrain,
                        distill_fixed_cost_micro=distill_fixed, distill_cost_per_1000_micro=per_1000,
-                       n_labels=n_labels, n_available=n_available, n_unlabeled=n_unlabeled, batch_size=batch)
+                       n_labels=n_labels, n_available=n_available, n_unlabeled=n_unlabeled, batch_size=batch,
+                       min_batch=min_batch)
 
 
 def curve(n, b=2.0, c=0.5):
@@ -32,16 +33,18 @@ def curve(n, b=2.0, c=0.5):
     return 1 - b * n ** (-c)
 
 
-def plain_rounds(ns, b=2.0, c=0.5, cost=25 * USD):
-    rounds = [RoundObservation(0, "baseline", 1000, ns[0], curve(ns[0], b, c))]
-    rounds += [RoundObservation(i, "annotate", cost, n, curve(n, b, c)) for i, n in enumerate(ns[1:], start=1)]
+def plain_rounds(ns, b=2.0, c=0.5, cost=25 * USD, dev_items=400, disagree=0.05):
+    """A baseline and annotation rounds on a power-law curve, each measured against the round before it
+    on the same ``dev_items`` dev items."""
+    rounds = [RoundObservation(0, "baseline", 1000, ns[0], curve(ns[0], b, c), dev_items=dev_items)]
+    rounds += [RoundObservation(i, "annotate", cost, n, curve(n, b, c), curve(prev, b, c), disagree, dev_items)
+               for i, (prev, n) in enumerate(zip(ns, ns[1:], strict=False), start=1)]
     return rounds
 
 
-def test_learning_curve_fit_recovers_a_power_law():
-    b, c = fit_learning_curve([50, 100, 200, 400], [curve(n) for n in (50, 100, 200, 400)])
-    assert b == pytest.approx(2.0, rel=1e-6) and c == pytest.approx(0.5, rel=1e-6)
-    assert fit_learning_curve([100, 100], [0.5, 0.6]) is None
+def distilled(rnd, n, gain, before, cost=2 * USD, dev_items=400, disagree=0.05):
+    """A distillation at ``n`` labels that scored ``gain`` over the label-only student's ``before``."""
+    return RoundObservation(rnd, "distill", cost, n, before + gain, before, disagree, dev_items)
 
 
 def test_annotate_only_buys_a_batch_and_stops_when_money_runs_out():
@@ -49,7 +52,15 @@ def test_annotate_only_buys_a_batch_and_stops_when_money_runs_out():
     assert (d.arm, d.n_items, d.amount_micro) == ("annotate", 50, 50 * USD // 2 + 1000)
     assert AnnotateOnly().decide(state(available=10 * USD)).n_items == 19  # $10 - retrain buys 19 at $0.50
     stop = AnnotateOnly().decide(state(available=USD // 4))
-    assert stop.arm == "stop" and "does not pay for one label" in stop.reason
+    assert stop.arm == "stop" and "does not pay for a batch" in stop.reason
+
+
+def test_no_batch_is_smaller_than_the_minimum_worth_its_retrain():
+    # $2 buys 3 labels after the retrain; with a minimum batch of 10 that is not a round.
+    assert AnnotateOnly().decide(state(available=2 * USD, min_batch=10)).arm == "stop"
+    assert AnnotateOnly().decide(state(available=6 * USD, min_batch=10)).n_items == 11
+    # the last few items of the pool are still bought
+    assert AnnotateOnly().decide(state(available=6 * USD, min_batch=10, n_available=4)).n_items == 4
 
 
 def test_distill_only_distils_once_over_what_the_money_buys():
@@ -66,9 +77,9 @@ def test_split_spends_the_label_share_first_then_one_distillation():
     after_labels = state(spent_by_arm={"annotate": 70 * USD}, available=30 * USD)
     d = policy.decide(after_labels)
     assert d.arm == "distill" and d.n_items == 1000
-    distilled = state([RoundObservation(5, "distill", 3 * USD, 240, 0.8)], spent_by_arm={"annotate": 70 * USD},
-                      available=27 * USD)
-    assert policy.decide(distilled).arm == "stop"
+    distilled_once = state([RoundObservation(5, "distill", 3 * USD, 240, 0.8)], spent_by_arm={"annotate": 70 * USD},
+                           available=27 * USD)
+    assert policy.decide(distilled_once).arm == "stop"
 
 
 def test_split_parameter_is_validated_with_sklearn_style_message():
@@ -80,62 +91,107 @@ def test_split_parameter_is_validated_with_sklearn_style_message():
     assert repr(make_policy("split:0.25")) == "FixedSplit(compute_share=0.25)"
 
 
-def test_adaptive_tries_labels_then_distillation_before_trusting_estimates():
+def test_adaptive_explores_labels_then_distillation():
     policy = Adaptive()
-    first = policy.decide(state([RoundObservation(0, "baseline", 1000, 100, 0.6)]))
+    first = policy.decide(state([RoundObservation(0, "baseline", 1000, 100, 0.6, dev_items=40)]))
     assert first.arm == "annotate" and "exploring" in first.reason
     second = policy.decide(state(plain_rounds([100, 150])))
-    assert second.arm == "distill" and "exploring" in second.reason
+    assert second.arm == "distill" and "exploring" in second.reason and second.n_items == 1000
+
+
+def test_adaptive_pilots_a_distillation_on_part_of_the_pool_when_a_full_one_is_dear():
+    # a full distillation costs $2 + $1 per 1000 items x 20,000 = $22, more than half of the $30 left
+    d = Adaptive().decide(state(plain_rounds([100, 150]), n_unlabeled=20_000, available=30 * USD))
+    assert d.arm == "distill" and "pilot" in d.reason
+    assert d.amount_micro <= 15 * USD and 0 < d.n_items < 20_000
 
 
 def test_adaptive_sends_money_to_labels_when_they_gain_more_per_dollar():
-    rounds = plain_rounds([100, 150, 200]) + [RoundObservation(3, "distill", 50 * USD, 200, curve(200) + 0.002)]
+    rounds = plain_rounds([100, 150, 200]) + [distilled(3, 200, 0.002, curve(200))]
     d = Adaptive().decide(state(rounds, n_labels=200, available=500 * USD, granted=600 * USD))
-    assert d.arm == "annotate"
+    assert d.arm == "annotate" and d.reason.startswith("labels:")
     assert d.estimates["annotate"] > d.estimates["distill"]
 
 
 def test_adaptive_sends_money_to_distillation_when_it_gains_more_per_dollar():
-    rounds = plain_rounds([100, 150, 200]) + [RoundObservation(3, "distill", 2 * USD, 200, curve(200) + 0.05)]
-    rounds.append(RoundObservation(4, "annotate", 25 * USD, 300, curve(300)))  # labels grew by half since then
-    d = Adaptive().decide(state(rounds, n_labels=300))
+    rounds = plain_rounds([100, 150, 200]) + [distilled(3, 200, 0.05, curve(200), cost=6 * USD)]
+    rounds.append(RoundObservation(4, "annotate", 25 * USD, 300, curve(300), curve(200) + 0.05, 0.05, 400))
+    d = Adaptive().decide(state(rounds, n_labels=300))  # labels grew by half since the distillation
     assert d.arm == "distill"
     assert d.estimates["distill"] > d.estimates["annotate"]
 
 
 def test_adaptive_distils_again_only_once_labels_have_grown_enough():
-    rounds = plain_rounds([100, 150, 200]) + [RoundObservation(3, "distill", 2 * USD, 200, curve(200) + 0.05)]
-    rounds.append(RoundObservation(4, "annotate", 25 * USD, 250, curve(250)))  # only a quarter more labels
-    assert Adaptive().decide(state(rounds, n_labels=250)).arm == "annotate"
+    rounds = plain_rounds([100, 150, 200]) + [distilled(3, 200, 0.05, curve(200), cost=6 * USD)]
+    rounds.append(RoundObservation(4, "annotate", 25 * USD, 250, curve(250), curve(200) + 0.05, 0.05, 400))
+    assert Adaptive().decide(state(rounds, n_labels=250)).arm == "annotate"  # only a quarter more labels
     assert Adaptive(redistill_growth=0.2).decide(state(rounds, n_labels=250)).arm == "distill"
 
 
 def test_adaptive_runs_a_final_distillation_when_labels_stop_paying():
-    flat = [RoundObservation(0, "baseline", 1000, 100, 0.80), RoundObservation(1, "annotate", 25 * USD, 150, 0.80),
-            RoundObservation(2, "distill", 2 * USD, 150, 0.85), RoundObservation(3, "annotate", 25 * USD, 200, 0.80)]
+    # on 5000 dev items, labels confidently add nothing; the distillation after round 1 added 5 points
+    flat = [RoundObservation(0, "baseline", 1000, 100, 0.80, dev_items=5000),
+            RoundObservation(1, "annotate", 25 * USD, 150, 0.80, 0.80, 0.02, 5000),
+            distilled(2, 150, 0.05, 0.80, dev_items=5000),
+            RoundObservation(3, "annotate", 25 * USD, 200, 0.80, 0.85, 0.06, 5000)]
     d = Adaptive().decide(state(flat, n_labels=200))
     assert d.arm == "distill" and d.reason.startswith("final distillation")
 
 
 def test_adaptive_keeps_money_for_a_final_distillation():
-    rounds = plain_rounds([100, 150, 200]) + [RoundObservation(3, "distill", 2 * USD, 200, curve(200) + 0.01)]
+    rounds = plain_rounds([100, 150, 200]) + [distilled(3, 200, 0.01, curve(200))]
     # $30 left; a distillation over 1000 items costs $3: labels may use only $27 of it.
     d = Adaptive().decide(state(rounds, n_labels=200, available=30 * USD))
     assert d.arm == "annotate" and d.amount_micro <= 27 * USD
 
 
-def test_adaptive_stops_with_money_unspent_when_no_arm_is_worth_its_price():
-    # A flat curve (labels add nothing) and a distillation that bought nothing.
-    rounds = [RoundObservation(0, "baseline", 1000, 100, 0.80), RoundObservation(1, "annotate", 25 * USD, 150, 0.80),
-              RoundObservation(2, "annotate", 25 * USD, 200, 0.80), RoundObservation(3, "distill", 2 * USD, 200, 0.79)]
-    d = Adaptive(min_points_per_100usd=0.5).decide(state(rounds, n_labels=200))
+def _flat(dev_items):
+    """Labels add nothing and a distillation bought nothing, measured on ``dev_items`` dev items."""
+    return [RoundObservation(0, "baseline", 1000, 100, 0.80, dev_items=dev_items),
+            RoundObservation(1, "annotate", 25 * USD, 150, 0.80, 0.80, 0.02, dev_items),
+            RoundObservation(2, "annotate", 25 * USD, 200, 0.80, 0.80, 0.02, dev_items),
+            distilled(3, 200, -0.01, 0.80, dev_items=dev_items, disagree=0.02)]
+
+
+def test_adaptive_stops_when_it_is_confident_neither_arm_is_worth_its_price():
+    d = Adaptive(min_points_per_100usd=0.5).decide(state(_flat(5000), n_labels=200))
     assert d.arm == "stop" and d.amount_micro == 0
-    assert "no arm is worth its price" in d.reason and "threshold 0.50" in d.reason
+    assert "$100 more is expected to add under 0.5 points on either arm with 80% confidence" in d.reason
+    assert "labels +0 points per $100 (80% range" in d.reason  # each arm's estimate with its range
+    assert "every label bought is already distilled" in d.reason
 
 
-def test_adaptive_threshold_is_validated():
-    with pytest.raises(ValueError, match="min_points_per_100usd' parameter of Adaptive must be a float >= 0"):
+def test_adaptive_keeps_buying_while_a_small_dev_set_cannot_tell():
+    # The same flat curve on 20 dev items: the range is wide, so a gain above the bar is still likely.
+    d = Adaptive(min_points_per_100usd=0.5).decide(state(_flat(20), n_labels=200))
+    assert d.arm == "annotate"
+    # ...and a stricter confidence asks for more evidence before stopping, never less
+    assert Adaptive(stop_confidence=0.95).decide(state(_flat(20), n_labels=200)).arm == "annotate"
+
+
+def test_adaptive_distils_whenever_labels_arrive_when_compute_is_nearly_free():
+    rounds = plain_rounds([100, 150, 200]) + [distilled(3, 200, 0.0, curve(200), cost=10)]
+    rounds.append(RoundObservation(4, "annotate", 25 * USD, 220, curve(220), curve(200), 0.05, 400))
+    cheap = dict(distill_fixed=10, per_1000=1, n_labels=220)
+    d = Adaptive().decide(state(rounds, **cheap))
+    assert d.arm == "distill" and "compute is nearly free here" in d.reason
+    assert "e+" not in d.reason  # no meaningless 1e+06 points per $100
+    after = Adaptive().decide(state([*rounds, distilled(5, 220, 0.0, curve(220), cost=10)], **cheap))
+    assert after.arm == "annotate" and "compute is nearly free here" in after.reason
+
+
+def test_gains_are_shown_per_100_dollars_with_a_range():
+    labels = Adaptive.label_gain(state(plain_rounds([100, 150, 200]), n_labels=200))
+    text = labels.describe(0.84, 0.8)
+    assert text.startswith("labels +") and "points per $100 (80% range" in text
+    assert labels.per_100usd(-0.84) < labels.per_100usd() < labels.per_100usd(0.84)
+
+
+def test_adaptive_parameters_are_validated():
+    with pytest.raises(ValueError, match="'min_points_per_100usd' parameter of Adaptive is out of range"):
         Adaptive(min_points_per_100usd=-1)
+    with pytest.raises(ValueError, match="'stop_confidence' parameter of Adaptive is out of range"):
+        Adaptive(stop_confidence=1.0)
 
 
 @pytest.mark.parametrize("name", ["annotate", "distill", "split:0.5", "adaptive"])

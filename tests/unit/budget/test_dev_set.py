@@ -1,0 +1,47 @@
+"""The dev set decisions rest on: random items only, stable across rounds, every round compared on it."""
+
+from pathlib import Path
+
+from budget.config import load_config
+from budget.controller import Controller
+from budget.money import to_micro
+from budget.round_records import best_round
+from tests.utils.projects import write_tiny_project
+
+
+def test_every_round_is_compared_with_the_one_before_on_the_same_random_dev_items(tmp_path):
+    project = write_tiny_project(tmp_path, policy="annotate",
+                                 overrides={"split": {"dev_size": 30, "dev_share": 0.2}})
+    with Controller(load_config(project), tmp_path / "run", progress=False, say=lambda _: None) as run:
+        run.fund(to_micro("40"))
+        run.run(max_rounds=4)
+        ledger, split = run.ledger, run.split
+        snap = run.ctx.snapshot()
+        batches = ledger.batches()
+        rounds = [r for r in ledger.rounds() if r.state == "done"]
+    seed = {int(i) for i in split.seed}
+    drawn = [i for b in batches for i in b.payload.dev_ids]
+    selected = {i for b in batches for i in b.payload.item_ids} - set(drawn)
+    # the dev set is the seed's share plus random draws: never an item a strategy picked
+    assert set(snap.dev_ids) <= seed | set(drawn) and not set(snap.dev_ids) & selected
+    assert drawn and all(set(b.payload.dev_ids) <= set(b.payload.item_ids) for b in batches)
+    assert all(len(b.payload.dev_ids) <= 0.2 * len(b.payload.item_ids) for b in batches)
+    # it only grows, and stops growing at dev_size
+    sizes = [r.summary.dev_items for r in rounds]
+    assert sizes == sorted(sizes) and sizes[-1] == len(snap.dev_ids) and sizes[-1] <= 30 + 6
+    # each round after the baseline scored the student before it on its own dev items
+    assert rounds[0].summary.prev_dev is None
+    assert all(r.summary.prev_dev is not None and 0 <= r.summary.disagree <= 1 for r in rounds[1:])
+    # the best student is picked on the current dev set: its score is one taken on the largest set
+    best, score = best_round(rounds)
+    largest = [r for r in rounds if r.summary.dev_items == sizes[-1]]
+    assert score in {r.summary.dev for r in largest} | {largest[0].summary.prev_dev}
+
+
+def test_a_pool_item_is_in_dev_the_same_way_in_any_run(tmp_path):
+    project = write_tiny_project(tmp_path, policy="annotate")
+    dev = []
+    for name in ("a", "b"):
+        with Controller(load_config(project), Path(tmp_path / name), progress=False, say=lambda _: None) as run:
+            dev.append(run.ctx.snapshot().dev_ids)
+    assert dev[0] == dev[1] and dev[0]
