@@ -43,6 +43,7 @@ from pathlib import Path
 
 import click
 import numpy as np
+from machine_load import Timed, wait_for_quiet
 
 ROOT = Path(__file__).resolve().parent.parent
 # the project's shared folder sits beside the repository (../shared), wherever the checkout is
@@ -80,69 +81,6 @@ def load_pairs(path: Path, n_train: int, n_infer: int, seed: int) -> tuple[list,
 
 
 # --- measuring inside a worker ----------------------------------------------------------------------
-
-
-def _busy_cpu_seconds() -> float:
-    """CPU seconds used by the whole machine so far (all processes), from /proc/stat."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = fields[3] + fields[4]  # idle + iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def _own_cpu_seconds() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-
-
-def _reset_peak_rss() -> bool:
-    """Reset this process's peak RSS (Linux: write 5 to /proc/self/clear_refs); False where not allowed."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def _current_rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return math.nan
-
-
-class Timed:
-    """Times a block and records what the machine did meanwhile: own CPU, other processes' CPU, peak RSS."""
-
-    def __init__(self, device) -> None:
-        self.device = device
-
-    def __enter__(self) -> Timed:
-        import torch
-
-        self.reset = _reset_peak_rss()
-        self.rss_at_start_mib = _current_rss_mib()
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-        self._busy, self._own, self._t0 = _busy_cpu_seconds(), _own_cpu_seconds(), time.perf_counter()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        import torch
-
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-        self.seconds = time.perf_counter() - self._t0
-        own = _own_cpu_seconds() - self._own
-        self.own_cores = own / self.seconds
-        self.other_cores = max(0.0, (_busy_cpu_seconds() - self._busy - own) / self.seconds)
-        self.phase_peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 if self.reset else None
-        self.cuda_peak_mib = torch.cuda.max_memory_allocated() / 2**20 if self.device.type == "cuda" else None
-
-    def as_dict(self) -> dict:
-        return {"seconds": self.seconds, "own_cores": self.own_cores, "other_cores": self.other_cores,
-                "rss_at_start_mib": self.rss_at_start_mib, "phase_peak_rss_mib": self.phase_peak_rss_mib,
-                "cuda_peak_mib": self.cuda_peak_mib}
 
 
 def _mean_loss(model, tokenizer, pairs, ys, max_length: int) -> float:
@@ -305,21 +243,6 @@ def run_variant(variant: str, spec: dict) -> dict:
 # --- the parent: run variants in fresh processes, compare, report -----------------------------------
 
 
-def _wait_for_quiet(max_wait: float, threshold: float = 0.15, window: float = 3.0) -> dict:
-    """Wait (up to ``max_wait`` s) until other processes use less than ``threshold`` cores over ``window`` s.
-
-    Another engineer's tests may share this 2-core machine; a contended run can be 3x slower.
-    """
-    t0 = time.perf_counter()
-    while True:
-        busy, own = _busy_cpu_seconds(), _own_cpu_seconds()
-        time.sleep(window)
-        used = (_busy_cpu_seconds() - busy - (_own_cpu_seconds() - own)) / window
-        waited = time.perf_counter() - t0
-        if used < threshold or waited >= max_wait:
-            return {"quiet": used < threshold, "waited_s": waited, "busy_cores_before": used}
-
-
 def _spawn(variant: str, spec: dict) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         result_path = Path(tmp) / "result.json"
@@ -344,7 +267,7 @@ def _run_pair(phase: str, repeat: int, label: str, settings: dict, tmp: Path, wa
     logits = {v: tmp / f"{v.replace('/', '-')}-{label.replace(' ', '_')}.npy" for v in order}
     by_variant = {}
     for variant in order:
-        quiet = _wait_for_quiet(wait_quiet) if wait_quiet > 0 else {}
+        quiet = wait_for_quiet(wait_quiet) if wait_quiet > 0 else {}
         click.echo(f"[{time.perf_counter() - started:6.1f}s] run {label}: {variant} ... "
                    f"(other processes {quiet.get('busy_cores_before', math.nan):.2f} cores before)", err=True)
         r = {**_spawn(variant, {**settings, "logits_path": str(logits[variant])}), "repeat": label, **quiet}

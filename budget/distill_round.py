@@ -32,6 +32,7 @@ from budget.steps import (
 )
 from modeling.device import device_kind, pick_device
 from modeling.encoding import encode, sorted_batches
+from modeling.infer import DEFAULT_CHUNK_SIZE as CHUNK
 from modeling.infer import soft_labels, softmax
 from modeling.meter import PhaseRecord
 from modeling.models import LoadedModel, load_classifier
@@ -143,13 +144,14 @@ def _affordable_prefix(ctx: RunContext, teacher: LoadedModel, texts: list, limit
     """How many of ``texts`` the teacher can soft-label with the money held (extended while there is more).
 
     The price of a prefix is computed as the meter will measure it: 2N FLOPs per padded position, with
-    the batches :func:`modeling.infer.predict_logits` makes (length-sorted, padded to multiples of 8).
+    the batches :func:`modeling.infer.soft_labels` makes (length-sorted within chunks, padded to multiples of 8).
     """
     lengths = encode(teacher.tokenizer, texts, max_length=ctx.config.models.max_length).lengths
     device = device_kind(pick_device(ctx.config.models.device))
 
-    def cost(n: int) -> int:
-        padded = sum(len(b) * -(-int(lengths[b].max()) // 8) * 8 for b in sorted_batches(lengths[:n], 64))
+    def cost(n: int) -> int:  # soft_labels sorts and batches within chunks of CHUNK texts
+        padded = sum(len(b) * -(-int(lengths[s:s + CHUNK][b].max()) // 8) * 8
+                     for s in range(0, n, CHUNK) for b in sorted_batches(lengths[s:min(n, s + CHUNK)], 64))
         return ctx.pricer.estimate(2.0 * teacher.n_params * padded, device, phase="soft_labels")
 
     if cost(len(texts)) > limit:

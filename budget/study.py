@@ -18,7 +18,8 @@ A study file (TOML) names the grid; project paths are taken from its folder::
     regimes = ["cheap", "paper"]         # cheap | batch | several | paper (budget/regimes.py)
 
 ``python -m budget.study --quick`` needs no file: it writes a tiny task and tiny models into the
-study folder and runs a small grid in a minute or two.
+study folder and runs a small grid in a minute or two. ``--ray ADDRESS`` runs the cells as tasks on a
+Ray cluster instead of one after another (``budget/study_ray.py``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import math
 import os
 import time
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import click
@@ -260,19 +261,37 @@ def _read_result(path: Path) -> CellResult:
     return CellResult(**raw)
 
 
-def run_study(study: Study, *, progress: bool = True, run: bool = True,
-              selection: str | None = None) -> list[CellResult]:
+def _write_result(done: Path, result: CellResult) -> None:
+    tmp = done.with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(result)))
+    os.replace(tmp, done)  # the cell counts as finished only once its result is whole
+
+
+def run_study(study: Study, *, progress: bool = True, run: bool = True, selection: str | None = None,
+              ray_address: str | None = None, ray_cpus_per_cell: int = 1) -> list[CellResult]:
     """Run every cell not finished yet, then write results.csv, summary.md and score_vs_budget.png.
 
     With ``run=False`` only the finished cells are summarised (a study still running, or stopped);
     ``selection`` overrides every project's ``[annotation] selection`` (to compare strategies at equal money).
+    With ``ray_address`` ('auto', 'local' or a cluster's address) the unfinished cells run as Ray tasks of
+    ``ray_cpus_per_cell`` CPUs each (:func:`budget.study_ray.run_cells`); the study folder must then be on
+    storage every node of the cluster sees, at the same path.
     """
+    if ray_address is not None and run:  # the cells run elsewhere: every path must mean the same there
+        study = replace(study, out=study.out.resolve(), projects=tuple(p.resolve() for p in study.projects))
     configs = {p: load_config(p) for p in study.projects}
     if selection is not None:
         configs = {p: c.replace(annotation={"selection": selection}) for p, c in configs.items()}
     tasks = {p: c.task.name for p, c in configs.items()}
     scales = _scales(study, configs)
     cells = study.cells(tasks)
+    if ray_address is not None and run:
+        from budget.study_ray import run_cells
+
+        jobs = [(c, _with_scale(configs[c.project], scales[c.task][c.regime])) for c in cells]
+        results = run_cells(study.out, jobs, address=ray_address, cpus_per_cell=ray_cpus_per_cell, progress=progress)
+        write_outputs(results, study.out, scales)
+        return results
     results: list[CellResult] = []
     bar = tqdm(total=len(cells), desc="study cells", unit="cell", disable=not progress)
     for cell in cells:
@@ -283,9 +302,7 @@ def run_study(study: Study, *, progress: bool = True, run: bool = True,
         elif run:
             config = _with_scale(configs[cell.project], scales[cell.task][cell.regime])
             result = run_cell(cell, config, folder, study.out)
-            tmp = done.with_suffix(".tmp")
-            tmp.write_text(json.dumps(asdict(result)))
-            os.replace(tmp, done)  # the cell counts as finished only once its result is whole
+            _write_result(done, result)
             results.append(result)
             bar.set_postfix_str(f"{cell.folder}: test {_pct(result.final_test)}")
         bar.update(1)
@@ -305,8 +322,13 @@ def _pct(score: float | None) -> str:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--summary-only", is_flag=True, help="Summarise the finished cells; run nothing.")
 @click.option("--selection", help="Override every project's [annotation] selection (e.g. disagreement).")
+@click.option("--ray", "ray_address", metavar="ADDRESS",
+              help="Run the cells as Ray tasks: 'auto' (the cluster this machine is in), 'local' (start one here) "
+                   "or a cluster's address. The study folder must be on storage every node sees.")
+@click.option("--ray-cpus-per-cell", type=click.IntRange(min=1), default=1, show_default=True,
+              help="CPUs a cell reserves on the cluster (its OMP_NUM_THREADS too).")
 def main(study_file: str | None, quick: bool, out: str | None, quiet: bool, summary_only: bool,
-         selection: str | None) -> None:
+         selection: str | None, ray_address: str | None, ray_cpus_per_cell: int) -> None:
     """Run a grid of simulated controller runs and measure every policy against the best fixed split.
 
     Example: python -m budget.study --quick
@@ -318,7 +340,8 @@ def main(study_file: str | None, quick: bool, out: str | None, quiet: bool, summ
     try:
         study = quick_study(Path(out or "study-quick")) if quick else load_study(study_file, out)
         started = time.monotonic()
-        results = run_study(study, progress=not quiet, run=not summary_only, selection=selection)
+        results = run_study(study, progress=not quiet, run=not summary_only, selection=selection,
+                            ray_address=ray_address, ray_cpus_per_cell=ray_cpus_per_cell)
     except (ConfigError, ValueError) as exc:
         raise InputError(str(exc).splitlines()[0]) from exc
     spent = sum(r.spent_micro for r in results)

@@ -32,6 +32,11 @@ BAD = [
     ("policy", "name", "greedy", "annotate, distill, split:F (F in [0, 1]) or adaptive"),
     ("policy", "min_points_per_100usd", -1, "a number >= 0"),
     ("connector", "timeout", 0, "a number > 0"),
+    ("split", "dev_share", 0.9, "a fraction between 0 and 0.5"),
+    ("split", "dev_size", "lots", "an int >= 0"),
+    ("annotation", "min_batch", -2, "an int >= 0"),
+    ("policy", "stop_confidence", 1.5, "a probability in [0.5, 1)"),
+    ("models", "teacher_lora_rank", -4, "an int >= 0"),
 ]
 
 

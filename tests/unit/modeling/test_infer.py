@@ -63,3 +63,95 @@ def test_empty_text_and_empty_pool_are_refused(teacher):
         predict_logits(teacher.model, teacher.tokenizer, [("claim", "")], progress=False)
     with pytest.raises(EmptyPoolError, match="the pool has no rows"):
         predict_logits(teacher.model, teacher.tokenizer, [], progress=False)
+
+
+class _Killed(Exception):
+    pass
+
+
+def _count_rows(model, rows: list, kill_after: int | None = None):
+    """Count the rows the model predicts; raise once ``kill_after`` rows are done (a killed process)."""
+    def hook(module, args, kwargs):
+        if kill_after is not None and sum(rows) >= kill_after:
+            raise _Killed
+        rows.append(kwargs["input_ids"].shape[0])
+    return model.register_forward_pre_hook(hook, with_kwargs=True)
+
+
+def test_chunked_soft_labels_match_one_pass_in_fp32(teacher, tmp_path):
+    texts, _ = make_task(45, seed=4)
+    whole = predict_logits(teacher.model, teacher.tokenizer, texts, batch_size=8, precision="fp32", progress=False)
+    chunked = soft_labels(teacher.model, teacher.tokenizer, texts, cache_dir=tmp_path, chunk_size=10, batch_size=8,
+                          precision="fp32", progress=False)
+    np.testing.assert_allclose(chunked.logits, whole, atol=1e-5)
+    assert chunked.phase.examples == 45 and not list(tmp_path.glob("*.partial.npy"))
+
+
+def test_a_killed_pass_resumes_at_its_last_chunk_and_is_charged_for_all_rows(teacher, tmp_path):
+    texts, _ = make_task(50, seed=5)
+    kw = {"chunk_size": 12, "batch_size": 4, "progress": False}
+    whole = soft_labels(teacher.model, teacher.tokenizer, texts, cache_dir=tmp_path / "whole", **kw)
+    rows: list[int] = []
+    handle = _count_rows(teacher.model, rows, kill_after=2 * 12 + 4)  # killed in the third chunk
+    with pytest.raises(_Killed):
+        soft_labels(teacher.model, teacher.tokenizer, texts, cache_dir=tmp_path, **kw)
+    handle.remove()
+    assert list(tmp_path.glob("*.progress.json")) and not list(tmp_path.glob("soft-*[0-9a-f].npy"))
+    rows.clear()
+    handle = _count_rows(teacher.model, rows)
+    meter = Meter(price=lambda r: int(r.flops // 1e3))
+    resumed = soft_labels(teacher.model, teacher.tokenizer, texts, cache_dir=tmp_path, meter=meter, **kw)
+    handle.remove()
+    assert sum(rows) == 50 - 2 * 12 and not resumed.cached
+    np.testing.assert_array_equal(resumed.logits, whole.logits)  # same chunks, same batches: the same bits
+    p, w = resumed.phase, whole.phase
+    assert (p.examples, p.tokens, p.padded_tokens, p.flops) == (w.examples, w.tokens, w.padded_tokens, w.flops)
+    assert meter.records == [p] and p.cost_micro == int(w.flops // 1e3)  # the whole pass is charged, once
+    assert not list(tmp_path.glob("*.progress.json")) and not list(tmp_path.glob("*.partial.npy"))
+
+
+def test_a_streamed_source_hits_the_cache_of_the_same_texts_without_predicting(teacher, tmp_path):
+    texts, _ = make_task(30, seed=6)
+    first = soft_labels(teacher.model, teacher.tokenizer, texts, cache_dir=tmp_path, chunk_size=8, progress=False)
+    rows: list[int] = []
+    handle = _count_rows(teacher.model, rows)
+    again = soft_labels(teacher.model, teacher.tokenizer, lambda: iter(texts), cache_dir=tmp_path, progress=False)
+    handle.remove()
+    assert again.cached and rows == [] and again.phase == first.phase
+    np.testing.assert_array_equal(again.logits, first.logits)
+
+
+def test_a_streamed_source_is_predicted_chunk_by_chunk(teacher, tmp_path):
+    texts, _ = make_task(30, seed=7)
+    streamed = soft_labels(teacher.model, teacher.tokenizer, lambda: (t for t in texts), cache_dir=tmp_path / "s",
+                           chunk_size=8, precision="fp32", progress=False)
+    listed = soft_labels(teacher.model, teacher.tokenizer, texts, cache_dir=tmp_path / "l", chunk_size=8,
+                         precision="fp32", progress=False)
+    np.testing.assert_array_equal(streamed.logits, listed.logits)
+    assert streamed.path.name == listed.path.name
+
+
+def test_an_empty_text_is_refused_with_its_row_in_the_pool_before_any_prediction(teacher, tmp_path):
+    texts, _ = make_task(20, seed=8)
+    texts[13] = " "
+    with pytest.raises(EmptyTextError, match="Text 13 is empty"):
+        soft_labels(teacher.model, teacher.tokenizer, texts, cache_dir=tmp_path, chunk_size=5, progress=False)
+    with pytest.raises(EmptyPoolError):
+        soft_labels(teacher.model, teacher.tokenizer, lambda: iter([]), cache_dir=tmp_path, progress=False)
+    assert not list(tmp_path.iterdir())
+
+
+def test_soft_labels_run_the_teacher_only_through_predict_logits(teacher, tmp_path, monkeypatch):
+    """What a test that forbids teacher passes patches (tests/unit/budget/test_study.py)."""
+    import modeling.infer
+
+    texts, _ = make_task(20, seed=9)
+    soft_labels(teacher.model, teacher.tokenizer, texts, cache_dir=tmp_path, progress=False)
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the teacher ran")
+
+    monkeypatch.setattr(modeling.infer, "predict_logits", must_not_run)
+    assert soft_labels(teacher.model, teacher.tokenizer, texts, cache_dir=tmp_path, progress=False).cached
+    with pytest.raises(AssertionError, match="the teacher ran"):
+        soft_labels(teacher.model, teacher.tokenizer, texts[1:], cache_dir=tmp_path, progress=False)
