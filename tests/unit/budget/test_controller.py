@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from budget.cli import cli
 from budget.ledger import Ledger
+from budget.runfolder import best_student_round
 from tests.utils.projects import write_tiny_project
 from tests.utils.tiny_models import LABELS
 
@@ -202,12 +203,12 @@ def test_the_same_spend_command_after_a_crash_resumes_without_granting_again(tmp
     assert _granted(tmp_path / "run") == 50_000_000
 
 
-def test_a_finished_run_with_less_than_a_label_left_resumes_to_a_clean_stop(tmp_path, models_dir):
+def test_a_finished_run_with_too_little_left_for_a_batch_resumes_to_a_clean_stop(tmp_path, models_dir):
     project = write_tiny_project(tmp_path, models_dir=models_dir)
     args = ["--config", str(project), "--run-dir", str(tmp_path / "run"), "--policy", "annotate"]
     assert run([*args, "--spend", "40.25"]).exit_code == 0
     with ledger_of(tmp_path / "run") as ledger:
-        assert ledger.totals().available < 500_000  # less than one $0.50 label is left
+        assert ledger.totals().available < 7 * 500_000  # less than the smallest batch (7 labels at $0.50)
     resumed = run(args)
     assert resumed.exit_code == 0, resumed.output
     assert "Stopped" in resumed.output
@@ -221,7 +222,7 @@ def test_run_folder_keeps_the_best_and_latest_models_and_prune_shrinks_an_old_on
     assert not list(run_dir.rglob("ckpt.pt"))  # no finished phase keeps its resume checkpoint
     with ledger_of(run_dir) as ledger:
         rounds = [r for r in ledger.rounds() if r.summary.student]
-        best = max(rounds, key=lambda r: r.summary.dev).round
+        best = best_student_round(ledger.rounds())  # best on the run's current dev set
         teachers = [r.round for r in ledger.rounds() if r.arm == "distill"]
     students = sorted(p.parent.name for p in run_dir.glob("models/*/student"))
     assert len(students) == len(rounds) >= 4  # keep = "all"
