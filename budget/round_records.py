@@ -153,7 +153,7 @@ def best_round(rounds: list) -> tuple[int, float] | None:
     the largest dev set, plus the student before the first of them (re-scored on that set as its
     ``prev_dev``). The earliest wins a tie. ``rounds`` are :class:`budget.records.RoundRecord`.
     """
-    done = [r for r in rounds if r.state == "done" and r.summary and r.summary.student and r.summary.dev is not None]
+    done = [r for r in rounds if r.state == "done" and r.summary and r.summary.dev is not None]
     if not done:
         return None
     largest = max(r.summary.dev_items or 0 for r in done)
