@@ -326,8 +326,8 @@ class Adaptive(Policy):
         if pending:
             return self._distill(state, state.available_micro, note, est)
         if self._worth(labels, z):
-            return self._annotate(state, state.available_micro, f"labels: {labels.describe(z, self.stop_confidence)}"
-                                  f"; {note}", est)
+            return self._annotate(state, state.available_micro, f"{labels.describe(z, self.stop_confidence)}; {note}",
+                                  est)
         return self._stop(state, f"{labels.describe(z, self.stop_confidence)}; {note}", est)
 
     def _choose(self, state: PolicyState, labels: Gain, distill: Gain, pending: bool, reserve: int, z: float,
@@ -338,15 +338,14 @@ class Adaptive(Policy):
         worth = {"annotate": self._worth(labels, z), "distill": pending and self._worth(distill, z)}
         upper = {g.arm: g.per_100usd(z) for g in (labels, distill)}
         if worth["distill"] and grown and (upper["distill"] or 0) > (upper["annotate"] or 0):
-            return self._distill(state, state.available_micro, f"distillation: {distill.describe(z, conf)}", est)
+            return self._distill(state, state.available_micro, distill.describe(z, conf), est)
         if worth["annotate"]:
             keep = reserve if self._worth(distill, z) else 0
-            decision = self._annotate(state, state.available_micro - keep, f"labels: {labels.describe(z, conf)}", est)
+            decision = self._annotate(state, state.available_micro - keep, labels.describe(z, conf), est)
             if decision.arm != "stop":
                 return decision
         if worth["distill"]:
-            return self._distill(state, state.available_micro, f"final distillation: {distill.describe(z, conf)}",
-                                 est)
+            return self._distill(state, state.available_micro, f"final {distill.describe(z, conf)}", est)
         shown = f"{labels.describe(z, conf)}; {distill.describe(z, conf)}"
         if not pending and any(r.arm == "distill" for r in state.rounds):
             shown += " (every label bought is already distilled)"

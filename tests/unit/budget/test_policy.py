@@ -109,7 +109,7 @@ def test_adaptive_pilots_a_distillation_on_part_of_the_pool_when_a_full_one_is_d
 def test_adaptive_sends_money_to_labels_when_they_gain_more_per_dollar():
     rounds = plain_rounds([100, 150, 200]) + [distilled(3, 200, 0.002, curve(200))]
     d = Adaptive().decide(state(rounds, n_labels=200, available=500 * USD, granted=600 * USD))
-    assert d.arm == "annotate" and d.reason.startswith("labels:")
+    assert d.arm == "annotate" and d.reason.startswith("labels +")
     assert d.estimates["annotate"] > d.estimates["distill"]
 
 
