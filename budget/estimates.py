@@ -72,11 +72,14 @@ class Gain:
         return (self.points + z * self.se) / (self.cost_micro / 1e8)
 
     def describe(self, z: float, confidence: float) -> str:
-        """E.g. 'labels +2.1 points per $100 (80% range -0.4 to +4.6)'."""
+        """E.g. 'labels +2.1 points per $100 (80% range -0.4 to +4.6)': the range at ``confidence`` each side,
+        at least 80% (a policy that stops on the estimate alone still shows how sure it is)."""
         name = {"annotate": "labels", "distill": "distillation"}.get(self.arm, self.arm)
         mid = self.per_100usd()
         if mid is None:
             return f"{name} not measured yet"
+        if confidence < 0.8:
+            z, confidence = z_value(0.8), 0.8
         lo, hi = self.per_100usd(-z), self.per_100usd(z)
         return f"{name} {_pts(mid)} points per $100 ({confidence:.0%} range {_pts(lo)} to {_pts(hi)})"
 
