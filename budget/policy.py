@@ -340,7 +340,9 @@ class Adaptive(Policy):
         if worth["distill"] and grown and (upper["distill"] or 0) > (upper["annotate"] or 0):
             return self._distill(state, state.available_micro, distill.describe(z, conf), est)
         if worth["annotate"]:
-            keep = reserve if self._worth(distill, z) else 0
+            # hold back a final distillation only while it promises as much per dollar as labels do
+            keep = reserve if self._worth(distill, z) and (upper["distill"] is None or upper["annotate"] is None
+                                                           or upper["distill"] >= upper["annotate"]) else 0
             decision = self._annotate(state, state.available_micro - keep, labels.describe(z, conf), est)
             if decision.arm != "stop":
                 return decision

@@ -202,3 +202,11 @@ def test_no_policy_ever_asks_for_more_than_is_available(name):
         assert isinstance(d, Decision) and d.amount_micro <= available
         assert d.arm in {"annotate", "distill", "stop"}
         assert not math.isnan(d.amount_micro)
+
+
+def test_adaptive_does_not_starve_labels_to_keep_money_for_a_distillation_that_promises_less():
+    # a distillation costs $15 and bought nothing; labels still gain: all $15 left goes to labels
+    rounds = plain_rounds([100, 150, 200]) + [distilled(3, 200, -0.02, curve(200), cost=15 * USD)]
+    rounds.append(RoundObservation(4, "annotate", 25 * USD, 250, curve(250), curve(200) - 0.02, 0.05, 400))
+    d = Adaptive().decide(state(rounds, n_labels=250, available=15 * USD, distill_fixed=14 * USD, batch=25))
+    assert d.arm == "annotate" and d.n_items == 25
