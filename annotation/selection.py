@@ -1,8 +1,10 @@
 """Which unlabeled items to buy labels for (after small-text's ``QueryStrategy``).
 
 A strategy gets everything it needs on every call (candidate pool indices and, for uncertainty
-strategies, the student's class probabilities for those candidates) and returns pool indices. It keeps
-only its hyperparameters and ``last_scores``; the caller owns the pool's item states.
+strategies, the student's class probabilities for those candidates; for routing strategies the teacher's
+probabilities or the candidates' texts) and returns pool indices. ``select`` passes these down to the
+hooks that use them (``score`` and ``pick``) as arguments, so a strategy keeps only its hyperparameters
+and ``last_scores``; the caller owns the pool's item states.
 """
 
 from __future__ import annotations
@@ -64,6 +66,11 @@ class SelectionStrategy(ABC):
             Class probabilities, row ``j`` for ``candidates[j]``. Required when ``needs_proba``.
         rng_seed : int, optional
             Seed for random choice and tie-breaking; the same seed gives the same picks.
+        teacher_proba : np.ndarray of shape (len(candidates), n_classes), optional
+            The teacher's class probabilities, aligned like ``proba`` (rows of NaN where the teacher has
+            not labelled a candidate). Used when ``uses_teacher``; otherwise ignored.
+        texts : list, optional
+            The candidates' texts, aligned with ``candidates``. Used when ``uses_texts``; otherwise ignored.
 
         Returns
         -------
@@ -81,16 +88,17 @@ class SelectionStrategy(ABC):
         candidates = np.asarray(candidates, dtype=np.int64).reshape(-1)
         self._validate(n, candidates, proba)
         rng = np.random.default_rng(rng_seed)
-        self._teacher_proba, self._texts = teacher_proba, texts
-        scores = np.asarray(self.score(candidates, proba, rng), dtype=np.float64)
+        scores = np.asarray(self.score(candidates, proba, rng, teacher_proba=teacher_proba), dtype=np.float64)
         self.last_scores = scores
         # Highest score first; a random permutation first makes ties fall in a seeded random order.
         perm = rng.permutation(len(candidates))
         order = perm[np.argsort(-scores[perm], kind="stable")]
-        return candidates[self.pick(order, n)]
+        return candidates[self.pick(order, n, texts=texts)]
 
-    def pick(self, order: np.ndarray, n: int) -> np.ndarray:
-        """Positions of the chosen candidates, given all positions best-scored first (the top ``n``)."""
+    def pick(self, order: np.ndarray, n: int, *, texts: list | None = None) -> np.ndarray:
+        """Positions of the chosen candidates, given all positions best-scored first (the top ``n``).
+
+        ``texts`` are the candidates' texts (aligned with the positions) when the caller passed them."""
         return order[: min(n, len(order))]
 
     def _validate(self, n: int, candidates: np.ndarray, proba: np.ndarray | None) -> None:
@@ -108,15 +116,18 @@ class SelectionStrategy(ABC):
                 )
 
     @abstractmethod
-    def score(self, candidates: np.ndarray, proba: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
-        """One score per candidate; the highest are chosen."""
+    def score(self, candidates: np.ndarray, proba: np.ndarray | None, rng: np.random.Generator, *,
+              teacher_proba: np.ndarray | None = None) -> np.ndarray:
+        """One score per candidate; the highest are chosen. ``teacher_proba`` is aligned with ``proba``
+        when the caller passed it."""
         raise NotImplementedError("The 'score' method must be implemented.")
 
 
 class RandomSelection(SelectionStrategy):
     """Uniformly random items: the baseline every other strategy must beat."""
 
-    def score(self, candidates: np.ndarray, proba: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
+    def score(self, candidates: np.ndarray, proba: np.ndarray | None, rng: np.random.Generator, *,
+              teacher_proba: np.ndarray | None = None) -> np.ndarray:
         return rng.random(len(candidates))
 
 
@@ -125,7 +136,8 @@ class ScoreBasedSelection(SelectionStrategy):
 
     needs_proba = True
 
-    def score(self, candidates: np.ndarray, proba: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
+    def score(self, candidates: np.ndarray, proba: np.ndarray | None, rng: np.random.Generator, *,
+              teacher_proba: np.ndarray | None = None) -> np.ndarray:
         assert proba is not None  # checked in _validate
         return self.uncertainty(np.asarray(proba, dtype=np.float64))
 
@@ -170,17 +182,22 @@ class DisagreementSelection(ScoreBasedSelection):
 
     uses_teacher = True
 
-    def uncertainty(self, proba: np.ndarray) -> np.ndarray:
-        student = _entropy(proba)
-        teacher = getattr(self, "_teacher_proba", None)
-        if teacher is None:
+    def score(self, candidates: np.ndarray, proba: np.ndarray | None, rng: np.random.Generator, *,
+              teacher_proba: np.ndarray | None = None) -> np.ndarray:
+        student = super().score(candidates, proba, rng)
+        if teacher_proba is None:
             return student
-        teacher = np.asarray(teacher, dtype=np.float64)
+        proba = np.asarray(proba, dtype=np.float64)
+        teacher = np.asarray(teacher_proba, dtype=np.float64)
         known = ~np.isnan(teacher).any(axis=1)
         out = student.copy()
         t = teacher[known]
         out[known] = (t.argmax(axis=1) != proba[known].argmax(axis=1)) + _entropy(t)
         return out
+
+    def uncertainty(self, proba: np.ndarray) -> np.ndarray:
+        """The student's normalised entropy (what ``score`` uses where the teacher has no row)."""
+        return _entropy(proba)
 
 
 class DiversitySelection(ScoreBasedSelection):
@@ -198,8 +215,7 @@ class DiversitySelection(ScoreBasedSelection):
     def uncertainty(self, proba: np.ndarray) -> np.ndarray:
         return _entropy(proba)
 
-    def pick(self, order: np.ndarray, n: int) -> np.ndarray:
-        texts = getattr(self, "_texts", None)
+    def pick(self, order: np.ndarray, n: int, *, texts: list | None = None) -> np.ndarray:
         top = order[: min(len(order), self.pool_factor * n)]
         if texts is None or len(top) <= n:
             return order[: min(n, len(order))]

@@ -18,15 +18,16 @@ import click
 
 from annotation.exceptions import AnnotationError
 from budget.approvals import DecisionError, RunNotFoundError, decide, open_ledger, proposal_lines
+from budget.cli_errors import InputError
 from budget.config import ConfigError, ProjectConfig, load_config
 from budget.controller import Controller
 from budget.demo import demo_config, write_demo_data
-from budget.exceptions import InputError, LedgerError, LedgerFileError, UsageError
+from budget.exceptions import LedgerError, LedgerFileError, UsageError
 from budget.ledger import Ledger
 from budget.money import format_usd, parse_usd
 from budget.policy import make_policy
 from budget.report import markdown, write_report
-from budget.runfolder import check_keep, folder_bytes, prune
+from budget.runfolder import check_keep, folder_bytes, format_bytes, prune
 from budget.web import serve
 from connectors.exceptions import ConnectorError
 from modeling.exceptions import ModelingError
@@ -137,21 +138,13 @@ def status(run_dir: str) -> None:
     """
     with _existing(run_dir) as ledger:
         click.echo(str(ledger.totals()))
-        click.echo(f"run folder: {_size(folder_bytes(Path(run_dir)))} in {run_dir}")
+        click.echo(f"run folder: {format_bytes(folder_bytes(Path(run_dir)))} in {run_dir}")
         for r in ledger.rounds():
             dev = f", dev {100 * r.summary.dev:.1f}" if r.summary and r.summary.dev is not None else ""
             click.echo(f"round {r.round}: {r.arm} {r.state}{dev}")
         for b in ledger.batches():
             click.echo(f"batch {b.batch_id}: {b.state}, {len(b.payload.item_ids)} items, "
                        f"{format_usd(b.total_micro)}")
-
-
-def _size(n: int) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1000
-    raise AssertionError("unreachable")
 
 
 @cli.command("prune")
@@ -174,8 +167,8 @@ def prune_command(run_dirs: tuple[str, ...], keep: str) -> None:
         with _existing(run_dir) as ledger:
             before = folder_bytes(Path(run_dir))
             result = prune(Path(run_dir), ledger, count)
-        click.echo(f"{run_dir}: freed {_size(result.freed_bytes)} ({len(result.removed)} files and folders); "
-                   f"{_size(before - result.freed_bytes)} left.")
+        click.echo(f"{run_dir}: freed {format_bytes(result.freed_bytes)} ({len(result.removed)} files and folders); "
+                   f"{format_bytes(before - result.freed_bytes)} left.")
 
 
 @cli.command()

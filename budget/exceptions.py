@@ -1,4 +1,5 @@
-"""Errors raised by the ledger, and the command line's bad-input error.
+"""Errors raised by the ledger and the library (no click here: the command line's own bad-input error,
+``InputError``, lives in :mod:`budget.cli_errors`).
 
 The tree (after httpx)::
 
@@ -16,7 +17,6 @@ The tree (after httpx)::
     AwaitingAnnotators              a pushed batch is not finished within the wait: the run exits
     UsageError (ValueError)         the library cannot do what was asked as asked (another project's run
                                     folder, a new run's budget below one label); the CLI shows one line
-    InputError (click.ClickException)   bad input on the command line (budget.cli only): one line, exit 2
 
 Misuse (a float or negative amount, an unknown state name) raises ``ValueError`` or ``TypeError``
 instead, naming the parameter and what it accepts. Money in messages is formatted with
@@ -25,8 +25,6 @@ instead, naming the parameter and what it accepts. Money in messages is formatte
 
 from __future__ import annotations
 
-import click
-
 from budget.money import format_usd
 
 __all__ = [
@@ -34,7 +32,6 @@ __all__ = [
     "AwaitingAnnotators",
     "DecisionError",
     "RunNotFoundError",
-    "InputError",
     "UsageError",
     "LedgerFileError",
     "LedgerError",
@@ -49,12 +46,6 @@ __all__ = [
 
 class UsageError(ValueError):
     """Raised by the library when a request cannot be met as asked; the message is one line with the fix."""
-
-
-class InputError(click.ClickException):
-    """Raised for bad input on the command line: a one-line message, exit status 2, nothing written."""
-
-    exit_code = 2
 
 
 class RunNotFoundError(FileNotFoundError):

@@ -22,7 +22,7 @@ from budget.ledger import Ledger
 from budget.records import RoundRecord
 from budget.round_records import best_round
 
-__all__ = ["PruneResult", "best_student_round", "check_keep", "folder_bytes", "prune"]
+__all__ = ["PruneResult", "best_student_round", "check_keep", "folder_bytes", "format_bytes", "prune"]
 
 _CHECKPOINTS = ("ckpt.pt", "ckpt.tmp")
 
@@ -48,6 +48,15 @@ def check_keep(value: object) -> int | None:
 def folder_bytes(path: Path) -> int:
     """Bytes of every file under ``path`` (0 if it does not exist)."""
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+def format_bytes(n: float) -> str:
+    """``n`` bytes as people read them: '512 bytes', '3.4 MB', '26.0 GB' (powers of 1000)."""
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
 
 
 def best_student_round(rounds: list[RoundRecord]) -> int | None:

@@ -20,6 +20,10 @@ A study file (TOML) names the grid; project paths are taken from its folder::
 ``python -m budget.study --quick`` needs no file: it writes a tiny task and tiny models into the
 study folder and runs a small grid in a minute or two. ``--ray ADDRESS`` runs the cells as tasks on a
 Ray cluster instead of one after another (``budget/study_ray.py``).
+
+The cells share finished compute steps through ``<study folder>/phase-cache`` (:mod:`budget.phase_cache`);
+at the end the study prints its size, and ``--prune-cache-gb N`` removes its least recently used steps
+until it holds at most N GB (a removed step is computed again if a later cell needs it).
 """
 
 from __future__ import annotations
@@ -35,10 +39,10 @@ from pathlib import Path
 import click
 from tqdm.auto import tqdm
 
+from budget.cli_errors import InputError
 from budget.config import ConfigError, ProjectConfig, load_config
 from budget.controller import Controller
 from budget.costs import ComputePricer
-from budget.exceptions import InputError
 from budget.ledger import Ledger
 from budget.money import format_usd, parse_usd
 from budget.phase_cache import PhaseCache
@@ -46,6 +50,7 @@ from budget.policy import make_policy
 from budget.records import RoundRecord
 from budget.regimes import REGIMES, regime_scale
 from budget.round_records import best_round
+from budget.runfolder import format_bytes
 from budget.study_report import write_outputs
 from modeling.meter import PhaseRecord
 
@@ -219,6 +224,11 @@ def _estimates(r: RoundRecord, ledger: Ledger, pricer: ComputePricer) -> list[tu
     return out
 
 
+def phase_cache(shared: Path) -> PhaseCache:
+    """The finished compute steps the cells of the study folder ``shared`` share."""
+    return PhaseCache(shared / "phase-cache")
+
+
 def run_cell(cell: Cell, config: ProjectConfig, run_dir: Path, shared: Path) -> CellResult:
     """Run (or resume) one cell to the end of its budget and read what it bought from its ledger.
 
@@ -226,7 +236,7 @@ def run_cell(cell: Cell, config: ProjectConfig, run_dir: Path, shared: Path) -> 
     """
     started = time.monotonic()
     controller = Controller(config, run_dir, seed=cell.seed, policy=cell.policy, progress=False, say=lambda _: None,
-                            phase_cache=PhaseCache(shared / "phase-cache"), model_cache_dir=shared / ".model-cache")
+                            phase_cache=phase_cache(shared), model_cache_dir=shared / ".model-cache")
     try:
         controller.open()
         controller.set_budget(parse_usd(cell.budget, positive=True))
@@ -311,6 +321,17 @@ def run_study(study: Study, *, progress: bool = True, run: bool = True, selectio
     return results
 
 
+def _cache_line(out: Path, prune_gb: float | None) -> str:
+    """One line on the study's phase cache: its size and folder, after pruning it to ``prune_gb`` GB if given."""
+    cache = phase_cache(out)
+    size = cache.size_bytes()
+    if prune_gb is None:
+        return f"Phase cache: {format_bytes(size)} in {cache.root} (--prune-cache-gb N keeps it to N GB)."
+    freed = cache.prune(int(prune_gb * 1e9))
+    return (f"Phase cache: {format_bytes(size - freed)} in {cache.root} "
+            f"(pruned to {prune_gb:g} GB: {format_bytes(freed)} freed).")
+
+
 def _pct(score: float | None) -> str:
     return "-" if score is None or math.isnan(score) else f"{100 * score:.1f}"
 
@@ -327,8 +348,11 @@ def _pct(score: float | None) -> str:
                    "or a cluster's address. The study folder must be on storage every node sees.")
 @click.option("--ray-cpus-per-cell", type=click.IntRange(min=1), default=1, show_default=True,
               help="CPUs a cell reserves on the cluster (its OMP_NUM_THREADS too).")
+@click.option("--prune-cache-gb", type=click.FloatRange(min=0), metavar="FLOAT",
+              help="At the end, remove the least recently used steps of the study's phase cache until it holds "
+                   "at most this many GB (default: keep everything).")
 def main(study_file: str | None, quick: bool, out: str | None, quiet: bool, summary_only: bool,
-         selection: str | None, ray_address: str | None, ray_cpus_per_cell: int) -> None:
+         selection: str | None, ray_address: str | None, ray_cpus_per_cell: int, prune_cache_gb: float | None) -> None:
     """Run a grid of simulated controller runs and measure every policy against the best fixed split.
 
     Example: python -m budget.study --quick
@@ -347,6 +371,7 @@ def main(study_file: str | None, quick: bool, out: str | None, quiet: bool, summ
     spent = sum(r.spent_micro for r in results)
     click.echo(f"{len(results)} cells ({format_usd(spent)} of simulated money) in {time.monotonic() - started:.0f} s; "
                f"see {study.out / 'summary.md'}, {study.out / 'results.csv'} and {study.out / 'score_vs_budget.png'}.")
+    click.echo(_cache_line(study.out, prune_cache_gb))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -24,7 +24,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from budget.config import ProjectConfig
-from budget.exceptions import InputError
+from budget.exceptions import UsageError
 from budget.study import Cell, CellResult, _pct, _read_result, _write_result, run_cell
 
 __all__ = ["run_cells", "task_options"]
@@ -48,8 +48,8 @@ def run_cells(out: Path, jobs: list[tuple[Cell, ProjectConfig]], *, address: str
 
     Raises
     ------
-    InputError
-        If Ray is not installed.
+    UsageError
+        If Ray is not installed (the study's command line shows it as one line, exit 2).
     RuntimeError
         If some cells failed; the others are saved, and running the study again retries only those.
     """
@@ -72,7 +72,7 @@ def _run_on_ray(out: Path, todo: list[tuple[Cell, ProjectConfig]], *, address: s
     try:
         import ray
     except ImportError as exc:
-        raise InputError("--ray needs Ray: pip install 'annotate-or-distill[ray]' (ray>=2.40).") from exc
+        raise UsageError("--ray needs Ray: pip install 'annotate-or-distill[ray]' (ray>=2.40).") from exc
     started_here = not ray.is_initialized()
     if started_here:
         ray.init(address=address)

@@ -32,7 +32,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import click
 
 from budget.approvals import DecisionError, RunNotFoundError, decide, open_ledger, proposal_lines
-from budget.exceptions import InputError
+from budget.cli_errors import InputError
 from budget.ledger import Ledger
 from budget.money import format_usd
 from budget.records import BatchRecord

@@ -140,6 +140,20 @@ def test_disagreement_routes_to_people_the_items_teacher_and_student_disagree_on
     assert list(alone) == [12]
 
 
+def test_routing_data_is_passed_down_not_kept_on_the_strategy():
+    candidates = np.array([10, 11, 12, 13])
+    student = np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.9, 0.1]])
+    teacher = np.array([[0.95, 0.05], [0.2, 0.8], [0.97, 0.03], [np.nan, np.nan]])
+    disagreement = make_strategy("disagreement")
+    disagreement.select(2, candidates=candidates, proba=student, teacher_proba=teacher, rng_seed=0)
+    assert set(vars(disagreement)) == {"last_scores"}
+    # the same object, called again without a teacher, scores by the student alone
+    assert list(disagreement.select(1, candidates=candidates, proba=student, rng_seed=0)) == [12]
+    diversity = make_strategy("diversity")
+    diversity.select(2, candidates=candidates, proba=student, texts=["a b", "c d", "e f", "g h"], rng_seed=0)
+    assert set(vars(diversity)) == {"last_scores", "pool_factor"}
+
+
 def test_diversity_does_not_fill_a_batch_with_near_duplicates():
     texts = ["refund my order now", "refund my order now please", "refund my order now!!",
              "the screen is cracked", "shipping to canada"]

@@ -49,6 +49,40 @@ def test_quick_study_runs_every_cell_as_a_real_controller_run(quick):
     assert (out / "score_vs_budget.png").stat().st_size > 10_000
 
 
+def test_the_study_ends_with_the_size_and_folder_of_its_phase_cache(quick):
+    out, result, _ = quick
+    last = result.output.strip().splitlines()[-1]
+    assert re.fullmatch(rf"Phase cache: [\d.]+ (bytes|KB|MB|GB) in {re.escape(str(out / 'phase-cache'))} "
+                        r"\(--prune-cache-gb N keeps it to N GB\)\.", last), last
+
+
+def test_prune_cache_gb_prunes_the_phase_cache_to_that_size(tmp_path):
+    from budget.study import _cache_line, phase_cache
+
+    cache = phase_cache(tmp_path)
+    for key, used in (("old", 1_000), ("new", 2_000)):
+        model = tmp_path / "models" / key
+        model.mkdir(parents=True)
+        (model / "model.safetensors").write_bytes(b"x" * 6_000)
+        cache.put(key, {}, [], model)
+        os.utime(cache.root / key, (used, used))
+    line = _cache_line(tmp_path, 0.000008)  # 8 KB: room for one entry
+    assert sorted(p.name for p in cache.root.iterdir()) == ["new"]
+    assert line == f"Phase cache: 6.0 KB in {cache.root} (pruned to 8e-06 GB: 6.0 KB freed)."
+    result = CliRunner().invoke(main, ["--quick", "--prune-cache-gb", "-1"])
+    assert result.exit_code == 2 and "-1" in result.output
+
+
+def test_ray_missing_is_a_usage_error_the_command_line_shows_as_one_line(tmp_path, monkeypatch):
+    from budget.exceptions import UsageError
+    from budget.study_ray import _run_on_ray
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails
+    with pytest.raises(UsageError, match=r"^--ray needs Ray: pip install 'annotate-or-distill\[ray\]'"):
+        _run_on_ray(tmp_path, [], address="local", cpus_per_cell=1, progress=False, finished=0)
+    assert issubclass(UsageError, ValueError)  # main() maps ValueError to InputError: one line, exit 2
+
+
 def test_compute_regimes_scale_what_the_ledger_charges_for_a_distillation(quick):
     out, _, _ = quick
     rows = {(r["regime"], r["budget"], r["seed"], r["policy"]): r for r in read_results(out / "results.csv")}
