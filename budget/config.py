@@ -36,7 +36,7 @@ from budget.runfolder import check_keep
 from modeling.train import TrainConfig
 
 __all__ = ["PHASES", "TABLES", "Split", "Models", "Prices", "Annotation", "Annotators", "ConnectorSettings",
-           "PolicySettings", "ProjectConfig", "ConfigError", "check_phase_scale", "load_config"]
+           "PolicySettings", "Compute", "ProjectConfig", "ConfigError", "check_phase_scale", "load_config"]
 
 #: the compute phases a run meters, by the names the meter gives them
 PHASES = ("student_finetune", "teacher_finetune", "soft_labels", "student_distill", "evaluation")
@@ -124,7 +124,7 @@ class Models:
     student_epochs: int = 4  # fine-tuning on gold labels
     teacher_epochs: int = 3
     distill_epochs: int = 2  # student on gold + soft labels
-    min_steps: int = 0  # at least this many optimizer steps per training (small label sets)
+    min_steps: int = 100  # at least this many optimizer steps per training; early stopping waits for them
     temperature: float = 2.0  # distillation temperature T
     alpha: float = 0.5  # weight of gold CE against the KL to soft labels
     patience: int = 2  # dev evaluations without improvement before early stop
@@ -303,9 +303,47 @@ class PolicySettings:
         return None if self.approve_compute_over == "inf" else to_micro(self.approve_compute_over)
 
 
+@dataclass(frozen=True)
+class Compute:
+    """``[compute]``: how many processes (and machines) fine-tune the teacher, through accelerate.
+
+    With ``processes`` x ``machines`` above 1 the teacher's fine-tune runs under ``torchrun`` (one
+    process per GPU, or CPU processes over gloo) with the same money limit, metering (the device-seconds
+    of every process) and resume as one process (:mod:`modeling.launch`). On several machines, each
+    other machine joins with the command the README gives, ``machine_rank`` set to its own rank.
+    """
+
+    processes: int = 1  # processes on this machine (one per GPU)
+    machines: int = 1
+    machine_rank: int = 0  # this machine's rank; 0 runs the controller
+    main_address: str = "127.0.0.1"  # machine 0's address, reachable from every machine
+    main_port: int = 0  # machine 0's port for the process group; 0 = a free one (one machine only)
+    strategy: str = "ddp"  # every process holds the whole teacher
+    threads: int = 0  # OMP_NUM_THREADS of each process; 0 = the cores shared out
+
+    def checks(self) -> Iterator[Check]:
+        from modeling.launch import STRATEGIES
+
+        for key in ("processes", "machines"):
+            yield key, _int(getattr(self, key)) and getattr(self, key) >= 1, "an int >= 1"
+        yield "machine_rank", _int(self.machine_rank) and 0 <= self.machine_rank < max(1, int(self.machines)), \
+            "an int from 0 to machines - 1"
+        yield "main_address", isinstance(self.main_address, str) and bool(self.main_address), "a host name or IP"
+        yield "main_port", _int(self.main_port) and 0 <= self.main_port < 65536 and (
+            self.main_port > 0 or self.machines == 1), "a port 1-65535 (0, a free port, only on one machine)"
+        yield "strategy", self.strategy in STRATEGIES, f"one of {', '.join(STRATEGIES)}"
+        yield "threads", _int(self.threads) and self.threads >= 0, "an int >= 0 (0 = the cores shared out)"
+
+    @property
+    def world(self) -> int:
+        """How many processes train the teacher together."""
+        return self.processes * self.machines
+
+
 #: table name -> its dataclass, in the order of a project file
 TABLES: dict[str, type] = {"split": Split, "models": Models, "prices": Prices, "annotation": Annotation,
-                           "annotators": Annotators, "connector": ConnectorSettings, "policy": PolicySettings}
+                           "annotators": Annotators, "connector": ConnectorSettings, "policy": PolicySettings,
+                           "compute": Compute}
 _MONEY_KEYS = {"per_label", "hourly_wage", "reference_gpu_hour", "auto_approve_under", "approve_compute_over"}
 
 
@@ -321,6 +359,7 @@ class ProjectConfig:
     annotators: Annotators = field(default_factory=Annotators)
     connector: ConnectorSettings = field(default_factory=ConnectorSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
+    compute: Compute = field(default_factory=Compute)
     path: Path | None = None
 
     @property

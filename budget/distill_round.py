@@ -1,15 +1,17 @@
 """A distillation round: the teacher fine-tuned on every label so far, soft labels on unlabeled items,
 the student distilled from them.
 
-Its three compute steps share one reservation of twice the policy's FLOP estimate (as far as the
-money allows); each phase stops at what the reservation holds and asks for more before it stops.
+With ``[compute]`` processes or machines above one, the teacher's fine-tune runs in that many
+processes (:mod:`modeling.launch`). The three compute steps share one reservation of twice the policy's
+FLOP estimate (as far as the money allows); each phase stops at what the reservation holds and asks for
+more before it stops.
 A lead approves compute above ``[policy] approve_compute_micro`` as they approve annotation batches.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,9 +36,10 @@ from modeling.device import device_kind, pick_device
 from modeling.encoding import encode, sorted_batches
 from modeling.infer import DEFAULT_CHUNK_SIZE as CHUNK
 from modeling.infer import soft_labels, softmax
+from modeling.launch import Processes, TrainJob, launch_training
 from modeling.meter import PhaseRecord
 from modeling.models import LoadedModel, load_classifier
-from modeling.train import SoftTargets, train
+from modeling.train import SoftTargets, TrainConfig, train
 
 __all__ = ["run_distill", "teacher_proba"]
 
@@ -103,6 +106,8 @@ def _teacher_step(ctx: RunContext, rnd: int, snap: Snapshot, out: Path, trained:
         cfg = ctx.train_config("teacher")
 
         def run() -> tuple[dict, list[PhaseRecord]]:
+            if ctx.config.compute.world > 1:
+                return _launched_teacher(ctx, out / "teacher", cfg, (tr_texts, tr_y), dev, limit, more_money)
             teacher = ctx.fresh("teacher")
             result = train(teacher.model, teacher.tokenizer, tr_texts, tr_y, label_names=ctx.pool.labels, dev=dev,
                            config=cfg, out_dir=out / "teacher", meter=ctx.meter(f"{rnd}.teacher"),
@@ -113,6 +118,18 @@ def _teacher_step(ctx: RunContext, rnd: int, snap: Snapshot, out: Path, trained:
         key = ctx.phase_cache and train_key(ctx, "teacher", cfg, tr_texts, tr_y, dev)
         return cached(ctx, out / "teacher", key, limit, more_money, run)
     return work
+
+
+def _launched_teacher(ctx: RunContext, out: Path, cfg: TrainConfig, data: tuple[list, np.ndarray], dev: tuple,
+                      limit: int, more_money: Callable[[int], int]) -> tuple[dict, list[PhaseRecord]]:
+    """The teacher's fine-tune in ``[compute]``'s processes; every process's phase is charged."""
+    m = ctx.config.models
+    job = TrainJob(model=m.teacher, labels=tuple(ctx.pool.labels), texts=data[0], y=data[1], dev=dev, config=cfg,
+                   out_dir=out, phase_name="teacher_finetune", lora_rank=m.teacher_lora_rank,
+                   cache_dir=ctx.model_cache_dir or ctx.run_dir.parent / ".model-cache", price=ctx.pricer.price)
+    result, records = launch_training(job, Processes(**asdict(ctx.config.compute)), limit_micro=limit,
+                                      more_money=more_money)
+    return {"stopped": result.stopped, "teacher_dev": result.best_dev, "processes": len(records)}, records
 
 
 def _soft_label_step(ctx: RunContext, rnd: int, out: Path, items: np.ndarray, texts: list,

@@ -72,7 +72,8 @@ def predict_logits(
         When given, the pass is recorded as one ``infer`` phase named ``phase_name``.
     """
     dev = pick_device(device)
-    model.to(dev).eval()
+    with torch.inference_mode(False):  # moved weights stay normal tensors: training may go on with them
+        model.to(dev).eval()
     encoded = encode(tokenizer, texts, max_length=max_length)
     n_params = sum(p.numel() for p in model.parameters())
     out = np.empty((len(encoded), model.config.num_labels), dtype=np.float32)

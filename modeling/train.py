@@ -45,7 +45,7 @@ class TrainConfig:
     """Every setting of :func:`train`, with its default and its options."""
 
     epochs: int = 3  # passes over the training examples
-    min_steps: int = 0  # at least this many optimizer steps: a few dozen labels are only 2-3 steps an epoch
+    min_steps: int = 0  # at least this many optimizer steps (early stopping waits for them): 50 labels are 3 an epoch
     batch_size: int = 16  # examples per optimizer step
     lr: float = 5e-5  # peak AdamW learning rate
     weight_decay: float = 0.01  # AdamW decay; not applied to biases and LayerNorm weights
@@ -55,8 +55,8 @@ class TrainConfig:
     seed: int = 0  # seeds torch, numpy and the batch order: same seed, same model
     precision: str = "auto"  # 'auto' (bf16 autocast where the device supports it) | 'bf16' | 'fp32'
     device: str = "auto"  # 'auto' (cuda, then mps, then cpu) | any torch device string
-    eval_every: int = 0  # steps between dev evaluations; 0 = at the end of each epoch
-    patience: int = 2  # evaluations without dev improvement before stopping early; 0 = never
+    eval_every: int = 0  # steps between dev evaluations; 0 = each epoch's end, at most about 10 per training
+    patience: int = 2  # evaluations without dev improvement (after min_steps) before stopping early; 0 = never
     metric: str = "accuracy"  # dev score that picks the best checkpoint: 'accuracy' | 'macro_f1'
     temperature: float = 2.0  # distillation temperature T: KL between softmax(z/T), scaled by T^2
     alpha: float = 0.5  # distillation weight of gold cross-entropy; 1 - alpha weighs the KL term
@@ -105,6 +105,7 @@ class TrainResult:
     dev_history: list[tuple[int, float]] = field(default_factory=list)
     checkpoint: Path | None = None
     phase: PhaseRecord | None = None
+    losses: list[float] = field(default_factory=list)  # the training loss of every step (all processes' mean)
 
 
 def _check_inputs(texts, labels, label_names, soft) -> None:
@@ -137,6 +138,7 @@ def train(
     phase_name: str = "train",
     limit_micro: int | None = None,
     more_money: Callable[[int], int] | None = None,
+    accelerator: Any | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on gold label ids ``labels`` (and ``soft`` targets, when distilling).
 
@@ -158,6 +160,11 @@ def train(
         At the limit, ``more_money(micro)`` is asked for what the rest of the phase is projected to
         cost; it returns what it could add (the caller's ledger extends its reservation). Training
         stops only when that is not enough for the next step.
+    accelerator : accelerate.Accelerator, optional
+        Train in one of several processes (:mod:`modeling.launch` starts them): the model is wrapped
+        for data parallelism, each process computes its share of every batch, and the processes
+        agree on every stop. Each process meters its own phase against ``limit_micro`` (its share);
+        only the main process writes checkpoints and the model folder.
     """
     cfg = config or TrainConfig()
     cfg.validate()
@@ -166,8 +173,7 @@ def train(
 
     # --- seed and device ---------------------------------------------------------------------
     transformers.set_seed(cfg.seed)
-    device = pick_device(cfg.device)
-    model.to(device)
+    device, rank, world, forward = _place(model, cfg, accelerator)
 
     # --- data: gold rows carry a label id, soft rows carry the teacher's probabilities at T ----
     all_texts = list(texts) + (list(soft.texts) if soft else [])
@@ -180,6 +186,8 @@ def train(
     w_gold = cfg.alpha if soft is not None else 1.0
     steps_per_epoch = math.ceil(len(all_texts) / cfg.batch_size)
     total_steps = steps_per_epoch * max(cfg.epochs, math.ceil(cfg.min_steps / steps_per_epoch))
+    # a few labels make many tiny epochs: evaluate on whole epochs, but about 10 times at most
+    eval_interval = cfg.eval_every or steps_per_epoch * math.ceil(total_steps / steps_per_epoch / 10)
 
     # --- optimizer: AdamW, no decay on biases and norms; linear warm-up then decay ---------------
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
@@ -191,43 +199,48 @@ def train(
                                                              total_steps)
 
     # --- resume (like nanoGPT's init_from='resume'); a finished run is not trained again --------
-    ckpt = _Checkpoint(None if out_dir is None else Path(out_dir), model, optimizer, scheduler, cfg, len(all_texts))
+    ckpt = _Checkpoint(None if out_dir is None else Path(out_dir), model, optimizer, scheduler, cfg, len(all_texts),
+                       writes=rank == 0)
     run, earlier, ended = ckpt.load()
     if ended in _FINISHED:  # its model folder was written before this checkpoint
-        return TrainResult(run.step, total_steps, ended, run.best_dev, run.history, ckpt.out, earlier)
+        return TrainResult(run.step, total_steps, ended, run.best_dev, run.history, ckpt.out, earlier, run.losses)
 
     # --- the loop -------------------------------------------------------------------------------
     meter = meter or Meter()
     stopped = "completed"
     last_save = time.monotonic()
+    pending: list[torch.Tensor] = []  # losses of the steps since they were last read
     model.train()
     with meter.phase(phase_name, kind="train", device=device_kind(device),
                      n_params=sum(p.numel() for p in model.parameters()), limit_micro=limit_micro) as phase:
         if earlier is not None:
             phase.carry(earlier)
-        bar = tqdm(total=total_steps, initial=run.step, desc=phase_name, unit="step", disable=not cfg.progress,
-                   leave=False)
+        bar = tqdm(total=total_steps, initial=run.step, desc=phase_name, unit="step",
+                   disable=not cfg.progress or rank != 0, leave=False)
         for idx in _batches(encoded.lengths, cfg, steps_per_epoch, total_steps, run.step):
             # 1. before a step would pass the money held for the phase, ask for more; stop if none is left
-            if phase.would_pass_limit() and not phase.ask_for_more(more_money, total_steps - run.step):
+            at_limit = phase.would_pass_limit() and not phase.ask_for_more(more_money, total_steps - run.step)
+            if _any_process(accelerator, at_limit):
                 phase.stop_for_limit()
                 stopped = "budget"
                 break
             t0 = time.perf_counter()
-            batch = {k: v.to(device) for k, v in collate(encoded, idx, tokenizer.pad_token_id).items()}
-            y, q = hard[idx].to(device), targets[idx].to(device)
+            mine, share = _my_rows(idx, rank, world)  # this process's rows of the batch
+            batch = {k: v.to(device) for k, v in collate(encoded, mine, tokenizer.pad_token_id).items()}
+            y, q = hard[mine].to(device), targets[mine].to(device)
             gold = y >= 0
             # 2. forward under autocast; the loss is computed in fp32
             with autocast(device, cfg.precision):
-                logits = model(**batch).logits.float()
+                logits = forward(**batch).logits.float()
             # 3. gold cross-entropy, summed over the labeled rows of the batch
             ce = F.cross_entropy(logits[gold], y[gold], reduction="sum") if gold.any() else logits.new_zeros(())
             # 4. KL(teacher || student) at temperature T on soft rows, x T^2 to keep gradient scale (Hinton 2015)
             t = cfg.temperature
             kl = (F.kl_div(F.log_softmax(logits[~gold] / t, dim=-1), q[~gold], reduction="sum") * t * t
                   if (~gold).any() else logits.new_zeros(()))
-            # 5. one mean over the batch, so gold and soft rows weigh by their count
-            loss = (w_gold * ce + (1 - w_gold) * kl) / len(idx)
+            # 5. one mean over the whole batch, so gold and soft rows weigh by their count; with several
+            #    processes each scales its part by their number, and the all-reduce averages them back
+            loss = (w_gold * ce + (1 - w_gold) * kl) * share / len(idx) * world
             loss.backward()
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -235,33 +248,41 @@ def train(
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             run.step += 1
-            phase.add(len(idx), int(batch["attention_mask"].sum()), batch["input_ids"].numel())
+            pending.append(loss.detach())  # read at evaluations and checkpoints: .item() waits for the device
+            phase.add(int(len(mine) * share), int(batch["attention_mask"].sum() * share), batch["input_ids"].numel())
             bar.update(1)
-            if cfg.progress:  # loss.item() waits for the device: only when someone reads the bar
+            if cfg.progress and rank == 0:
                 bar.set_postfix(loss=f"{loss.item():.4f}", ms=f"{1000 * (time.perf_counter() - t0):.0f}")
-            # 6. evaluate on dev, keep the best weights, stop early when it stops improving
+            # 6. evaluate on dev, keep the best weights, stop early when it stops improving (never before
+            #    min_steps: a student still predicting one class on its first tiny epochs is not done)
             at_epoch_end = run.step % steps_per_epoch == 0 or run.step == total_steps
-            evaluate_now = dev is not None and (run.step % cfg.eval_every == 0 if cfg.eval_every else at_epoch_end)
+            evaluate_now = dev is not None and (run.step % eval_interval == 0 or run.step == total_steps)
             if evaluate_now:
-                value = _evaluate(model, tokenizer, dev, label_names, cfg, run)
+                _read_losses(accelerator, pending, run)
+                value = _evaluate(model, tokenizer, dev, label_names, cfg, run, device)
                 log.info(f"{phase_name} step {run.step}/{total_steps}: loss {loss.item():.4f}, dev {cfg.metric} "
                          f"{value:.4f}")
-                if cfg.patience and run.bad_evals >= cfg.patience:
+                patient = cfg.patience and run.bad_evals >= cfg.patience and run.step >= cfg.min_steps
+                if _any_process(accelerator, bool(patient)):  # every process evaluates the same dev set
                     stopped = "early_stop"
             # a checkpoint writes the model, optimizer and best weights: not after every tiny epoch
-            if (evaluate_now or at_epoch_end) and time.monotonic() - last_save >= cfg.checkpoint_every_s:
+            due = time.monotonic() - last_save >= cfg.checkpoint_every_s  # processes agree: a save reads losses
+            if (evaluate_now or at_epoch_end) and _any_process(accelerator, due):
+                _read_losses(accelerator, pending, run)
                 ckpt.save(run, None, phase)
                 last_save = time.monotonic()
             if stopped != "completed":
                 break
         bar.close()
+        _read_losses(accelerator, pending, run)
 
         # --- finish: keep the best weights, save the model folder and the final checkpoint --------
         ckpt.finish(run, stopped, phase, tokenizer)
-    return TrainResult(run.step, total_steps, stopped, run.best_dev, run.history, ckpt.out, meter.records[-1])
+    return TrainResult(run.step, total_steps, stopped, run.best_dev, run.history, ckpt.out, meter.records[-1],
+                       run.losses)
 
 
-# --- the loop's helpers: batches, dev evaluation, checkpoints -----------------------------------------
+# --- the loop's helpers: batches, processes, dev evaluation, checkpoints ----------------------------
 
 _FINISHED = {"completed", "early_stop"}  # how a run that needs no more training ended
 
@@ -280,6 +301,44 @@ def _batches(lengths: np.ndarray, cfg: TrainConfig, steps_per_epoch: int, total_
         yield from batches[max(0, start - epoch * steps_per_epoch):]
 
 
+def _place(model, cfg: TrainConfig, accelerator) -> tuple[torch.device, int, int, Any]:
+    """Move the model to its device: (device, this process's rank, the number of processes, what to call
+    forward on: the model itself, or its data-parallel wrapper, whose backward all-reduces the gradients)."""
+    if accelerator is None:
+        device = pick_device(cfg.device)
+        model.to(device)
+        return device, 0, 1, model
+    model.to(accelerator.device)
+    return accelerator.device, accelerator.process_index, accelerator.num_processes, accelerator.prepare_model(model)
+
+
+def _my_rows(idx: np.ndarray, rank: int, world: int) -> tuple[np.ndarray, float]:
+    """This process's rows of a batch, and 1.0 (or 0.0 when the batch has fewer rows than processes: the
+    process then computes one row with no weight, so that every process takes part in the all-reduce)."""
+    mine = idx[rank::world]
+    return (mine, 1.0) if len(mine) else (idx[:1], 0.0)
+
+
+def _any_process(accelerator, flag: bool) -> bool:
+    """True when ``flag`` is true in any process: a stop every process makes together."""
+    if accelerator is None:
+        return flag
+    t = torch.tensor([float(flag)], device=accelerator.device)
+    return bool(accelerator.reduce(t, reduction="sum").item() > 0)
+
+
+def _read_losses(accelerator, pending: list[torch.Tensor], run: _Run) -> None:
+    """Move the pending steps' losses into ``run.losses``. Each process holds its part of a step's loss
+    times the number of processes, so their mean is the step's loss."""
+    if not pending:
+        return
+    losses = torch.stack(pending).float()
+    if accelerator is not None:
+        losses = accelerator.reduce(losses, reduction="mean")
+    run.losses.extend(float(x) for x in losses.cpu())
+    pending.clear()
+
+
 @dataclass
 class _Run:
     """Where training is: what a checkpoint keeps besides the model, optimizer and scheduler."""
@@ -289,13 +348,14 @@ class _Run:
     history: list[tuple[int, float]] = field(default_factory=list)
     bad_evals: int = 0  # evaluations since the best one
     best_state: dict[str, torch.Tensor] | None = None  # the best dev model's weights, on the CPU
+    losses: list[float] = field(default_factory=list)
 
 
 def _evaluate(model, tokenizer, dev: tuple[Sequence[Text], np.ndarray], label_names: Sequence[str],
-              cfg: TrainConfig, run: _Run) -> float:
+              cfg: TrainConfig, run: _Run, device: torch.device) -> float:
     """Score the model on dev and record it in ``run``, keeping a copy of the weights when they are the best."""
     value = evaluate(model, tokenizer, dev[0], dev[1], label_names, max_length=cfg.max_length,
-                     precision=cfg.precision, device=cfg.device, progress=False).get(cfg.metric)
+                     precision=cfg.precision, device=str(device), progress=False).get(cfg.metric)
     model.train()
     run.history.append((run.step, value))
     if run.best_dev is None or value > run.best_dev:
@@ -319,6 +379,7 @@ class _Checkpoint:
     scheduler: Any
     cfg: TrainConfig
     n_examples: int
+    writes: bool = True  # False in all but the main process of several: they load, never write
 
     def load(self) -> tuple[_Run, PhaseRecord | None, str | None]:
         """Restore the model, optimizer, scheduler and RNG from the checkpoint, if there is one.
@@ -336,7 +397,8 @@ class _Checkpoint:
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
-        run = _Run(ckpt["step"], ckpt["best_dev"], ckpt["history"], ckpt["bad_evals"], ckpt.get("best_model"))
+        run = _Run(ckpt["step"], ckpt["best_dev"], ckpt["history"], ckpt["bad_evals"], ckpt.get("best_model"),
+                   ckpt.get("losses", []))
         torch.set_rng_state(ckpt["rng"])  # dropout continues as if never interrupted
         earlier = PhaseRecord(**ckpt["phase"])  # what the interrupted run already measured
         if ckpt["stopped"] in _FINISHED and run.best_state is not None:
@@ -345,12 +407,13 @@ class _Checkpoint:
 
     def save(self, run: _Run, stopped: str | None, phase: Phase) -> None:
         """Write what resuming needs; ``stopped`` says how the run ended (None while it goes on)."""
-        if self.out is None:
+        if self.out is None or not self.writes:
             return
         self.out.mkdir(parents=True, exist_ok=True)
         ckpt = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "config": asdict(self.cfg), "n_examples": self.n_examples,
                 "step": run.step, "best_dev": run.best_dev, "history": run.history, "bad_evals": run.bad_evals,
+                "losses": run.losses,
                 "best_model": run.best_state, "stopped": stopped, "rng": torch.get_rng_state(),
                 "phase": asdict(phase.record)}
         torch.save(ckpt, self.out / "ckpt.tmp")
@@ -368,7 +431,7 @@ class _Checkpoint:
             self.save(run, stopped, phase)
         if run.best_state is not None:
             self.model.load_state_dict(run.best_state)
-        if self.out is not None:
+        if self.out is not None and self.writes:
             self.model.save_pretrained(self.out)
             tokenizer.save_pretrained(self.out)
         if stopped != "budget":

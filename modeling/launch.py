@@ -1,0 +1,212 @@
+"""Run one training in several processes, on one machine or several, with accelerate.
+
+The loop stays :func:`modeling.train.train`. The processes are started by ``torch.distributed.run``
+(torchrun: what ``accelerate launch --multi_gpu`` runs; its CPU path needs MPI, torchrun does not), and
+in each an :class:`accelerate.Accelerator` joins the process group (NCCL between GPUs, gloo between CPU
+processes), places the process on its device and wraps the model for data parallelism.
+:func:`launch_training` writes the job (model, data, settings, the price of a phase) to
+``out_dir/launch/job.pkl``, runs ``python -m torch.distributed.run ... -m modeling.launch JOB`` and waits.
+Each process trains on its share of every batch, meters its own phase against its share of the money,
+and writes its phase record (``phase-rank{R}.json``); the main process writes the checkpoints and the
+model folder, exactly where a one-process training would. The caller prices every process's record:
+several processes are charged for all their device-seconds.
+
+A phase that reaches its money limit stops in every process with its checkpoint; when the caller can
+add money (``more_money``), the processes are started again and resume from it, as a killed launch does.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pickle
+import re
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from annotation.records import Text
+from modeling.meter import PhaseRecord
+from modeling.train import SoftTargets, TrainConfig, TrainResult
+
+__all__ = ["Processes", "TrainJob", "LaunchError", "launch_training"]
+
+STRATEGIES = ("ddp",)
+_ERROR = re.compile(r"^(\[rank\d+\]: )?[\w.]*(Error|Exception): ")  # a process's exception line
+
+
+class LaunchError(RuntimeError):
+    """The processes of a launched training failed; the message has the first exception they printed."""
+
+
+@dataclass(frozen=True)
+class Processes:
+    """Where a launched training runs: ``processes`` per machine on ``machines`` machines.
+
+    ``strategy`` is 'ddp' (every process holds the whole model; sharding a teacher that does not fit
+    one GPU, FSDP, is not built yet). On several machines, run the same command on each with its
+    ``machine_rank``; ``main_address`` and ``main_port`` are those of machine 0 (port 0: a free port,
+    one machine only). ``threads`` sets ``OMP_NUM_THREADS`` of each process (0: the machine's cores
+    shared out).
+    """
+
+    processes: int = 1
+    machines: int = 1
+    machine_rank: int = 0
+    main_address: str = "127.0.0.1"
+    main_port: int = 0
+    strategy: str = "ddp"
+    threads: int = 0
+
+    @property
+    def world(self) -> int:
+        """How many processes train together."""
+        return self.processes * self.machines
+
+    def command(self, job: Path) -> list[str]:
+        """The torchrun command line that runs ``job`` in this machine's processes."""
+        port = self.main_port or _free_port()
+        return [sys.executable, "-m", "torch.distributed.run", "--nnodes", str(self.machines),
+                "--node_rank", str(self.machine_rank), "--nproc_per_node", str(self.processes),
+                "--master_addr", self.main_address, "--master_port", str(port), "-m", "modeling.launch", str(job)]
+
+    def threads_per_process(self) -> int:
+        """``OMP_NUM_THREADS`` of each process."""
+        return self.threads or max(1, (os.cpu_count() or 1) // self.processes)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """One training, as every process of a launch rebuilds it.
+
+    ``model`` is what :func:`modeling.models.load_classifier` loads (a folder or a known name),
+    ``lora_rank`` > 0 trains LoRA adapters only, ``price`` maps a phase record to micro-dollars (it is
+    pickled: a module-level function or a picklable object's method).
+    """
+
+    model: str
+    labels: tuple[str, ...]
+    texts: Sequence[Text]
+    y: np.ndarray
+    config: TrainConfig
+    out_dir: Path
+    phase_name: str = "train"
+    dev: tuple[Sequence[Text], np.ndarray] | None = None
+    soft: SoftTargets | None = None
+    lora_rank: int = 0
+    cache_dir: Path | None = None
+    price: Callable[[PhaseRecord], int] | None = None
+
+
+def launch_training(job: TrainJob, where: Processes, *, limit_micro: int | None = None,
+                    more_money: Callable[[int], int] | None = None, log: Path | None = None,
+                    ) -> tuple[TrainResult, list[PhaseRecord]]:
+    """Train ``job`` in ``where.world`` processes; returns the result and every process's phase record.
+
+    ``limit_micro`` is the money for the whole phase, shared out equally between the processes. When
+    they stop at it and ``more_money(micro)`` adds what the rest is projected to cost, they are started
+    again and resume from the checkpoint. A launch killed part way resumes the same way when called
+    again with the same ``job.out_dir``.
+
+    Raises
+    ------
+    LaunchError
+        If the processes exit with an error (the first exception they printed is in the message).
+    """
+    launch_dir = Path(job.out_dir) / "launch"
+    launch_dir.mkdir(parents=True, exist_ok=True)
+    log = log or launch_dir / "launch.log"
+    while True:
+        for old in [*launch_dir.glob("phase-rank*.json"), launch_dir / "result.json"]:
+            old.unlink(missing_ok=True)
+        path = launch_dir / "job.pkl"
+        with open(path.with_suffix(".tmp"), "wb") as f:
+            pickle.dump({"job": job, "limit_micro": limit_micro}, f)
+        path.with_suffix(".tmp").replace(path)
+        _run(where.command(path), where.threads_per_process(), log)
+        result = TrainResult(**json.loads((launch_dir / "result.json").read_text()))
+        records = [PhaseRecord(**json.loads(p.read_text())) for p in sorted(launch_dir.glob("phase-rank*.json"))]
+        if result.stopped != "budget" or more_money is None or limit_micro is None:
+            return _with_paths(result, job, records), records
+        spent = sum(r.cost_micro or 0 for r in records)
+        need = math.ceil(spent / max(1, result.steps) * (result.total_steps - result.steps) * 1.1)
+        got = more_money(max(1, need)) if need > 0 else 0
+        if got <= 0:
+            return _with_paths(result, job, records), records
+        limit_micro += got
+
+
+def _with_paths(result: TrainResult, job: TrainJob, records: list[PhaseRecord]) -> TrainResult:
+    first = records[0] if records else None
+    return TrainResult(result.steps, result.total_steps, result.stopped, result.best_dev,
+                       [tuple(h) for h in result.dev_history], Path(job.out_dir), first, result.losses)
+
+
+def _run(cmd: list[str], threads: int, log: Path) -> None:
+    root = str(Path(__file__).resolve().parents[1])  # the processes import this package as the caller does
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads),
+           "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    with open(log, "ab") as out:
+        code = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+    if code != 0:
+        lines = log.read_text(errors="replace").strip().splitlines()
+        cause = next((line for line in lines if _ERROR.search(line)), lines[-1] if lines else "no output")
+        raise LaunchError(f"The launched training exited with code {code}: {cause.strip()} (all output: {log})")
+
+
+# --- what each process runs ------------------------------------------------------------------------
+
+
+def _worker(path: Path) -> None:
+    """One process of a launch: rebuild the job, train its share, write its phase record (and, in the
+    main process, the result)."""
+    from accelerate import Accelerator, DistributedDataParallelKwargs
+
+    from modeling.lora import with_lora
+    from modeling.meter import Meter
+    from modeling.models import load_classifier
+    from modeling.train import train
+
+    spec = pickle.loads(path.read_bytes())
+    job: TrainJob = spec["job"]
+    import torch
+    # buffers are constants in these models (no batch norm); the dev evaluations run in inference mode,
+    # which leaves tensors that DDP's buffer broadcast cannot version
+    acc = Accelerator(cpu=job.config.device == "cpu" or not torch.cuda.is_available(),
+                      kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)])
+    loaded = load_classifier(job.model, list(job.labels), seed=job.config.seed, cache_dir=job.cache_dir)
+    if job.lora_rank:
+        loaded = with_lora(loaded, job.lora_rank)
+    limit = None if spec["limit_micro"] is None else spec["limit_micro"] // acc.num_processes
+    result = train(loaded.model, loaded.tokenizer, job.texts, job.y, label_names=job.labels, config=job.config,
+                   dev=job.dev, soft=job.soft, out_dir=job.out_dir, meter=Meter(price=job.price),
+                   phase_name=job.phase_name, limit_micro=limit, accelerator=acc)
+    launch_dir = Path(job.out_dir) / "launch"
+    _write_json(launch_dir / f"phase-rank{acc.process_index}.json", asdict(result.phase))
+    if acc.is_main_process:
+        _write_json(launch_dir / "result.json", {
+            "steps": result.steps, "total_steps": result.total_steps, "stopped": result.stopped,
+            "best_dev": result.best_dev, "dev_history": result.dev_history, "losses": result.losses})
+    acc.wait_for_everyone()
+    acc.end_training()
+
+
+def _write_json(path: Path, value: dict) -> None:
+    path.with_suffix(".tmp").write_text(json.dumps(value))
+    path.with_suffix(".tmp").replace(path)
+
+
+if __name__ == "__main__":
+    _worker(Path(sys.argv[1]))
