@@ -75,8 +75,16 @@ class RunContext:
 
     def latest_student_path(self) -> str | None:
         """The folder of the student trained by the last finished round, or None before the baseline."""
-        rounds = [r for r in self.ledger.rounds() if r.state == "done" and r.summary and r.summary.student]
+        rounds = self._students()
         return rounds[-1].summary.student if rounds else None
+
+    def latest_of_kind(self, distilled: bool) -> tuple[str, int] | None:
+        """The folder and label count of the last distilled (or label-only) student, or None."""
+        rounds = [r for r in self._students() if (r.arm == "distill") == distilled]
+        return (rounds[-1].summary.student, rounds[-1].summary.n_labels) if rounds else None
+
+    def _students(self) -> list:
+        return [r for r in self.ledger.rounds() if r.state == "done" and r.summary and r.summary.student]
 
     def latest_student(self) -> LoadedModel | None:
         """The student trained by the last finished round (loaded from its folder), or None before the baseline."""

@@ -328,7 +328,8 @@ class Controller:
         batch = self.config.annotation.batch_size
         spent = money.spent_by_round
         obs = tuple(RoundObservation(r.round, r.arm, spent.get(r.round, 0), r.summary.n_labels, r.summary.dev,
-                                     r.summary.prev_dev, r.summary.disagree, r.summary.dev_items or 0)
+                                     r.summary.prev_dev, r.summary.disagree, r.summary.dev_items or 0,
+                                     r.summary.arm_prev_dev, r.summary.arm_disagree, r.summary.arm_prev_labels)
                     for r in money.rounds if r.state == "done" and r.summary)
         return PolicyState(
             granted_micro=money.totals.granted + extra_micro, available_micro=money.totals.available + extra_micro,

@@ -10,6 +10,10 @@ bound), so a small dev set gives a wide interval instead of a confident wrong nu
   measures the slope ``b = d / ln((n + k) / n)`` of ``score = a + b ln(n)``; the slopes of all
   annotation rounds are pooled by inverse variance. The next batch of ``k'`` labels at ``n'`` is
   expected to add ``b ln((n' + k') / n')``: returns fall as labels grow, as learning curves do.
+- Labels through the distilled student: a distillation after new labels is also scored against the
+  previous distilled student (same items), a point on the distilled student's learning curve. When
+  the run's output will be distilled, labels are worth what they do to that curve (the teacher learns
+  from them too), once measured.
 - Distillation: a distillation round's paired gain over the label-only student it followed. The
   labels bought since then have not been distilled, so the same gain is expected again.
 
@@ -57,19 +61,34 @@ class Measured:
 class Gain:
     """An arm's expected gain of its next spend: ``points`` with standard error ``se``, for ``cost_micro``.
 
-    ``None`` points means not measured yet.
+    ``None`` points means not measured yet. ``floor`` is a gain the arm cannot fall below in
+    expectation (labels: 0, a learning curve does not fall as labels are added; a measured drop is
+    training and dev-set noise): the estimate is then a normal truncated at the floor, so one unlucky
+    retrain reads as "little gain, maybe more", never as "labels hurt with 80% confidence".
     """
 
     arm: str
     points: float | None
     se: float
     cost_micro: int
+    floor: float | None = None
+
+    def quantile(self, z: float) -> float:
+        """The gain (points) at standard-normal quantile ``z``: ``points + z se``, truncated at ``floor``."""
+        if self.floor is None or not 0 < self.se < math.inf:
+            return self.points + z * self.se
+        nd = NormalDist()
+        above = nd.cdf((self.points - self.floor) / self.se)  # the chance mass above the floor
+        if above <= 0.0:
+            return self.floor
+        tail = min(max(above * (1.0 - nd.cdf(z)), 1e-300), 1.0 - 1e-16)  # upper tail of the truncated normal
+        return max(self.floor, self.points - self.se * nd.inv_cdf(tail))
 
     def per_100usd(self, z: float = 0.0) -> float | None:
-        """Points per $100: the estimate (``z=0``), or its upper (``z>0``) / lower (``z<0``) bound."""
+        """Points per $100: the estimate (``z=0``, the median), or its upper (``z>0``) / lower (``z<0``) bound."""
         if self.points is None or self.cost_micro <= 0:
             return None
-        return (self.points + z * self.se) / (self.cost_micro / 1e8)
+        return self.quantile(z) / (self.cost_micro / 1e8)
 
     def describe(self, z: float, confidence: float) -> str:
         """E.g. 'labels +2.1 points per $100 (80% range -0.4 to +4.6)': the range at ``confidence`` each side,
@@ -88,12 +107,13 @@ def _pts(x: float) -> str:
     return f"{x:+.3g}" if abs(x) < 1e4 else f"{x:+.2e}"
 
 
-def label_slope(rounds: list[Measured]) -> tuple[float, float] | None:
-    """Pooled slope ``b`` (points per unit of ln labels) and its standard error from annotation rounds;
-    None without one."""
+def label_slope(rounds: list[Measured], arm: str = "annotate") -> tuple[float, float] | None:
+    """Pooled slope ``b`` (points per unit of ln labels) and its standard error from the measurements of
+    one curve (``arm``: 'annotate', the label-only student; 'distill', the distilled one) that added
+    labels; None without one."""
     terms = []
     for r in rounds:
-        if r.arm != "annotate" or r.n_after <= r.n_before or r.n_before <= 0:
+        if r.arm != arm or r.n_after <= r.n_before or r.n_before <= 0:
             continue
         span = math.log(r.n_after / r.n_before)
         terms.append((r.gain / span, r.se / span))

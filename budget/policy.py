@@ -35,6 +35,8 @@ class RoundObservation:
     ``n_labels`` is the number of purchased gold labels (seed included) the round's student saw.
     ``prev_dev`` is the previous round's student on this round's dev set (``dev_items`` items) and
     ``disagree`` the share of those items on which exactly one of the two is right (a paired measure).
+    ``arm_prev_dev`` and ``arm_disagree`` compare in the same way with the last student of the round's
+    own kind (label-only or distilled), which saw ``arm_prev_labels`` labels.
     """
 
     round: int
@@ -45,6 +47,18 @@ class RoundObservation:
     prev_dev: float | None = None
     disagree: float | None = None
     dev_items: int = 0
+    arm_prev_dev: float | None = None
+    arm_disagree: float | None = None
+    arm_prev_labels: int | None = None
+
+    def along_kind(self) -> Measured | None:
+        """This student's paired gain over the last student of its own kind, a point on the label-only
+        ('annotate') or distilled ('distill') learning curve; None when not measured."""
+        if self.dev_score is None or None in (self.arm_prev_dev, self.arm_disagree, self.arm_prev_labels):
+            return None
+        return Measured("distill" if self.arm == "distill" else "annotate", 100 * (self.dev_score - self.arm_prev_dev),
+                        paired_se(self.arm_disagree, self.dev_items), self.arm_prev_labels, self.n_labels,
+                        self.cost_micro)
 
     def measured(self, n_before: int) -> Measured | None:
         """This round's paired gain in points over the student before it, or None when not measured."""
@@ -267,18 +281,28 @@ class Adaptive(Policy):
                 before = r
         return out
 
+    @staticmethod
+    def curves(state: PolicyState) -> list[Measured]:
+        """Each round's paired gain over the last student of its own kind: points on the label-only curve
+        (annotation rounds) and on the distilled curve (distillations after new labels)."""
+        return [m for r in state.rounds if (m := r.along_kind()) is not None]
+
     @classmethod
-    def label_gain(cls, state: PolicyState, money: int | None = None) -> Gain:
+    def label_gain(cls, state: PolicyState, money: int | None = None, *, distilled: bool = False) -> Gain:
         """Expected points of the next batch (what ``money`` buys, a full batch by default) from the pooled
-        slope of the annotation rounds' paired gains on ln(labels)."""
+        slope of paired gains on ln(labels): on the distilled student's curve when ``distilled`` (the run's
+        output will be distilled) and it is measured, else on the label-only student's."""
         n = state.affordable_labels(state.available_micro if money is None else money) or min(
             state.batch_size, state.n_available)
         cost = n * state.label_cost_micro + state.retrain_cost_micro
-        slope = label_slope(cls.measurements(state))
+        curves = cls.curves(state)
+        slope = label_slope(curves, arm="distill") if distilled else None
+        if slope is None:  # ledgers from before the per-kind comparison have only the paired gains
+            slope = label_slope(curves) or label_slope(cls.measurements(state))
         if slope is None or n == 0 or state.n_labels <= 0:
             return Gain("annotate", None, math.inf, cost)
         span = math.log((state.n_labels + n) / state.n_labels)
-        return Gain("annotate", slope[0] * span, slope[1] * span, cost)
+        return Gain("annotate", slope[0] * span, slope[1] * span, cost, floor=0.0)
 
     @classmethod
     def distill_gain(cls, state: PolicyState) -> Gain:
@@ -293,10 +317,13 @@ class Adaptive(Policy):
     # deciding ---------------------------------------------------------------------------------------
     def decide(self, state: PolicyState) -> Decision:
         z = z_value(self.stop_confidence)
-        labels, distill = self.label_gain(state), self.distill_gain(state)
+        distill = self.distill_gain(state)
+        free = distill.cost_micro <= self.nearly_free_share * state.granted_micro
+        # the output will be distilled when compute is nearly free or distilling has paid: labels are
+        # then worth what they do to the distilled student
+        labels = self.label_gain(state, distilled=free or (distill.points or 0) > 0)
         est = {"annotate": labels.per_100usd(), "distill": distill.per_100usd()}
         tried = {r.arm for r in state.rounds if r.dev_score is not None}  # a round stopped early tells nothing
-        free = distill.cost_micro <= self.nearly_free_share * state.granted_micro
         pending = not self._distilled_since_last_labels(state) and "annotate" in tried
         reserve = distill.cost_micro if self.keep_final_distill else 0
         # 1. explore: labels, then a distillation (a pilot over part of the pool when a full one is dear)

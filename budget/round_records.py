@@ -66,7 +66,9 @@ class RoundSummary:
 
     ``prev_dev`` is the previous round's student scored on this round's dev set (``dev_items``
     items), ``disagree`` the share of those items on which exactly one of the two students is right:
-    together with ``dev`` they measure what the round bought on the same items.
+    together with ``dev`` they measure what the round bought on the same items. ``arm_prev_dev`` and
+    ``arm_disagree`` do the same against the last student of the round's own kind (label-only or
+    distilled), trained on ``arm_prev_labels`` labels: how the labels bought since moved that curve.
     """
 
     n_labels: int = 0
@@ -87,6 +89,9 @@ class RoundSummary:
     dev_items: int | None = None
     prev_dev: float | None = None
     disagree: float | None = None
+    arm_prev_dev: float | None = None
+    arm_disagree: float | None = None
+    arm_prev_labels: int | None = None
 
     @property
     def stopped_at_cap(self) -> bool:

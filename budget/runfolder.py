@@ -5,7 +5,8 @@ While a phase runs, ``ckpt.pt`` beside the model holds what a killed process nee
 optimizer state is twice the model); once the phase's step is done in the ledger nothing reads it
 again, so it goes. Of the finished rounds' models the folder keeps the best student on dev, and the
 latest ``keep`` students and teachers (``[models] keep``, default 1; ``"all"`` keeps every one). The
-latest student always stays: the next round selects items with it. Soft labels cached for a teacher
+latest student always stays: the next round selects items with it; so do the latest label-only and the
+latest distilled student, which the next round of each kind is compared with. Soft labels cached for a teacher
 that is removed go with it. A round still in flight is never touched.
 
 :func:`prune` does this; the controller calls it after every round and ``python -m budget.controller
@@ -94,6 +95,9 @@ def prune(run_dir: Path, ledger: Ledger, keep: int | None = 1) -> PruneResult:
         best = best_student_round(rounds)
         if best is not None:
             kept.add(("student", best))
+        for distilled in (False, True):  # the next round of each kind is compared with the latest of it
+            kind = [r.round for r in rounds if r.round in have["student"] and (r.arm == "distill") == distilled]
+            kept.update(("student", r) for r in kind[-1:])
         gone = [(role, r) for role, rs in have.items() for r in rs if (role, r) not in kept]
         doomed += [models / f"round-{r:03d}" / role for role, r in gone]
         still_used = set().union(*(_soft_label_files(ledger, r) for role, r in kept if role == "teacher"))

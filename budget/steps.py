@@ -158,8 +158,25 @@ def student_step(ctx: RunContext, rnd: int, snap: Snapshot, soft: SoftTargets | 
         if previous and result.get("dev_pred") is not None:
             compared, phase = _compare_with(ctx, rnd, snap, previous, np.asarray(result["dev_pred"]))
             result, records = {**result, **compared}, [*records, phase]
+            same, more = _compare_along_kind(ctx, rnd, snap, previous, soft is not None, result)
+            result, records = {**result, **same}, [*records, *more]
         return result, records
     return work
+
+
+def _compare_along_kind(ctx: RunContext, rnd: int, snap: Snapshot, previous: str, distilled: bool,
+                        result: dict) -> tuple[dict, list[PhaseRecord]]:
+    """The comparison with the last student of the same kind (distilled or label-only): the previous
+    round's when it was one (no second evaluation), else that student scored on this round's dev items."""
+    last = ctx.latest_of_kind(distilled)
+    if last is None:
+        return {}, []
+    path, n_labels = last
+    if path == previous:
+        return {"arm_prev_dev": result["prev_dev"], "arm_disagree": result["disagree"], "arm_prev_labels": n_labels}, []
+    compared, phase = _compare_with(ctx, rnd, snap, path, np.asarray(result["dev_pred"]))
+    return {"arm_prev_dev": compared["prev_dev"], "arm_disagree": compared["disagree"],
+            "arm_prev_labels": n_labels}, [phase]
 
 
 def _compare_with(ctx: RunContext, rnd: int, snap: Snapshot, previous: str,
@@ -176,7 +193,8 @@ def _compare_with(ctx: RunContext, rnd: int, snap: Snapshot, previous: str,
 
 def student_summary(step: dict[str, Any], **more: Any) -> RoundSummary:
     """A round's summary from its student step's result, plus the round's own fields."""
-    keys = ("student", "n_labels", "dev", "test", "seconds", "stopped", "dev_items", "prev_dev", "disagree")
+    keys = ("student", "n_labels", "dev", "test", "seconds", "stopped", "dev_items", "prev_dev", "disagree",
+            "arm_prev_dev", "arm_disagree", "arm_prev_labels")
     picked = {k: step[k] for k in keys if k in step}
     return RoundSummary(**{**picked, **more})
 

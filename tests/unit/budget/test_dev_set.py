@@ -45,3 +45,21 @@ def test_a_pool_item_is_in_dev_the_same_way_in_any_run(tmp_path):
         with Controller(load_config(project), Path(tmp_path / name), progress=False, say=lambda _: None) as run:
             dev.append(run.ctx.snapshot().dev_ids)
     assert dev[0] == dev[1] and dev[0]
+
+
+def test_a_distillation_is_also_compared_with_the_last_distilled_student_on_its_own_dev_items(tmp_path):
+    # compute nearly free: adaptive distils whenever labels arrived, so distilled students alternate
+    # with label-only ones; each is compared with the previous round's and the last of its own kind
+    project = write_tiny_project(tmp_path, policy="adaptive", overrides={"prices": {"reference_gpu_hour": "2.00"}})
+    with Controller(load_config(project), tmp_path / "run", progress=False, say=lambda _: None) as run:
+        run.fund(to_micro("40"))
+        run.run(max_rounds=5)
+        rounds = [r for r in run.ledger.rounds() if r.state == "done"]
+    arms = [r.arm for r in rounds]
+    assert arms[:5] == ["baseline", "annotate", "distill", "annotate", "distill"]
+    first, second = rounds[2], rounds[4]
+    assert first.summary.arm_prev_dev is None  # no distilled student before it
+    assert second.summary.arm_prev_labels == first.summary.n_labels < second.summary.n_labels
+    assert second.summary.arm_prev_dev is not None and 0 <= second.summary.arm_disagree <= 1
+    # the annotation after a distillation is compared with the last label-only student, not the distilled one
+    assert rounds[3].summary.arm_prev_labels == rounds[1].summary.n_labels

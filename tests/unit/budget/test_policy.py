@@ -1,6 +1,7 @@
 """Policies on synthetic learning curves: who gets the next dollars, and when to stop."""
 
 import math
+import re
 
 import pytest
 
@@ -129,11 +130,11 @@ def test_adaptive_distils_again_only_once_labels_have_grown_enough():
 
 
 def test_adaptive_runs_a_final_distillation_when_labels_stop_paying():
-    # on 5000 dev items, labels confidently add nothing; the distillation after round 1 added 5 points
-    flat = [RoundObservation(0, "baseline", 1000, 100, 0.80, dev_items=5000),
-            RoundObservation(1, "annotate", 25 * USD, 150, 0.80, 0.80, 0.02, 5000),
-            distilled(2, 150, 0.05, 0.80, dev_items=5000),
-            RoundObservation(3, "annotate", 25 * USD, 200, 0.80, 0.85, 0.06, 5000)]
+    # on 20000 dev items, labels confidently add nothing; the distillation after round 1 added 5 points
+    flat = [RoundObservation(0, "baseline", 1000, 100, 0.80, dev_items=20000),
+            RoundObservation(1, "annotate", 25 * USD, 150, 0.80, 0.80, 0.02, 20000),
+            distilled(2, 150, 0.05, 0.80, dev_items=20000),
+            RoundObservation(3, "annotate", 25 * USD, 200, 0.80, 0.85, 0.06, 20000)]
     d = Adaptive().decide(state(flat, n_labels=200))
     assert d.arm == "distill" and d.reason.startswith("final distillation")
 
@@ -157,7 +158,7 @@ def test_adaptive_stops_when_it_is_confident_neither_arm_is_worth_its_price():
     d = Adaptive(min_points_per_100usd=0.5).decide(state(_flat(5000), n_labels=200))
     assert d.arm == "stop" and d.amount_micro == 0
     assert "$100 more is expected to add under 0.5 points on either arm with 80% confidence" in d.reason
-    assert "labels +0 points per $100 (80% range" in d.reason  # each arm's estimate with its range
+    assert re.search(r"labels \+0\.\d+ points per \$100 \(80% range \+0\.\d+ to \+0\.\d+\)", d.reason)  # with range
     assert "every label bought is already distilled" in d.reason
 
 
@@ -215,3 +216,38 @@ def test_adaptive_does_not_starve_labels_to_keep_money_for_a_distillation_that_p
                             label=USD // 10))
     assert 0.5 < policy.distill_gain(state(rounds, distill_fixed=14 * USD)).per_100usd(0.84)  # "worth" it...
     assert d.arm == "annotate" and d.n_items == 25  # ...but labels come first
+
+
+def test_one_retrain_that_scored_lower_does_not_make_labels_look_harmful():
+    # the held-out failure: 51.6 then 50.0 on a small dev set. A learning curve does not fall in
+    # expectation, so the drop is noise: labels keep a positive estimate and the run goes on buying.
+    rounds = [RoundObservation(0, "baseline", 1000, 100, 0.516, dev_items=60),
+              RoundObservation(1, "annotate", 25 * USD, 150, 0.500, 0.516, 0.10, 60)]
+    labels = Adaptive.label_gain(state(rounds, n_labels=150))
+    assert labels.per_100usd() > 0 and labels.per_100usd(-0.84) >= 0
+    d = Adaptive().decide(state(rounds + [distilled(2, 150, -0.02, 0.50, dev_items=60)], n_labels=150))
+    assert d.arm == "annotate"
+
+
+def _kinds(distilled_gain: float):
+    """Labels 100 -> 150 -> 250 with a distillation after each batch; the label-only curve is steep,
+    and the distilled one gains ``distilled_gain`` points between its two distillations."""
+    return [RoundObservation(0, "baseline", 1000, 100, 0.60, dev_items=4000),
+            RoundObservation(1, "annotate", 25 * USD, 150, 0.66, 0.60, 0.08, 4000, 0.60, 0.08, 100),
+            RoundObservation(2, "distill", 2 * USD, 150, 0.80, 0.66, 0.15, 4000),
+            RoundObservation(3, "annotate", 50 * USD, 250, 0.72, 0.80, 0.15, 4000, 0.66, 0.08, 150),
+            RoundObservation(4, "distill", 2 * USD, 250, 0.80 + distilled_gain, 0.72, 0.15, 4000,
+                             0.80, 0.01, 150)]
+
+
+def test_labels_are_valued_on_the_distilled_students_curve_when_the_output_will_be_distilled():
+    # the distilled student did not move with 100 more labels: labels are worth little to it, though
+    # the label-only student gained 6 points; with a distilled output the run stops buying labels
+    flat = state(_kinds(0.0), n_labels=250)
+    on_distilled, label_only = Adaptive.label_gain(flat, distilled=True), Adaptive.label_gain(flat)
+    assert on_distilled.points < 1 < label_only.points
+    assert Adaptive().decide(flat).arm != "annotate"
+    # the same run where the distilled student rose with the labels keeps buying them
+    rising = state(_kinds(0.04), n_labels=250)
+    assert Adaptive.label_gain(rising, distilled=True).points > 1
+    assert Adaptive().decide(rising).arm == "annotate"
