@@ -25,7 +25,7 @@ from budget.round_records import best_round
 
 __all__ = ["PruneResult", "best_student_round", "check_keep", "folder_bytes", "format_bytes", "prune"]
 
-_CHECKPOINTS = ("ckpt.pt", "ckpt.tmp")
+_CHECKPOINTS = ("ckpt.pt", "ckpt.tmp", "ckpt-phase-rank*.json", "launch")  # launch/: a multi-process job's files
 
 
 @dataclass(frozen=True)

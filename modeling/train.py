@@ -14,6 +14,7 @@ and a finished run returns its result without training again.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -200,7 +201,7 @@ def train(
 
     # --- resume (like nanoGPT's init_from='resume'); a finished run is not trained again --------
     ckpt = _Checkpoint(None if out_dir is None else Path(out_dir), model, optimizer, scheduler, cfg, len(all_texts),
-                       writes=rank == 0)
+                       rank=rank)
     run, earlier, ended = ckpt.load()
     if ended in _FINISHED:  # its model folder was written before this checkpoint
         return TrainResult(run.step, total_steps, ended, run.best_dev, run.history, ckpt.out, earlier, run.losses)
@@ -379,7 +380,11 @@ class _Checkpoint:
     scheduler: Any
     cfg: TrainConfig
     n_examples: int
-    writes: bool = True  # False in all but the main process of several: they load, never write
+    rank: int = 0  # of several processes, only rank 0 writes the checkpoint; the others, their phase so far
+
+    @property
+    def _rank_phase(self) -> Path:
+        return self.out / f"ckpt-phase-rank{self.rank}.json"
 
     def load(self) -> tuple[_Run, PhaseRecord | None, str | None]:
         """Restore the model, optimizer, scheduler and RNG from the checkpoint, if there is one.
@@ -401,13 +406,22 @@ class _Checkpoint:
                    ckpt.get("losses", []))
         torch.set_rng_state(ckpt["rng"])  # dropout continues as if never interrupted
         earlier = PhaseRecord(**ckpt["phase"])  # what the interrupted run already measured
+        if self.rank and self._rank_phase.exists():  # this process's own measure, when saved at the same step
+            mine = json.loads(self._rank_phase.read_text())
+            earlier = PhaseRecord(**mine["phase"]) if mine["step"] == run.step else earlier
         if ckpt["stopped"] in _FINISHED and run.best_state is not None:
             self.model.load_state_dict(run.best_state)
         return run, earlier, ckpt["stopped"]
 
     def save(self, run: _Run, stopped: str | None, phase: Phase) -> None:
         """Write what resuming needs; ``stopped`` says how the run ended (None while it goes on)."""
-        if self.out is None or not self.writes:
+        if self.out is None:
+            return
+        if self.rank:
+            self.out.mkdir(parents=True, exist_ok=True)
+            tmp = self._rank_phase.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"step": run.step, "phase": asdict(phase.record)}))
+            tmp.replace(self._rank_phase)
             return
         self.out.mkdir(parents=True, exist_ok=True)
         ckpt = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
@@ -431,7 +445,7 @@ class _Checkpoint:
             self.save(run, stopped, phase)
         if run.best_state is not None:
             self.model.load_state_dict(run.best_state)
-        if self.out is not None and self.writes:
+        if self.out is not None and self.rank == 0:
             self.model.save_pretrained(self.out)
             tokenizer.save_pretrained(self.out)
         if stopped != "budget":
