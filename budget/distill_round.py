@@ -1,8 +1,8 @@
 """A distillation round: the teacher fine-tuned on every label so far, soft labels on unlabeled items,
 the student distilled from them.
 
-With ``[compute]`` processes or machines above one, the teacher's fine-tune runs in that many
-processes (:mod:`modeling.launch`). The three compute steps share one reservation of twice the policy's
+With ``[compute]`` processes or machines above one, the teacher's fine-tune and its soft labels run in
+that many processes (:mod:`modeling.launch`). The three compute steps share one reservation of twice the policy's
 FLOP estimate (as far as the money allows); each phase stops at what the reservation holds and asks for
 more before it stops.
 A lead approves compute above ``[policy] approve_compute_micro`` as they approve annotation batches.
@@ -35,8 +35,8 @@ from budget.steps import (
 from modeling.device import device_kind, pick_device
 from modeling.encoding import encode, sorted_batches
 from modeling.infer import DEFAULT_CHUNK_SIZE as CHUNK
-from modeling.infer import soft_labels, softmax
-from modeling.launch import Processes, TrainJob, launch_training
+from modeling.infer import SoftLabels, model_fingerprint, soft_labels, softmax
+from modeling.launch import Processes, SoftLabelJob, TrainJob, launch_soft_labels, launch_training
 from modeling.meter import PhaseRecord
 from modeling.models import LoadedModel, load_classifier
 from modeling.train import SoftTargets, TrainConfig, train
@@ -142,18 +142,32 @@ def _soft_label_step(ctx: RunContext, rnd: int, out: Path, items: np.ndarray, te
         n = _affordable_prefix(ctx, teacher, texts, limit, more_money)
         if n == 0:
             return {"n_items": 0, "stopped": "budget"}, []
-        soft = soft_labels(teacher.model, teacher.tokenizer, texts[:n], cache_dir=cache_dir,
-                           max_length=ctx.config.models.max_length, progress=ctx.progress)
+        soft, phases = _soft_labels(ctx, out, teacher, texts[:n], cache_dir)
         items_file = ctx.run_dir / "cache" / f"round-{rnd:03d}-soft-label-items.npy"
         items_file.parent.mkdir(parents=True, exist_ok=True)
         np.save(items_file, np.asarray(items[:n], dtype=np.int64))
-        phase, result = soft.phase, {"soft_labels": str(soft.path), "n_items": n, "items": str(items_file)}
+        result = {"soft_labels": str(soft.path), "n_items": n, "items": str(items_file), "processes": len(phases)}
         if soft.cached and ctx.phase_cache is None:  # outside a study, work that did not run costs nothing
-            phase = replace(phase, seconds=0.0, examples=0, tokens=0, padded_tokens=0, flops=0.0)
+            phases = [replace(p, seconds=0.0, examples=0, tokens=0, padded_tokens=0, flops=0.0) for p in phases]
         elif soft.cached:
-            result["reused_flops"] = phase.flops
-        return result, [phase]
+            result["reused_flops"] = sum(p.flops for p in phases)
+        return result, phases
     return work
+
+
+def _soft_labels(ctx: RunContext, out: Path, teacher: LoadedModel, texts: list,
+                 cache_dir: Path) -> tuple[SoftLabels, list[PhaseRecord]]:
+    """The teacher's logits on ``texts``, in this process or in ``[compute]``'s processes (each metered)."""
+    m, compute = ctx.config.models, ctx.config.compute
+    if compute.world == 1:
+        soft = soft_labels(teacher.model, teacher.tokenizer, texts, cache_dir=cache_dir, max_length=m.max_length,
+                           progress=ctx.progress)
+        return soft, [soft.phase]
+    job = SoftLabelJob(model=str(out / "teacher"), labels=tuple(ctx.pool.labels), texts=texts, cache_dir=cache_dir,
+                       out_dir=out, checkpoint_id=model_fingerprint(teacher.model), max_length=m.max_length,
+                       chunk_size=min(CHUNK, -(-len(texts) // compute.world)),  # every process gets chunks
+                       device=m.device, price=ctx.pricer.price)
+    return launch_soft_labels(job, Processes(**asdict(compute)))
 
 
 def _affordable_prefix(ctx: RunContext, teacher: LoadedModel, texts: list, limit: int,

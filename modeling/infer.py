@@ -152,6 +152,7 @@ def soft_labels(
     checkpoint_id: str | None = None,
     max_length: int = 128,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    accelerator=None,
     **predict_kwargs,
 ) -> SoftLabels:
     """The teacher's logits for the whole pool, computed once, chunk by chunk, and cached on disk.
@@ -168,6 +169,10 @@ def soft_labels(
     chunk_size : int
         Texts tokenised and predicted at a time; batches are length-sorted within a chunk. A resumed
         pass keeps the chunk size it began with, so it gives the bits an uninterrupted pass would.
+    accelerator : accelerate.Accelerator, optional
+        One of several processes (:mod:`modeling.launch`): each predicts every ``world``-th chunk into
+        the same memory-mapped file and keeps its own progress file, so a killed pass resumes in each;
+        the main process writes the cache file. ``phase`` is then this process's share of the pass.
     **predict_kwargs
         ``batch_size``, ``precision``, ``device``, ``meter``, ``progress`` as for :func:`predict_logits`.
     """
@@ -183,13 +188,57 @@ def soft_labels(
         return SoftLabels(np.load(path, mmap_mode="r"), path, cached=True,
                           phase=PhaseRecord(**json.loads(meta.read_text())))
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial, state = path.with_suffix(".partial.npy"), path.with_suffix(".progress.json")
-    record = _fill(model, tokenizer, texts, n, partial, state, max_length=max_length, chunk_size=chunk_size,
-                   **predict_kwargs)
-    _write_atomic(meta, json.dumps(asdict(record)).encode())
-    os.replace(partial, path)  # the meta is written first: a kill between the two resumes with nothing left to do
-    state.unlink(missing_ok=True)
+    shard = _Shard.of(accelerator)
+    if shard.world > 1:
+        predict_kwargs.setdefault("device", str(accelerator.device))
+    partial = path.with_suffix(".partial.npy")
+    record = _fill(model, tokenizer, texts, n, partial, shard.state(path), max_length=max_length,
+                   chunk_size=chunk_size, shard=shard, **predict_kwargs)
+    shard.wait()
+    if shard.rank == 0:
+        states = [shard.state(path, r) for r in range(shard.world)]
+        total = record if shard.world == 1 else _total(states)
+        _write_atomic(meta, json.dumps(asdict(total)).encode())
+        os.replace(partial, path)  # the meta is written first: a kill between the two resumes with nothing to do
+        for state in states:
+            state.unlink(missing_ok=True)
+    shard.wait()
     return SoftLabels(np.load(path, mmap_mode="r"), path, cached=False, phase=record)
+
+
+@dataclass(frozen=True)
+class _Shard:
+    """Which chunks this process predicts: every ``world``-th from ``rank``."""
+
+    rank: int = 0
+    world: int = 1
+    accelerator: object | None = None
+
+    @classmethod
+    def of(cls, accelerator) -> _Shard:
+        if accelerator is None or accelerator.num_processes == 1:
+            return cls()
+        return cls(accelerator.process_index, accelerator.num_processes, accelerator)
+
+    def mine(self, first: int, chunk_size: int) -> bool:
+        return (first // chunk_size) % self.world == self.rank
+
+    def state(self, path: Path, rank: int | None = None) -> Path:
+        """The progress file of ``rank`` (this process by default)."""
+        rank = self.rank if rank is None else rank
+        return path.with_suffix(".progress.json" if self.world == 1 else f".progress-{rank}of{self.world}.json")
+
+    def wait(self) -> None:
+        if self.accelerator is not None:
+            self.accelerator.wait_for_everyone()
+
+
+def _total(states: list[Path]) -> PhaseRecord:
+    """The whole pass: every process's phase added up (device-seconds of all of them)."""
+    total = None
+    for state in states:
+        total = _added(total, PhaseRecord(**json.loads(state.read_text())["phase"]))
+    return total
 
 
 def _write_atomic(target: Path, data: bytes) -> None:
@@ -222,19 +271,37 @@ def _chunks(texts: TextSource, start: int, size: int) -> Iterator[tuple[int, lis
         start += len(chunk)
 
 
+def _open(partial: Path, n: int, n_labels: int, resuming: bool, shard: _Shard) -> np.ndarray:
+    """The memory-mapped rows: created by the main process (unless a pass resumes), then opened by all."""
+    fresh = not resuming and (shard.world == 1 or not partial.exists())
+    if shard.rank == 0 and fresh:
+        open_memmap(partial, mode="w+", dtype=np.float32, shape=(n, n_labels)).flush()
+    shard.wait()
+    return open_memmap(partial, mode="r+")
+
+
 def _fill(model, tokenizer, texts: TextSource, n: int, partial: Path, state: Path, *, max_length: int,
-          chunk_size: int, meter: Meter | None = None, progress: bool = True, **predict_kwargs) -> PhaseRecord:
-    """Predict the rows of ``partial`` not yet done, one :func:`predict_logits` call per chunk; the whole
-    pass's phase (the chunks of an interrupted pass included), also appended to ``meter``."""
+          chunk_size: int, shard: _Shard = _Shard(), meter: Meter | None = None, progress: bool = True,
+          **predict_kwargs) -> PhaseRecord:
+    """Predict this process's rows of ``partial`` not yet done, one :func:`predict_logits` call per chunk;
+    its phase (the chunks of an interrupted pass included), also appended to ``meter``."""
     n_labels = model.config.num_labels
     done, chunk_size, record = _resume_point(state, partial, n, n_labels, chunk_size)
-    out = open_memmap(partial, mode="r+" if record else "w+", dtype=np.float32, shape=(n, n_labels))
+    out = _open(partial, n, n_labels, record is not None, shard)
+    if out.shape != (n, n_labels):
+        raise _changed(n)
     meter = meter or Meter()
     chunk_meter = Meter(clock=meter.clock)
-    with tqdm(total=n, initial=done, desc="soft_labels", unit="ex", disable=not progress, leave=False) as bar:
-        for first, chunk in _chunks(texts, done, chunk_size):
-            if first + len(chunk) > n:
+    start = done if shard.world == 1 else 0  # with several processes, each reads the pool and takes its chunks
+    seen = start
+    with tqdm(total=n, initial=done, desc="soft_labels", unit="ex", disable=not progress or shard.rank != 0,
+              leave=False) as bar:
+        for first, chunk in _chunks(texts, start, chunk_size):
+            seen = first + len(chunk)
+            if seen > n:
                 raise _changed(n)
+            if not shard.mine(first, chunk_size) or seen <= done:
+                continue
             out[first:first + len(chunk)] = predict_logits(model, tokenizer, chunk, max_length=max_length,
                                                            meter=chunk_meter, phase_name="soft_labels",
                                                            progress=False, **predict_kwargs)
@@ -244,8 +311,14 @@ def _fill(model, tokenizer, texts: TextSource, n: int, partial: Path, state: Pat
                                              "chunk_size": chunk_size, "phase": asdict(record)}).encode())
             bar.update(len(chunk))
     del out
-    if done != n:
+    if seen != n:
         raise _changed(n)
+    if record is None:  # a process with no chunk of a small pool
+        device = device_kind(pick_device(predict_kwargs.get("device", "auto")))
+        record = _priced(PhaseRecord("soft_labels", "infer", device, sum(p.numel() for p in model.parameters())),
+                         meter)
+        _write_atomic(state, json.dumps({"n_rows": n, "n_labels": n_labels, "rows_done": done,
+                                         "chunk_size": chunk_size, "phase": asdict(record)}).encode())
     meter.records.append(record)
     return record
 

@@ -1,4 +1,4 @@
-"""Run one training in several processes, on one machine or several, with accelerate.
+"""Run one training, or one soft-labelling pass, in several processes, on one machine or several, with accelerate.
 
 The loop stays :func:`modeling.train.train`. The processes are started by ``torch.distributed.run``
 (torchrun: what ``accelerate launch --multi_gpu`` runs; its CPU path needs MPI, torchrun does not), and
@@ -32,10 +32,11 @@ from pathlib import Path
 import numpy as np
 
 from annotation.records import Text
+from modeling.infer import SoftLabels
 from modeling.meter import PhaseRecord
 from modeling.train import SoftTargets, TrainConfig, TrainResult
 
-__all__ = ["Processes", "TrainJob", "LaunchError", "launch_training"]
+__all__ = ["Processes", "TrainJob", "SoftLabelJob", "LaunchError", "launch_training", "launch_soft_labels"]
 
 STRATEGIES = ("ddp",)
 _ERROR = re.compile(r"^(\[rank\d+\]: )?[\w.]*(Error|Exception): ")  # a process's exception line
@@ -126,18 +127,9 @@ def launch_training(job: TrainJob, where: Processes, *, limit_micro: int | None 
         If the processes exit with an error (the first exception they printed is in the message).
     """
     launch_dir = Path(job.out_dir) / "launch"
-    launch_dir.mkdir(parents=True, exist_ok=True)
-    log = log or launch_dir / "launch.log"
     while True:
-        for old in [*launch_dir.glob("phase-rank*.json"), launch_dir / "result.json"]:
-            old.unlink(missing_ok=True)
-        path = launch_dir / "job.pkl"
-        with open(path.with_suffix(".tmp"), "wb") as f:
-            pickle.dump({"job": job, "limit_micro": limit_micro}, f)
-        path.with_suffix(".tmp").replace(path)
-        _run(where.command(path), where.threads_per_process(), log)
-        result = TrainResult(**json.loads((launch_dir / "result.json").read_text()))
-        records = [PhaseRecord(**json.loads(p.read_text())) for p in sorted(launch_dir.glob("phase-rank*.json"))]
+        done, records = _launch(launch_dir, {"job": job, "limit_micro": limit_micro}, where, log)
+        result = TrainResult(**done)
         if result.stopped != "budget" or more_money is None or limit_micro is None:
             return _with_paths(result, job, records), records
         spent = sum(r.cost_micro or 0 for r in records)
@@ -146,6 +138,49 @@ def launch_training(job: TrainJob, where: Processes, *, limit_micro: int | None 
         if got <= 0:
             return _with_paths(result, job, records), records
         limit_micro += got
+
+
+@dataclass(frozen=True)
+class SoftLabelJob:
+    """The teacher's logits for ``texts``, cached in ``cache_dir`` as :func:`modeling.infer.soft_labels` does;
+    ``checkpoint_id`` identifies the teacher's weights (computed once by the caller, not by every process)."""
+
+    model: str
+    labels: tuple[str, ...]
+    texts: Sequence[Text]
+    cache_dir: Path
+    out_dir: Path
+    checkpoint_id: str
+    max_length: int = 128
+    chunk_size: int = 16_384
+    device: str = "auto"
+    price: Callable[[PhaseRecord], int] | None = None
+
+
+def launch_soft_labels(job: SoftLabelJob, where: Processes, *, log: Path | None = None
+                       ) -> tuple[SoftLabels, list[PhaseRecord]]:
+    """Soft-label ``job.texts`` in ``where.world`` processes, each predicting every world-th chunk into one
+    memory-mapped file; returns the cached logits and every process's phase record (one record, the whole
+    pass as first computed, when they were already cached). A killed launch resumes each process's chunks."""
+    done, records = _launch(Path(job.out_dir) / "launch-soft-labels", {"job": job}, where, log)
+    path = Path(done["path"])
+    if done["cached"]:
+        records = [PhaseRecord(**json.loads(path.with_suffix(".json").read_text()))]
+    return SoftLabels(np.load(path, mmap_mode="r"), path, done["cached"], records[0] if records else None), records
+
+
+def _launch(launch_dir: Path, spec: dict, where: Processes, log: Path | None) -> tuple[dict, list[PhaseRecord]]:
+    """Run ``spec`` in ``where``'s processes; the main process's result and every process's phase record."""
+    launch_dir.mkdir(parents=True, exist_ok=True)
+    for old in [*launch_dir.glob("phase-rank*.json"), launch_dir / "result.json"]:
+        old.unlink(missing_ok=True)
+    path = launch_dir / "job.pkl"
+    with open(path.with_suffix(".tmp"), "wb") as f:
+        pickle.dump({**spec, "launch_dir": launch_dir}, f)
+    path.with_suffix(".tmp").replace(path)
+    _run(where.command(path), where.threads_per_process(), log or launch_dir / "launch.log")
+    records = [PhaseRecord(**json.loads(p.read_text())) for p in sorted(launch_dir.glob("phase-rank*.json"))]
+    return json.loads((launch_dir / "result.json").read_text()), records
 
 
 def _with_paths(result: TrainResult, job: TrainJob, records: list[PhaseRecord]) -> TrainResult:
@@ -170,22 +205,33 @@ def _run(cmd: list[str], threads: int, log: Path) -> None:
 
 
 def _worker(path: Path) -> None:
-    """One process of a launch: rebuild the job, train its share, write its phase record (and, in the
-    main process, the result)."""
+    """One process of a launch: rebuild the job, do its share, write its phase record (and, in the main
+    process, the result)."""
+    import torch
     from accelerate import Accelerator, DistributedDataParallelKwargs
 
+    spec = pickle.loads(path.read_bytes())
+    job = spec["job"]
+    device = job.config.device if isinstance(job, TrainJob) else job.device
+    # buffers are constants in these models (no batch norm); the dev evaluations run in inference mode,
+    # which leaves tensors that DDP's buffer broadcast cannot version
+    acc = Accelerator(cpu=device == "cpu" or not torch.cuda.is_available(),
+                      kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)])
+    run = _train if isinstance(job, TrainJob) else _soft_labels
+    phase, result = run(job, spec, acc)
+    _write_json(spec["launch_dir"] / f"phase-rank{acc.process_index}.json", asdict(phase))
+    if acc.is_main_process:
+        _write_json(spec["launch_dir"] / "result.json", result)
+    acc.wait_for_everyone()
+    acc.end_training()
+
+
+def _train(job: TrainJob, spec: dict, acc) -> tuple[PhaseRecord, dict]:
     from modeling.lora import with_lora
     from modeling.meter import Meter
     from modeling.models import load_classifier
     from modeling.train import train
 
-    spec = pickle.loads(path.read_bytes())
-    job: TrainJob = spec["job"]
-    import torch
-    # buffers are constants in these models (no batch norm); the dev evaluations run in inference mode,
-    # which leaves tensors that DDP's buffer broadcast cannot version
-    acc = Accelerator(cpu=job.config.device == "cpu" or not torch.cuda.is_available(),
-                      kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)])
     loaded = load_classifier(job.model, list(job.labels), seed=job.config.seed, cache_dir=job.cache_dir)
     if job.lora_rank:
         loaded = with_lora(loaded, job.lora_rank)
@@ -193,14 +239,20 @@ def _worker(path: Path) -> None:
     result = train(loaded.model, loaded.tokenizer, job.texts, job.y, label_names=job.labels, config=job.config,
                    dev=job.dev, soft=job.soft, out_dir=job.out_dir, meter=Meter(price=job.price),
                    phase_name=job.phase_name, limit_micro=limit, accelerator=acc)
-    launch_dir = Path(job.out_dir) / "launch"
-    _write_json(launch_dir / f"phase-rank{acc.process_index}.json", asdict(result.phase))
-    if acc.is_main_process:
-        _write_json(launch_dir / "result.json", {
-            "steps": result.steps, "total_steps": result.total_steps, "stopped": result.stopped,
-            "best_dev": result.best_dev, "dev_history": result.dev_history, "losses": result.losses})
-    acc.wait_for_everyone()
-    acc.end_training()
+    return result.phase, {"steps": result.steps, "total_steps": result.total_steps, "stopped": result.stopped,
+                          "best_dev": result.best_dev, "dev_history": result.dev_history, "losses": result.losses}
+
+
+def _soft_labels(job: SoftLabelJob, spec: dict, acc) -> tuple[PhaseRecord, dict]:
+    from modeling.infer import soft_labels
+    from modeling.meter import Meter
+    from modeling.models import load_classifier
+
+    teacher = load_classifier(job.model, list(job.labels))
+    soft = soft_labels(teacher.model, teacher.tokenizer, job.texts, cache_dir=job.cache_dir,
+                       checkpoint_id=job.checkpoint_id, max_length=job.max_length, chunk_size=job.chunk_size,
+                       accelerator=acc, meter=Meter(price=job.price), progress=False)
+    return soft.phase, {"path": str(soft.path), "cached": soft.cached}
 
 
 def _write_json(path: Path, value: dict) -> None:
@@ -209,4 +261,6 @@ def _write_json(path: Path, value: dict) -> None:
 
 
 if __name__ == "__main__":
-    _worker(Path(sys.argv[1]))
+    from modeling.launch import _worker as worker  # the classes the job was pickled with, not __main__'s copies
+
+    worker(Path(sys.argv[1]))

@@ -20,7 +20,8 @@ import pytest
 import torch
 
 from budget.tiny import LABELS, build_tiny_llama, make_task
-from modeling.launch import LaunchError, Processes, TrainJob, launch_training
+from modeling.infer import soft_labels
+from modeling.launch import LaunchError, Processes, SoftLabelJob, TrainJob, launch_soft_labels, launch_training
 from modeling.models import load_classifier
 from modeling.train import TrainConfig, train
 
@@ -124,7 +125,7 @@ def test_a_failing_process_is_one_error_with_its_last_lines(llama, data, tmp_pat
     assert "LabelError: Label id 2 is outside" in str(err.value)
 
 
-def test_a_run_with_two_compute_processes_distils_and_pays_for_both(llama, tmp_path):
+def test_a_run_with_two_compute_processes_fine_tunes_and_soft_labels_and_pays_for_both(llama, tmp_path):
     from budget.config import load_config
     from budget.controller import Controller
     from budget.money import to_micro
@@ -137,6 +138,54 @@ def test_a_run_with_two_compute_processes_distils_and_pays_for_both(llama, tmp_p
         run.run()
         distill = next(r for r in run.ledger.rounds() if r.arm == "distill")
         teacher = run.ledger.step_result(f"round-{distill.round}:teacher")
+        soft = run.ledger.step_result(f"round-{distill.round}:soft_labels")
     assert distill.state == "done" and distill.summary.unlabeled_used > 0
-    assert teacher["processes"] == 2 and len(teacher["phases"]) == 2  # both processes metered
-    assert teacher["cost_micro"] > 0 and all(p["examples"] > 0 for p in teacher["phases"])
+    for step in (teacher, soft):  # the fine-tune and the soft labels: both processes metered and paid for
+        assert step["processes"] == 2 and len(step["phases"]) == 2 and step["cost_micro"] > 0
+    assert all(p["examples"] > 0 for p in teacher["phases"] + soft["phases"])  # the pool is split in two
+    assert sum(p["examples"] for p in soft["phases"]) == soft["n_items"]
+
+
+def _soft_job(llama: Path, texts, tmp_path: Path, **kw) -> SoftLabelJob:
+    return SoftLabelJob(**{"model": str(llama), "labels": tuple(LABELS), "texts": texts, "cache_dir": tmp_path / "two",
+                           "out_dir": tmp_path / "out", "checkpoint_id": "tiny-llama", "max_length": 32,
+                           "chunk_size": 64, "device": "cpu", "price": per_example, **kw})
+
+
+def test_two_processes_soft_label_a_pool_as_one_does_and_each_pays_for_its_chunks(llama, tmp_path):
+    texts, _ = make_task(300, seed=7)
+    teacher = load_classifier(str(llama), list(LABELS), seed=0)
+    one = soft_labels(teacher.model, teacher.tokenizer, texts, cache_dir=tmp_path / "one", max_length=32,
+                      chunk_size=64, progress=False, device="cpu")
+
+    two, records = launch_soft_labels(_soft_job(llama, texts, tmp_path), TWO)
+    np.testing.assert_allclose(two.logits, one.logits, atol=1e-5)
+    # five chunks of 64 rows (the last 44): chunks 0, 2, 4 to the first process, 1 and 3 to the second
+    assert sorted(r.examples for r in records) == [128, 172] and all(r.cost_micro == r.examples for r in records)
+    again, records = launch_soft_labels(_soft_job(llama, texts, tmp_path), TWO)
+    assert again.cached and [r.examples for r in records] == [300]  # the whole pass, as first computed
+
+
+def test_a_two_process_soft_labelling_killed_part_way_resumes_each_process_s_chunks(llama, tmp_path):
+    texts, _ = make_task(12_000, seed=8)
+    job = _soft_job(llama, texts, tmp_path, chunk_size=500)
+    spec = tmp_path / "job.pkl"
+    spec.write_bytes(pickle.dumps(job))
+    script = ("import pickle, sys; from modeling.launch import Processes, launch_soft_labels; "
+              "launch_soft_labels(pickle.load(open(sys.argv[1], 'rb')), Processes(processes=2, threads=1))")
+    proc = subprocess.Popen([sys.executable, "-c", script, str(spec)], start_new_session=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "two").glob("*.progress-1of2.json")) and proc.poll() is None \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not list((tmp_path / "two").glob("soft-*[0-9a-f].npy"))  # killed before the pass finished
+
+    resumed, records = launch_soft_labels(job, TWO)
+    teacher = load_classifier(str(llama), list(LABELS), seed=0)
+    one = soft_labels(teacher.model, teacher.tokenizer, texts, cache_dir=tmp_path / "one", max_length=32,
+                      chunk_size=500, progress=False, device="cpu")
+    np.testing.assert_allclose(resumed.logits, one.logits, atol=1e-5)
+    assert sum(r.examples for r in records) == 12_000  # every row metered once, across the kill
