@@ -378,9 +378,14 @@ class Adaptive(Policy):
         shown = f"{labels.describe(z, conf)}; {distill.describe(z, conf)}"
         if not pending and any(r.arm == "distill" for r in state.rounds):
             shown += " (every label bought is already distilled)"
-        return self._stop(state, shown, est)
+        # labels worth buying, but the money left does not pay for a batch and the distillation kept for it
+        blocked = worth["annotate"] and reserve > 0 and state.affordable_labels(state.available_micro) > 0
+        return self._stop(state, shown, est, blocked=blocked)
 
-    def _stop(self, state: PolicyState, shown: str, est: dict) -> Decision:
+    def _stop(self, state: PolicyState, shown: str, est: dict, *, blocked: bool = False) -> Decision:
+        if blocked:
+            return Decision("stop", reason="the money left pays for a batch of labels or for distilling them, not "
+                            f"both, and labels promise less per dollar without it ({shown})", estimates=est)
         if state.affordable_labels(state.available_micro) == 0 and state.affordable_distill_items(
                 state.available_micro) == 0:
             return Decision("stop", reason=f"the money left pays for neither a batch nor a distillation ({shown})",

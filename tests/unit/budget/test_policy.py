@@ -251,3 +251,13 @@ def test_labels_are_valued_on_the_distilled_students_curve_when_the_output_will_
     rising = state(_kinds(0.04), n_labels=250)
     assert Adaptive.label_gain(rising, distilled=True).points > 1
     assert Adaptive().decide(rising).arm == "annotate"
+
+
+def test_a_stop_forced_by_the_distillation_kept_for_the_labels_says_so():
+    # labels are worth buying, a distillation promises more per dollar, every label is distilled; $26
+    # pays for a full batch ($25) or for it less the $3 distillation kept for it, not both
+    rounds = plain_rounds([100, 150, 200]) + [distilled(3, 200, 0.05, curve(200))]
+    d = Adaptive().decide(state(rounds, n_labels=200, available=26 * USD, min_batch=50))
+    assert d.arm == "stop"
+    assert d.reason.startswith("the money left pays for a batch of labels or for distilling them, not both")
+    assert "expected to add under" not in d.reason  # not the stop rule: labels were worth their price
