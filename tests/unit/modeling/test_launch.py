@@ -91,23 +91,29 @@ def test_the_meter_charges_every_process_and_stops_them_together_at_the_money_li
     np.testing.assert_allclose(done.losses, full.losses, atol=TOLERANCE)
 
 
+def _launch_and_kill(launcher: str, job, tmp_path: Path, ready) -> None:
+    """Run ``modeling.launch.<launcher>(job)`` on two processes in a child process, and SIGKILL the whole
+    process group (the launcher, torchrun and both workers) once ``ready()`` (or after two minutes)."""
+    spec = tmp_path / "job.pkl"
+    spec.write_bytes(pickle.dumps(job))
+    script = (f"import pickle, sys; from modeling.launch import Processes, {launcher}; "
+              f"{launcher}(pickle.load(open(sys.argv[1], 'rb')), Processes(processes=2, threads=1))")
+    proc = subprocess.Popen([sys.executable, "-c", script, str(spec)], start_new_session=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while not ready() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
 def test_a_two_process_training_killed_part_way_resumes_to_the_same_curve(llama, data, tmp_path):
     big = make_task(1603, seed=5)  # the last batch splits unevenly: each process meters its own share
     job = _job(llama, (big[0], big[1], data[2]), tmp_path / "killed", config=_config(epochs=3, checkpoint_every_s=0))
     uninterrupted, _ = launch_training(_job(llama, (big[0], big[1], data[2]), tmp_path / "whole",
                                             config=_config(epochs=3, checkpoint_every_s=0)), TWO)
-    spec = tmp_path / "job.pkl"
-    spec.write_bytes(pickle.dumps(job))
-    script = ("import pickle, sys; from modeling.launch import Processes, launch_training; "
-              "launch_training(pickle.load(open(sys.argv[1], 'rb')), Processes(processes=2, threads=1))")
-    proc = subprocess.Popen([sys.executable, "-c", script, str(spec)], start_new_session=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
     ckpt = tmp_path / "killed" / "ckpt.pt"
-    deadline = time.monotonic() + 120
-    while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)  # the launcher, torchrun and both training processes
-    proc.wait()
+    _launch_and_kill("launch_training", job, tmp_path, ckpt.exists)
     state = torch.load(ckpt, map_location="cpu", weights_only=False)
     assert state["stopped"] is None and 0 < state["step"] < uninterrupted.total_steps  # killed part way
 
@@ -169,18 +175,8 @@ def test_two_processes_soft_label_a_pool_as_one_does_and_each_pays_for_its_chunk
 def test_a_two_process_soft_labelling_killed_part_way_resumes_each_process_s_chunks(llama, tmp_path):
     texts, _ = make_task(12_000, seed=8)
     job = _soft_job(llama, texts, tmp_path, chunk_size=500)
-    spec = tmp_path / "job.pkl"
-    spec.write_bytes(pickle.dumps(job))
-    script = ("import pickle, sys; from modeling.launch import Processes, launch_soft_labels; "
-              "launch_soft_labels(pickle.load(open(sys.argv[1], 'rb')), Processes(processes=2, threads=1))")
-    proc = subprocess.Popen([sys.executable, "-c", script, str(spec)], start_new_session=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
-    deadline = time.monotonic() + 120
-    while not list((tmp_path / "two").glob("*.progress-1of2.json")) and proc.poll() is None \
-            and time.monotonic() < deadline:
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    _launch_and_kill("launch_soft_labels", job, tmp_path,
+                     lambda: bool(list((tmp_path / "two").glob("*.progress-1of2.json"))))
     assert not list((tmp_path / "two").glob("soft-*[0-9a-f].npy"))  # killed before the pass finished
 
     resumed, records = launch_soft_labels(job, TWO)
