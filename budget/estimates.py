@@ -65,6 +65,9 @@ class Gain:
     expectation (labels: 0, a learning curve does not fall as labels are added; a measured drop is
     training and dev-set noise): the estimate is then a normal truncated at the floor, so one unlucky
     retrain reads as "little gain, maybe more", never as "labels hurt with 80% confidence".
+
+    ``behind`` is how many points the student this gain raises trails the run's best student (its
+    output): the output gains only what lifts it past, ``max(0, gain - behind)``.
     """
 
     arm: str
@@ -72,9 +75,15 @@ class Gain:
     se: float
     cost_micro: int
     floor: float | None = None
+    behind: float = 0.0
 
     def quantile(self, z: float) -> float:
-        """The gain (points) at standard-normal quantile ``z``: ``points + z se``, truncated at ``floor``."""
+        """The gain (points) at standard-normal quantile ``z``: ``points + z se``, truncated at ``floor``,
+        less ``behind`` (never below zero when something is behind)."""
+        q = self._quantile(z)
+        return max(0.0, q - self.behind) if self.behind > 0 else q
+
+    def _quantile(self, z: float) -> float:
         if self.floor is None or not 0 < self.se < math.inf:
             return self.points + z * self.se
         nd = NormalDist()
@@ -100,7 +109,10 @@ class Gain:
         if confidence < 0.8:
             z, confidence = z_value(0.8), 0.8
         lo, hi = self.per_100usd(-z), self.per_100usd(z)
-        return f"{name} {_pts(mid)} points per $100 ({confidence:.0%} range {_pts(lo)} to {_pts(hi)})"
+        shown = f"{name} {_pts(mid)} points per $100 ({confidence:.0%} range {_pts(lo)} to {_pts(hi)})"
+        if self.behind > 0:
+            shown += f" to the best student, which the label-only one trails by {self.behind:.3g} points"
+        return shown
 
 
 def _pts(x: float) -> str:

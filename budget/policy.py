@@ -291,7 +291,8 @@ class Adaptive(Policy):
     def label_gain(cls, state: PolicyState, money: int | None = None, *, distilled: bool = False) -> Gain:
         """Expected points of the next batch (what ``money`` buys, a full batch by default) from the pooled
         slope of paired gains on ln(labels): on the distilled student's curve when ``distilled`` (the run's
-        output will be distilled) and it is measured, else on the label-only student's."""
+        output will be distilled) and it is measured, else on the label-only student's, which adds to the
+        run's output only what lifts it past a better distilled student (:meth:`behind`)."""
         n = state.affordable_labels(state.available_micro if money is None else money) or min(
             state.batch_size, state.n_available)
         cost = n * state.label_cost_micro + state.retrain_cost_micro
@@ -302,7 +303,18 @@ class Adaptive(Policy):
         if slope is None or n == 0 or state.n_labels <= 0:
             return Gain("annotate", None, math.inf, cost)
         span = math.log((state.n_labels + n) / state.n_labels)
-        return Gain("annotate", slope[0] * span, slope[1] * span, cost, floor=0.0)
+        behind = 0.0 if distilled else cls.behind(state)
+        return Gain("annotate", slope[0] * span, slope[1] * span, cost, floor=0.0, behind=behind)
+
+    @staticmethod
+    def behind(state: PolicyState) -> float:
+        """Dev points by which the latest label-only student trails the best distilled one (0 when it does
+        not): labels that no distillation will follow must lift it that far before the output gains."""
+        plain = [r.dev_score for r in state.rounds if r.arm != "distill" and r.dev_score is not None]
+        distilled = [r.dev_score for r in state.rounds if r.arm == "distill" and r.dev_score is not None]
+        if not plain or not distilled:
+            return 0.0
+        return max(0.0, 100 * (max(distilled) - plain[-1]))
 
     @classmethod
     def distill_gain(cls, state: PolicyState) -> Gain:
@@ -319,13 +331,16 @@ class Adaptive(Policy):
         z = z_value(self.stop_confidence)
         distill = self.distill_gain(state)
         free = distill.cost_micro <= self.nearly_free_share * state.granted_micro
+        # money only shrinks: a distillation the money left cannot pay for will never run, so nothing is
+        # kept back for it and labels are worth what they do to the student trained on them alone
+        can_distill = state.affordable_distill_items(state.available_micro) > 0
         # the output will be distilled when compute is nearly free or distilling has paid: labels are
         # then worth what they do to the distilled student
-        labels = self.label_gain(state, distilled=free or (distill.points or 0) > 0)
+        labels = self.label_gain(state, distilled=can_distill and (free or (distill.points or 0) > 0))
         est = {"annotate": labels.per_100usd(), "distill": distill.per_100usd()}
         tried = {r.arm for r in state.rounds if r.dev_score is not None}  # a round stopped early tells nothing
         pending = not self._distilled_since_last_labels(state) and "annotate" in tried
-        reserve = distill.cost_micro if self.keep_final_distill else 0
+        reserve = distill.cost_micro if self.keep_final_distill and can_distill else 0
         # 1. explore: labels, then a distillation (a pilot over part of the pool when a full one is dear)
         if "annotate" not in tried:
             decision = self._annotate(state, state.available_micro - reserve, "exploring: labels not tried yet", est)
@@ -362,7 +377,8 @@ class Adaptive(Policy):
         conf = self.stop_confidence
         last = max((r.n_labels for r in state.rounds if r.arm == "distill"), default=0)
         grown = pending and state.n_labels >= last * (1 + self.redistill_growth)
-        worth = {"annotate": self._worth(labels, z), "distill": pending and self._worth(distill, z)}
+        can_distill = state.affordable_distill_items(state.available_micro) > 0
+        worth = {"annotate": self._worth(labels, z), "distill": pending and can_distill and self._worth(distill, z)}
         upper = {g.arm: g.per_100usd(z) for g in (labels, distill)}
         if worth["distill"] and grown and (upper["distill"] or 0) > (upper["annotate"] or 0):
             return self._distill(state, state.available_micro, distill.describe(z, conf), est)

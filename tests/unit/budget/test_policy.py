@@ -261,3 +261,26 @@ def test_a_stop_forced_by_the_distillation_kept_for_the_labels_says_so():
     assert d.arm == "stop"
     assert d.reason.startswith("the money left pays for a batch of labels or for distilling them, not both")
     assert "expected to add under" not in d.reason  # not the stop rule: labels were worth their price
+
+
+def test_labels_get_all_the_money_when_it_cannot_pay_for_any_distillation():
+    # a distillation's fixed cost alone ($20) is more than the $10 left: none will ever run, so none is
+    # kept back (before: the $20 "kept" blocked every batch and the run stopped with all $10 unspent)
+    first = Adaptive().decide(state([RoundObservation(0, "baseline", 1000, 100, 0.6, dev_items=40)],
+                                    available=10 * USD, granted=10 * USD, distill_fixed=20 * USD))
+    assert first.arm == "annotate" and first.n_items == 19  # $0.50 a label, $10 less the retrain
+    later = Adaptive().decide(state(plain_rounds([100, 150]), available=9 * USD, granted=35 * USD,
+                                    distill_fixed=20 * USD))
+    assert later.arm == "annotate" and later.n_items == 17
+
+
+def test_labels_no_distillation_will_follow_are_worth_only_what_lifts_the_best_student():
+    # the distilled student leads the label-only one by 8 points; $6 left pays for labels, not for
+    # another distillation: a batch lifts the label-only student about a point, the output not at all
+    rounds = plain_rounds([100, 150, 200]) + [distilled(3, 200, 0.08, curve(200))]
+    d = Adaptive().decide(state(rounds, n_labels=200, available=6 * USD, distill_fixed=20 * USD))
+    assert d.arm == "stop" and "trails by 8 points" in d.reason
+    # the same labels with the label-only student level with the best: bought
+    level = Adaptive().decide(state(plain_rounds([100, 150, 200]), n_labels=200, available=6 * USD,
+                                    distill_fixed=20 * USD))
+    assert level.arm == "annotate"
