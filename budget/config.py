@@ -318,7 +318,7 @@ class Compute:
     machine_rank: int = 0  # this machine's rank; 0 runs the controller
     main_address: str = "127.0.0.1"  # machine 0's address, reachable from every machine
     main_port: int = 0  # machine 0's port for the process group; 0 = a free one (one machine only)
-    strategy: str = "ddp"  # every process holds the whole teacher
+    strategy: str = "ddp"  # every process holds the whole teacher; "fsdp" shards its fine-tune
     threads: int = 0  # OMP_NUM_THREADS of each process; 0 = the cores shared out
 
     def checks(self) -> Iterator[Check]:

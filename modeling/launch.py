@@ -38,7 +38,7 @@ from modeling.train import SoftTargets, TrainConfig, TrainResult
 
 __all__ = ["Processes", "TrainJob", "SoftLabelJob", "LaunchError", "launch_training", "launch_soft_labels"]
 
-STRATEGIES = ("ddp",)
+STRATEGIES = ("ddp", "fsdp")
 _ERROR = re.compile(r"^(\[rank\d+\]: )?[\w.]*(Error|Exception): ")  # a process's exception line
 
 
@@ -50,8 +50,9 @@ class LaunchError(RuntimeError):
 class Processes:
     """Where a launched training runs: ``processes`` per machine on ``machines`` machines.
 
-    ``strategy`` is 'ddp' (every process holds the whole model; sharding a teacher that does not fit
-    one GPU, FSDP, is not built yet). On several machines, run the same command on each with its
+    ``strategy`` is 'ddp' (every process holds the whole model) or 'fsdp' (each process holds
+    1/world of the weights, gradients and optimizer state while it trains: a teacher that does not fit
+    one GPU; :mod:`modeling.sharding`). On several machines, run the same command on each with its
     ``machine_rank``; ``main_address`` and ``main_port`` are those of machine 0 (port 0: a free port,
     one machine only). ``threads`` sets ``OMP_NUM_THREADS`` of each process (0: the machine's cores
     shared out).
@@ -128,7 +129,8 @@ def launch_training(job: TrainJob, where: Processes, *, limit_micro: int | None 
     """
     launch_dir = Path(job.out_dir) / "launch"
     while True:
-        done, records = _launch(launch_dir, {"job": job, "limit_micro": limit_micro}, where, log)
+        spec = {"job": job, "limit_micro": limit_micro, "strategy": where.strategy}
+        done, records = _launch(launch_dir, spec, where, log)
         result = TrainResult(**done)
         if result.stopped != "budget" or more_money is None or limit_micro is None:
             return _with_paths(result, job, records), records
@@ -161,7 +163,10 @@ def launch_soft_labels(job: SoftLabelJob, where: Processes, *, log: Path | None 
                        ) -> tuple[SoftLabels, list[PhaseRecord]]:
     """Soft-label ``job.texts`` in ``where.world`` processes, each predicting every world-th chunk into one
     memory-mapped file; returns the cached logits and every process's phase record (one record, the whole
-    pass as first computed, when they were already cached). A killed launch resumes each process's chunks."""
+    pass as first computed, when they were already cached). A killed launch resumes each process's chunks.
+
+    Every process holds the whole teacher here, whatever ``where.strategy``: inference needs its weights
+    only (2 bytes a parameter in bf16, 16 GB for an 8B teacher), where a fine-tune needs about 16."""
     done, records = _launch(Path(job.out_dir) / "launch-soft-labels", {"job": job}, where, log)
     path = Path(done["path"])
     if done["cached"]:
@@ -230,11 +235,17 @@ def _train(job: TrainJob, spec: dict, acc) -> tuple[PhaseRecord, dict]:
     from modeling.lora import with_lora
     from modeling.meter import Meter
     from modeling.models import load_classifier
+    from modeling.sharding import shard
     from modeling.train import train
 
     loaded = load_classifier(job.model, list(job.labels), seed=job.config.seed, cache_dir=job.cache_dir)
     if job.lora_rank:
         loaded = with_lora(loaded, job.lora_rank)
+    if spec.get("strategy") == "fsdp":
+        shard(loaded.model, acc.device)
+        held = sum(p.to_local().numel() for p in loaded.model.parameters())
+        print(f"[rank{acc.process_index}] fsdp: this process holds {held:,} of "
+              f"{sum(p.numel() for p in loaded.model.parameters()):,} weights", flush=True)
     limit = None if spec["limit_micro"] is None else spec["limit_micro"] // acc.num_processes
     result = train(loaded.model, loaded.tokenizer, job.texts, job.y, label_names=job.labels, config=job.config,
                    dev=job.dev, soft=job.soft, out_dir=job.out_dir, meter=Meter(price=job.price),

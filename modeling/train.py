@@ -35,6 +35,7 @@ from modeling.encoding import bucketed_batches, collate, encode
 from modeling.exceptions import CheckpointError, EmptyPoolError, LabelError
 from modeling.infer import evaluate, softmax
 from modeling.meter import Meter, Phase, PhaseRecord
+from modeling.sharding import full_state, is_sharded, load_full_state, load_optimizer_state, optimizer_state
 
 __all__ = ["TrainConfig", "SoftTargets", "TrainResult", "train"]
 
@@ -260,7 +261,7 @@ def train(
             evaluate_now = dev is not None and (run.step % eval_interval == 0 or run.step == total_steps)
             if evaluate_now:
                 _read_losses(accelerator, pending, run)
-                value = _evaluate(model, tokenizer, dev, label_names, cfg, run, device)
+                value = _evaluate(model, tokenizer, dev, label_names, cfg, run, device, accelerator)
                 log.info(f"{phase_name} step {run.step}/{total_steps}: loss {loss.item():.4f}, dev {cfg.metric} "
                          f"{value:.4f}")
                 patient = cfg.patience and run.bad_evals >= cfg.patience and run.step >= cfg.min_steps
@@ -309,6 +310,8 @@ def _place(model, cfg: TrainConfig, accelerator) -> tuple[torch.device, int, int
         device = pick_device(cfg.device)
         model.to(device)
         return device, 0, 1, model
+    if is_sharded(model):  # FSDP: the shards' collectives replace DDP's gradient all-reduce
+        return accelerator.device, accelerator.process_index, accelerator.num_processes, model
     model.to(accelerator.device)
     return accelerator.device, accelerator.process_index, accelerator.num_processes, accelerator.prepare_model(model)
 
@@ -348,20 +351,25 @@ class _Run:
     best_dev: float | None = None
     history: list[tuple[int, float]] = field(default_factory=list)
     bad_evals: int = 0  # evaluations since the best one
-    best_state: dict[str, torch.Tensor] | None = None  # the best dev model's weights, on the CPU
+    best_state: dict[str, torch.Tensor] | None = None  # the best dev model's weights, on the CPU (sharded: {}
+    #                                                   in every process but the main one)
     losses: list[float] = field(default_factory=list)
 
 
 def _evaluate(model, tokenizer, dev: tuple[Sequence[Text], np.ndarray], label_names: Sequence[str],
-              cfg: TrainConfig, run: _Run, device: torch.device) -> float:
-    """Score the model on dev and record it in ``run``, keeping a copy of the weights when they are the best."""
+              cfg: TrainConfig, run: _Run, device: torch.device, accelerator) -> float:
+    """Score the model on dev and record it in ``run``, keeping a copy of the weights when they are the best
+    (of a sharded model, every process agrees that they are, and the main process keeps them)."""
     value = evaluate(model, tokenizer, dev[0], dev[1], label_names, max_length=cfg.max_length,
                      precision=cfg.precision, device=str(device), progress=False).get(cfg.metric)
     model.train()
     run.history.append((run.step, value))
-    if run.best_dev is None or value > run.best_dev:
+    best = run.best_dev is None or value > run.best_dev
+    if is_sharded(model):  # gathering the weights is collective: no process may decide alone
+        best = _any_process(accelerator, best)
+    if best:
         run.best_dev, run.bad_evals = value, 0
-        run.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        run.best_state = full_state(model)
     else:
         run.bad_evals += 1
     return value
@@ -399,8 +407,8 @@ class _Checkpoint:
         if ckpt["config"] != asdict(self.cfg) or ckpt["n_examples"] != self.n_examples:
             raise CheckpointError(f"Checkpoint {path} was made with other settings or data; "
                                   "use a new out_dir or delete it to start over.")
-        self.model.load_state_dict(ckpt["model"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
+        load_full_state(self.model, ckpt["model"])
+        load_optimizer_state(self.model, self.optimizer, ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         run = _Run(ckpt["step"], ckpt["best_dev"], ckpt["history"], ckpt["bad_evals"], ckpt.get("best_model"),
                    ckpt.get("losses", []))
@@ -410,13 +418,16 @@ class _Checkpoint:
             mine = json.loads(self._rank_phase.read_text())
             earlier = PhaseRecord(**mine["phase"]) if mine["step"] == run.step else earlier
         if ckpt["stopped"] in _FINISHED and run.best_state is not None:
-            self.model.load_state_dict(run.best_state)
+            load_full_state(self.model, run.best_state)
         return run, earlier, ckpt["stopped"]
 
     def save(self, run: _Run, stopped: str | None, phase: Phase) -> None:
         """Write what resuming needs; ``stopped`` says how the run ended (None while it goes on)."""
         if self.out is None:
             return
+        sharded = is_sharded(self.model)  # gathering the shards is collective: every process takes part
+        model_state = full_state(self.model) if sharded else None
+        optimizer_state_ = optimizer_state(self.model, self.optimizer) if sharded else None
         if self.rank:
             self.out.mkdir(parents=True, exist_ok=True)
             tmp = self._rank_phase.with_suffix(".tmp")
@@ -424,7 +435,8 @@ class _Checkpoint:
             tmp.replace(self._rank_phase)
             return
         self.out.mkdir(parents=True, exist_ok=True)
-        ckpt = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+        ckpt = {"model": model_state if sharded else self.model.state_dict(),
+                "optimizer": optimizer_state_ if sharded else self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "config": asdict(self.cfg), "n_examples": self.n_examples,
                 "step": run.step, "best_dev": run.best_dev, "history": run.history, "bad_evals": run.bad_evals,
                 "losses": run.losses,
@@ -444,9 +456,10 @@ class _Checkpoint:
         if stopped == "budget":
             self.save(run, stopped, phase)
         if run.best_state is not None:
-            self.model.load_state_dict(run.best_state)
+            load_full_state(self.model, run.best_state)
+        whole = full_state(self.model) if self.out is not None and is_sharded(self.model) else None
         if self.out is not None and self.rank == 0:
-            self.model.save_pretrained(self.out)
+            self.model.save_pretrained(self.out, **({} if whole is None else {"state_dict": whole}))
             tokenizer.save_pretrained(self.out)
         if stopped != "budget":
             self.save(run, stopped, phase)

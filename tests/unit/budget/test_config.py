@@ -38,7 +38,7 @@ BAD = [
     ("policy", "stop_confidence", 1.5, "a probability in [0.5, 1)"),
     ("models", "teacher_lora_rank", -4, "an int >= 0"),
     ("compute", "processes", 0, "an int >= 1"),
-    ("compute", "strategy", "zero3", "one of ddp"),
+    ("compute", "strategy", "zero3", "one of ddp, fsdp"),
     ("compute", "machine_rank", 2, "an int from 0 to machines - 1"),
     ("compute", "main_port", 70000, "a port 1-65535"),
 ]

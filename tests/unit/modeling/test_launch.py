@@ -9,6 +9,7 @@ from __future__ import annotations
 import operator
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -22,11 +23,13 @@ import torch
 from budget.tiny import LABELS, build_tiny_llama, make_task
 from modeling.infer import soft_labels
 from modeling.launch import LaunchError, Processes, SoftLabelJob, TrainJob, launch_soft_labels, launch_training
+from modeling.lora import is_adapter, with_lora
 from modeling.models import load_classifier
 from modeling.train import TrainConfig, train
 
 TOLERANCE = 1e-4
 TWO = Processes(processes=2, threads=1)
+SHARDED = Processes(processes=2, threads=1, strategy="fsdp")
 
 
 @pytest.fixture(scope="module")
@@ -70,14 +73,47 @@ def test_two_processes_follow_the_one_process_loss_curve_and_save_the_same_model
         torch.testing.assert_close(saved.model.state_dict()[name], weight, atol=1e-4, rtol=1e-3)
 
 
-def test_the_meter_charges_every_process_and_stops_them_together_at_the_money_limit(llama, data, tmp_path):
-    full, records = launch_training(_job(llama, data, tmp_path / "full", price=per_example), TWO)
+def test_sharded_processes_each_hold_half_the_weights_and_follow_the_one_process_curve(llama, data, tmp_path):
+    texts, y, dev = data
+    one = load_classifier(str(llama), list(LABELS), seed=0)
+    alone = train(one.model, one.tokenizer, texts, y, label_names=LABELS, config=_config(), dev=dev)
+
+    result, _ = launch_training(_job(llama, data, tmp_path / "fsdp"), SHARDED)
+
+    np.testing.assert_allclose(result.losses, alone.losses, atol=TOLERANCE)
+    assert result.best_dev == pytest.approx(alone.best_dev)
+    total = sum(p.numel() for p in one.model.parameters())
+    held = re.findall(r"fsdp: this process holds ([\d,]+) of ([\d,]+) weights",
+                      (tmp_path / "fsdp" / "launch" / "launch.log").read_text())
+    assert len(held) == 2 and all(int(of.replace(",", "")) == total for _, of in held)
+    assert all(int(h.replace(",", "")) < 0.55 * total for h, _ in held)  # each about half, not all
+    saved = load_classifier(str(tmp_path / "fsdp"), list(LABELS), seed=0)  # gathered into one model folder
+    for name, weight in one.model.state_dict().items():
+        torch.testing.assert_close(saved.model.state_dict()[name], weight, atol=1e-4, rtol=1e-3)
+    again, _ = launch_training(_job(llama, data, tmp_path / "fsdp"), SHARDED)  # finished: loaded, not trained
+    assert again.steps == result.steps and again.best_dev == result.best_dev
+
+
+def test_a_sharded_lora_teacher_trains_its_adapters_as_one_process_does(llama, data, tmp_path):
+    texts, y, dev = data
+    one = with_lora(load_classifier(str(llama), list(LABELS), seed=0), 4)
+    alone = train(one.model, one.tokenizer, texts, y, label_names=LABELS, config=_config(), dev=dev)
+
+    result, _ = launch_training(_job(llama, data, tmp_path / "lora", lora_rank=4), SHARDED)
+
+    np.testing.assert_allclose(result.losses, alone.losses, atol=TOLERANCE)
+    assert is_adapter(tmp_path / "lora")  # saved as an adapter, as one process saves it
+
+
+@pytest.mark.parametrize("where", [TWO, SHARDED], ids=["ddp", "fsdp"])
+def test_the_meter_charges_every_process_and_stops_them_together_at_the_money_limit(llama, data, tmp_path, where):
+    full, records = launch_training(_job(llama, data, tmp_path / "full", price=per_example), where)
     assert len(records) == 2 and all(r.examples > 0 and r.seconds > 0 for r in records)
     assert sum(r.examples for r in records) == 2 * len(data[0])  # two epochs, each row once per epoch
     assert sum(r.cost_micro for r in records) == 2 * len(data[0])  # both processes are charged
 
     # money for about half the examples: every process stops before passing its share, checkpoint kept
-    half, records = launch_training(_job(llama, data, tmp_path / "half", price=per_example), TWO,
+    half, records = launch_training(_job(llama, data, tmp_path / "half", price=per_example), where,
                                     limit_micro=len(data[0]))
     assert half.stopped == "budget" and 0 < half.steps < half.total_steps
     assert sum(r.cost_micro for r in records) <= len(data[0])
@@ -85,19 +121,19 @@ def test_the_meter_charges_every_process_and_stops_them_together_at_the_money_li
 
     # more money resumes the processes from it and finishes
     asked = []
-    done, records = launch_training(_job(llama, data, tmp_path / "half", price=per_example), TWO,
+    done, records = launch_training(_job(llama, data, tmp_path / "half", price=per_example), where,
                                     limit_micro=len(data[0]), more_money=lambda m: asked.append(m) or m)
     assert asked and done.stopped == "completed" and done.steps == done.total_steps
     np.testing.assert_allclose(done.losses, full.losses, atol=TOLERANCE)
 
 
-def _launch_and_kill(launcher: str, job, tmp_path: Path, ready) -> None:
+def _launch_and_kill(launcher: str, job, tmp_path: Path, ready, where: Processes = TWO) -> None:
     """Run ``modeling.launch.<launcher>(job)`` on two processes in a child process, and SIGKILL the whole
     process group (the launcher, torchrun and both workers) once ``ready()`` (or after two minutes)."""
     spec = tmp_path / "job.pkl"
-    spec.write_bytes(pickle.dumps(job))
-    script = (f"import pickle, sys; from modeling.launch import Processes, {launcher}; "
-              f"{launcher}(pickle.load(open(sys.argv[1], 'rb')), Processes(processes=2, threads=1))")
+    spec.write_bytes(pickle.dumps((job, where)))
+    script = (f"import pickle, sys; from modeling.launch import {launcher}; "
+              f"{launcher}(*pickle.load(open(sys.argv[1], 'rb')))")
     proc = subprocess.Popen([sys.executable, "-c", script, str(spec)], start_new_session=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     deadline = time.monotonic() + 120
@@ -107,17 +143,18 @@ def _launch_and_kill(launcher: str, job, tmp_path: Path, ready) -> None:
     proc.wait()
 
 
-def test_a_two_process_training_killed_part_way_resumes_to_the_same_curve(llama, data, tmp_path):
+@pytest.mark.parametrize("where", [TWO, SHARDED], ids=["ddp", "fsdp"])
+def test_a_two_process_training_killed_part_way_resumes_to_the_same_curve(llama, data, tmp_path, where):
     big = make_task(1603, seed=5)  # the last batch splits unevenly: each process meters its own share
     job = _job(llama, (big[0], big[1], data[2]), tmp_path / "killed", config=_config(epochs=3, checkpoint_every_s=0))
     uninterrupted, _ = launch_training(_job(llama, (big[0], big[1], data[2]), tmp_path / "whole",
-                                            config=_config(epochs=3, checkpoint_every_s=0)), TWO)
+                                            config=_config(epochs=3, checkpoint_every_s=0)), where)
     ckpt = tmp_path / "killed" / "ckpt.pt"
-    _launch_and_kill("launch_training", job, tmp_path, ckpt.exists)
+    _launch_and_kill("launch_training", job, tmp_path, ckpt.exists, where)
     state = torch.load(ckpt, map_location="cpu", weights_only=False)
     assert state["stopped"] is None and 0 < state["step"] < uninterrupted.total_steps  # killed part way
 
-    resumed, records = launch_training(job, TWO)
+    resumed, records = launch_training(job, where)
     assert resumed.stopped == "completed" and resumed.steps == uninterrupted.steps
     np.testing.assert_allclose(resumed.losses, uninterrupted.losses, atol=TOLERANCE)
     assert sum(r.examples for r in records) == 3 * 1603  # every row of every epoch metered once, after a kill
