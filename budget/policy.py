@@ -383,9 +383,11 @@ class Adaptive(Policy):
         if worth["distill"] and grown and (upper["distill"] or 0) > (upper["annotate"] or 0):
             return self._distill(state, state.available_micro, distill.describe(z, conf), est)
         if worth["annotate"]:
-            # hold back a final distillation only while it promises as much per dollar as labels do
-            keep = reserve if self._worth(distill, z) and (upper["distill"] is None or upper["annotate"] is None
-                                                           or upper["distill"] >= upper["annotate"]) else 0
+            # hold back a final distillation only while it promises as much per dollar as labels do; money
+            # taken from it buys labels that no distillation will follow, worth what they do alone
+            alone = self.label_gain(state, distilled=False).per_100usd(z)
+            keep = reserve if self._worth(distill, z) and (upper["distill"] is None or alone is None
+                                                           or upper["distill"] >= alone) else 0
             decision = self._annotate(state, state.available_micro - keep, labels.describe(z, conf), est)
             if decision.arm != "stop":
                 return decision

@@ -284,3 +284,15 @@ def test_labels_no_distillation_will_follow_are_worth_only_what_lifts_the_best_s
     level = Adaptive().decide(state(plain_rounds([100, 150, 200]), n_labels=200, available=6 * USD,
                                     distill_fixed=20 * USD))
     assert level.arm == "annotate"
+
+
+def test_money_kept_for_the_final_distillation_is_not_spent_on_labels_that_would_trail_it():
+    # the distilled student leads the label-only one by about 10 points; labels are cheap ($0.02) and the
+    # distillation dear ($21): $21.50 pays for a full batch ($1) only by giving up the distillation,
+    # and labels no distillation follows would not lift the best student, so the distillation is kept
+    rounds = plain_rounds([100, 150, 200]) + [
+        distilled(3, 200, 0.12, curve(200), cost=20 * USD),
+        RoundObservation(4, "annotate", USD, 250, curve(250), curve(200) + 0.12, 0.05, 400, curve(200), 0.05, 200)]
+    d = Adaptive().decide(state(rounds, n_labels=250, label=USD // 50, distill_fixed=20 * USD,
+                                available=21_500_000, granted=60 * USD))
+    assert d.arm == "annotate" and d.n_items == 24  # what the $0.50 beyond the $21 distillation buys, less the retrain
