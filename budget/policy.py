@@ -103,6 +103,12 @@ class PolicyState:
         per_1000 = max(self.distill_cost_per_1000_micro, 1)
         return int(min(self.n_unlabeled, left * 1000 // per_1000))
 
+    @property
+    def can_distill(self) -> bool:
+        """True when the money left pays for a distillation of any size (money only shrinks: when it
+        does not, no distillation will run in this run)."""
+        return self.affordable_distill_items(self.available_micro) > 0
+
     def affordable_labels(self, money_micro: int) -> int:
         """The most items one annotation batch (with its retrain) can buy for ``money_micro``."""
         left = money_micro - self.retrain_cost_micro
@@ -331,9 +337,9 @@ class Adaptive(Policy):
         z = z_value(self.stop_confidence)
         distill = self.distill_gain(state)
         free = distill.cost_micro <= self.nearly_free_share * state.granted_micro
-        # money only shrinks: a distillation the money left cannot pay for will never run, so nothing is
-        # kept back for it and labels are worth what they do to the student trained on them alone
-        can_distill = state.affordable_distill_items(state.available_micro) > 0
+        # a distillation the money left cannot pay for will never run: nothing is kept back for it, and
+        # labels are worth what they do to the student trained on them alone
+        can_distill = state.can_distill
         # the output will be distilled when compute is nearly free or distilling has paid: labels are
         # then worth what they do to the distilled student
         labels = self.label_gain(state, distilled=can_distill and (free or (distill.points or 0) > 0))
@@ -377,8 +383,8 @@ class Adaptive(Policy):
         conf = self.stop_confidence
         last = max((r.n_labels for r in state.rounds if r.arm == "distill"), default=0)
         grown = pending and state.n_labels >= last * (1 + self.redistill_growth)
-        can_distill = state.affordable_distill_items(state.available_micro) > 0
-        worth = {"annotate": self._worth(labels, z), "distill": pending and can_distill and self._worth(distill, z)}
+        worth = {"annotate": self._worth(labels, z),
+                 "distill": pending and state.can_distill and self._worth(distill, z)}
         upper = {g.arm: g.per_100usd(z) for g in (labels, distill)}
         if worth["distill"] and grown and (upper["distill"] or 0) > (upper["annotate"] or 0):
             return self._distill(state, state.available_micro, distill.describe(z, conf), est)
@@ -404,8 +410,7 @@ class Adaptive(Policy):
         if blocked:
             return Decision("stop", reason="the money left pays for a batch of labels or for distilling them, not "
                             f"both, and labels promise less per dollar without it ({shown})", estimates=est)
-        if state.affordable_labels(state.available_micro) == 0 and state.affordable_distill_items(
-                state.available_micro) == 0:
+        if state.affordable_labels(state.available_micro) == 0 and not state.can_distill:
             return Decision("stop", reason=f"the money left pays for neither a batch nor a distillation ({shown})",
                             estimates=est)
         return Decision("stop", reason=f"$100 more is expected to add under {self.min_points_per_100usd:g} points "

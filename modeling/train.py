@@ -425,9 +425,9 @@ class _Checkpoint:
         """Write what resuming needs; ``stopped`` says how the run ended (None while it goes on)."""
         if self.out is None:
             return
-        sharded = is_sharded(self.model)  # gathering the shards is collective: every process takes part
-        model_state = full_state(self.model) if sharded else None
-        optimizer_state_ = optimizer_state(self.model, self.optimizer) if sharded else None
+        # gathering a sharded model's state is collective: every process takes part
+        gathered = ((full_state(self.model), optimizer_state(self.model, self.optimizer))
+                    if is_sharded(self.model) else None)
         if self.rank:
             self.out.mkdir(parents=True, exist_ok=True)
             tmp = self._rank_phase.with_suffix(".tmp")
@@ -435,8 +435,8 @@ class _Checkpoint:
             tmp.replace(self._rank_phase)
             return
         self.out.mkdir(parents=True, exist_ok=True)
-        ckpt = {"model": model_state if sharded else self.model.state_dict(),
-                "optimizer": optimizer_state_ if sharded else self.optimizer.state_dict(),
+        model_state, optimizer_state_ = gathered or (self.model.state_dict(), self.optimizer.state_dict())
+        ckpt = {"model": model_state, "optimizer": optimizer_state_,
                 "scheduler": self.scheduler.state_dict(), "config": asdict(self.cfg), "n_examples": self.n_examples,
                 "step": run.step, "best_dev": run.best_dev, "history": run.history, "bad_evals": run.bad_evals,
                 "losses": run.losses,
