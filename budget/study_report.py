@@ -11,7 +11,7 @@ import json
 import statistics
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,21 @@ def read_results(path: Path) -> list[dict[str, Any]]:
             row["estimates"] = [tuple(e) for e in json.loads(raw["estimates"])]
             rows.append(row)
     return rows
+
+
+@dataclass(frozen=True)
+class _Regret:
+    """Adaptive's regret in one task x regime x budget: ``points`` behind the ``best`` fixed policy (mean over
+    seeds), its paired standard error and seed count (``se``, None below two seeds), and the same regret on
+    the runs' outputs (their best student on dev)."""
+
+    task: str
+    regime: str
+    budget: str
+    best: str
+    points: float
+    se: tuple[float, int] | None
+    on_output: float | None
 
 
 def _mean_sd(values: list[float]) -> tuple[float, float]:
@@ -124,25 +139,41 @@ def summary_markdown(rows: list[dict[str, Any]], scales: dict) -> str:
             text = f"Best fixed policy in hindsight: **{best}** ({fixed[best]:.1f})."
             if "adaptive" in means:
                 regret = fixed[best] - means["adaptive"]
-                regrets.append((task, regime, budget, best, _output_regret(outputs), regret))
-                text += f" Adaptive: {means['adaptive']:.1f}; regret **{regret:+.1f}** points."
+                se = _paired_se(by_policy[best], by_policy["adaptive"])
+                regrets.append(_Regret(task, regime, budget, best, regret, se, _output_regret(outputs)))
+                text += f" Adaptive: {means['adaptive']:.1f}; regret **{regret:+.1f}** points"
+                text += f" (± {se[0]:.1f} paired over {se[1]} seeds)." if se else "."
             lines += [text, ""]
     if regrets:
         lines += ["## Adaptive's regret per cell", "",
                   "Regret on the final student (the table above), and on each run's output: its best student on "
                   "its dev set, the model the run folder and report hand over ('picked by dev').", "",
-                  "| task | regime | budget | best fixed | regret (points) | regret on the output |",
-                  "|---|---|---|---|---|---|"]
-        lines += [f"| {t} | {g} | ${b} | {best} | {regret:+.1f} | {_signed(out)} |"
-                  for t, g, b, best, out, regret in regrets]
-        lines += ["", f"Mean regret {statistics.fmean(r[-1] for r in regrets):+.1f} points, worst "
-                      f"{max(r[-1] for r in regrets):+.1f}."]
-        on_output = [r[-2] for r in regrets if r[-2] is not None]
+                  "'± se' is the standard error of the regret from its per-seed differences (the best fixed policy "
+                  "and adaptive run on the same seed labels, dev and test items): a regret within about two of them "
+                  "of zero is seed noise.", "",
+                  "| task | regime | budget | best fixed | regret (points) | ± se (seeds) | regret on the output |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {r.task} | {r.regime} | ${r.budget} | {r.best} | {r.points:+.1f} | "
+                  + (f"{r.se[0]:.1f} ({r.se[1]})" if r.se else "") + f" | {_signed(r.on_output)} |"
+                  for r in regrets]
+        lines += ["", f"Mean regret {statistics.fmean(r.points for r in regrets):+.1f} points, worst "
+                      f"{max(r.points for r in regrets):+.1f}."]
+        on_output = [r.on_output for r in regrets if r.on_output is not None]
         if on_output:
             lines += [f"On the output: mean {statistics.fmean(on_output):+.1f}, worst {max(on_output):+.1f}."]
         lines += [""]
     lines += _estimate_lines(rows) + _cost_lines(rows, scales)
     return "\n".join(lines) + "\n"
+
+
+def _paired_se(best: list[dict], adaptive: list[dict]) -> tuple[float, int] | None:
+    """Standard error (points) of the best fixed policy's mean minus adaptive's, from their differences on the
+    seeds both finished, and the number of those seeds; None below two seeds."""
+    a = {c["seed"]: c["final_test"] for c in adaptive if c["final_test"] is not None}
+    diffs = [100 * (c["final_test"] - a[c["seed"]]) for c in best if c["final_test"] is not None and c["seed"] in a]
+    if len(diffs) < 2:
+        return None
+    return statistics.stdev(diffs) / len(diffs) ** 0.5, len(diffs)
 
 
 def _output_regret(outputs: dict[str, float | None]) -> float | None:
