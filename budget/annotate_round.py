@@ -69,7 +69,8 @@ def _propose(ctx: RunContext, rnd: int, batch_id: str, decision: Decision, snap:
     fresh = np.setdiff1d(candidates, rejected)
     if len(fresh):
         candidates = fresh
-    rng = np.random.default_rng(ctx.seed * 1000 + rnd)
+    round_seed = ctx.seed * 1000 + rnd  # the sample of candidates and the selection's ties, the same on a resume
+    rng = np.random.default_rng(round_seed)
     dev_ids = _dev_draw(ctx, rnd, decision.n_items, candidates, snap)
     candidates = np.setdiff1d(candidates, dev_ids)
     if len(candidates) > _MAX_SELECTION_CANDIDATES:
@@ -79,7 +80,7 @@ def _propose(ctx: RunContext, rnd: int, batch_id: str, decision: Decision, snap:
     k = min(decision.n_items - len(dev_ids), len(candidates))
     routing = {"teacher_proba": teacher_proba(ctx, candidates) if strategy.uses_teacher and proba is not None else None,
                "texts": [ctx.pool.texts[i] for i in candidates] if strategy.uses_texts else None}
-    picked = strategy.select(k, candidates=candidates, proba=proba, rng_seed=ctx.seed * 1000 + rnd,
+    picked = strategy.select(k, candidates=candidates, proba=proba, rng_seed=round_seed,
                              **routing) if k else []
     chosen = np.concatenate([np.asarray(picked, dtype=int), dev_ids])
     suggestions = {}
@@ -88,9 +89,9 @@ def _propose(ctx: RunContext, rnd: int, batch_id: str, decision: Decision, snap:
         for i in picked:
             p = proba[row[int(i)]]
             suggestions[str(int(i))] = [ctx.pool.labels[int(p.argmax())], round(float(p.max()), 4)]
-    price, overlap = ctx.config.label_price(), ctx.config.prices.overlap
-    labels_micro = label_cost(price, len(chosen), overlap)
-    per_item = label_cost(price, 1, overlap)
+    overlap = ctx.config.prices.overlap
+    labels_micro = label_cost(ctx.config.label_price(), len(chosen), overlap)
+    per_item = ctx.config.label_cost_per_item()
     amount = min(labels_micro + (decision.amount_micro - decision.n_items * per_item), decision.amount_micro)
     available = ctx.ledger.totals().available
     texts = ctx.pool.texts

@@ -31,7 +31,7 @@ from typing import Any
 from annotation.pool import TaskSpec
 from annotation.selection import STRATEGIES
 from budget.money import to_micro
-from budget.prices import DEFAULT_DEVICE_PRICES, DevicePrice, FlopPricing, LabelPrice
+from budget.prices import DEFAULT_DEVICE_PRICES, DevicePrice, FlopPricing, LabelPrice, label_cost
 from budget.runfolder import check_keep
 from modeling.train import TrainConfig
 
@@ -371,6 +371,11 @@ class ProjectConfig:
         if p.hourly_wage:
             return LabelPrice.hourly(p.hourly_wage, seconds_per_label=float(p.seconds_per_label))
         return LabelPrice.per_label(p.per_label)
+
+    def label_cost_per_item(self) -> int:
+        """What one item costs to label, in micro-dollars: the price of a label times ``[prices] overlap``
+        (by hourly wage: the estimate from ``seconds_per_label``)."""
+        return label_cost(self.label_price(), 1, self.prices.overlap)
 
     def flop_pricing(self) -> FlopPricing:
         p = self.prices

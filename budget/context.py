@@ -19,6 +19,7 @@ from budget.config import ProjectConfig
 from budget.costs import ComputePricer
 from budget.ledger import Ledger
 from budget.phase_cache import PhaseCache
+from budget.records import RoundRecord
 from budget.snapshot import Snapshot, take_snapshot
 from connectors.base import Clock, Connector
 from modeling.infer import evaluate, predict_logits
@@ -55,6 +56,16 @@ class RunContext:
     phase_cache: PhaseCache | None = None
     model_cache_dir: Path | None = None
 
+    @property
+    def model_cache(self) -> Path:
+        """Where models joined from PyPI packages are kept: ``model_cache_dir``, or ``.model-cache`` beside the
+        run folder."""
+        return self.model_cache_dir or self.run_dir.parent / ".model-cache"
+
+    def round_dir(self, rnd: int) -> Path:
+        """The folder of round ``rnd``'s models (its student, and a distillation's teacher)."""
+        return self.run_dir / "models" / f"round-{rnd:03d}"
+
     def snapshot(self) -> Snapshot:
         """The labels and item states as the ledger has them now (read once; pass it on)."""
         return take_snapshot(self.ledger, self.pool, self.split, self.run_id, self.config.split.dev_fraction)
@@ -69,7 +80,7 @@ class RunContext:
         """A newly loaded student or teacher with the task's labels (never a trained one); a teacher with
         ``[models] teacher_lora_rank`` gets LoRA adapters, the only weights its fine-tune trains."""
         model = load_classifier(getattr(self.config.models, role), self.pool.labels, seed=self.seed,
-                                cache_dir=self.model_cache_dir or self.run_dir.parent / ".model-cache")
+                                cache_dir=self.model_cache)
         rank = self.config.models.teacher_lora_rank
         return with_lora(model, rank) if role == "teacher" and rank else model
 
@@ -83,7 +94,7 @@ class RunContext:
         rounds = [r for r in self._students() if (r.arm == "distill") == distilled]
         return (rounds[-1].summary.student, rounds[-1].summary.n_labels) if rounds else None
 
-    def _students(self) -> list:
+    def _students(self) -> list[RoundRecord]:
         return [r for r in self.ledger.rounds() if r.state == "done" and r.summary and r.summary.student]
 
     def latest_student(self) -> LoadedModel | None:

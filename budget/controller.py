@@ -30,6 +30,7 @@ from annotation.simulated import SimulatedAnnotators
 from budget import failpoints
 from budget.approvals import LEDGER_FILE
 from budget.config import ProjectConfig
+from budget.context import RunContext
 from budget.costs import ComputePricer, CostModel
 from budget.estimates import paired_se
 from budget.exceptions import AwaitingAnnotators, AwaitingApproval, UsageError
@@ -37,10 +38,9 @@ from budget.ledger import Ledger
 from budget.money import format_usd
 from budget.phase_cache import PhaseCache
 from budget.policy import Decision, Policy, PolicyState, RoundObservation, make_policy
-from budget.prices import label_cost
 from budget.report import write_report
 from budget.round_records import RoundPlan, RoundSummary
-from budget.rounds import RUNNERS, RunContext
+from budget.rounds import RUNNERS
 from budget.runfolder import prune
 from budget.snapshot import Snapshot
 from connectors.base import Clock, Connector, RealClock
@@ -70,6 +70,12 @@ def _config_hash(config: ProjectConfig) -> str:
     return hashlib.sha256(json.dumps(fixed, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _correction(raw: float, actual: float) -> float:
+    """What finished rounds of one kind cost over their raw estimate, kept within 0.2-5x (one odd round
+    does not swing later estimates)."""
+    return min(5.0, max(0.2, actual / raw))
+
+
 class Controller:
     """One run of the tool on one project, in one run folder.
 
@@ -92,6 +98,8 @@ class Controller:
         Finished compute steps shared with other runs of a study (reused steps are charged what they cost).
     model_cache_dir : Path, optional
         Where models joined from PyPI packages are kept (default: ``.model-cache`` beside ``run_dir``).
+    progress : bool
+        Show progress bars while models train and label.
     auto_approve_under : str, optional
         Overrides ``[annotation] auto_approve_under`` (dollars, or "inf").
     say : callable
@@ -150,6 +158,7 @@ class Controller:
     # --- opening a run ----------------------------------------------------------------------------
     @property
     def ledger_path(self) -> Path:
+        """The run's ledger file (``ledger.sqlite`` in the run folder)."""
         return self.run_dir / LEDGER_FILE
 
     @property
@@ -178,7 +187,7 @@ class Controller:
             return
         if amount_micro == 0:
             raise UsageError(f"No budget: give --spend DOLLARS to start a run in '{self.run_dir}'.")
-        per_item = label_cost(self.config.label_price(), 1, self.config.prices.overlap)
+        per_item = self.config.label_cost_per_item()
         if amount_micro < per_item and self.policy_name != "distill":
             raise UsageError(f"Budget {format_usd(amount_micro)} is too small for one label "
                              f"({format_usd(per_item)} per item with overlap {self.config.prices.overlap}); "
@@ -275,6 +284,7 @@ class Controller:
         return RetryingConnector(inner)
 
     def close(self) -> None:
+        """Close the ledger and the annotation connector; the run folder keeps everything for a resume."""
         if self.ledger is not None:
             self.ledger.close()
         if self.ctx is not None:
@@ -301,17 +311,16 @@ class Controller:
                 kind = sums["distill" if r.arm == "distill" else "retrain"]
                 kind[0], kind[1] = kind[0] + raw, kind[1] + s.compute_micro
         if sums["retrain"][0]:
-            model.correction = min(5.0, max(0.2, sums["retrain"][1] / sums["retrain"][0]))
+            model.correction = _correction(*sums["retrain"])
         if sums["distill"][0]:
-            model.distill_correction = min(5.0, max(0.2, sums["distill"][1] / sums["distill"][0]))
+            model.distill_correction = _correction(*sums["distill"])
         return model
 
     def plan_round(self, decision: Decision, snap: Snapshot) -> RoundPlan:
         """The decision with what its compute is expected to cost (as the policy saw it), the raw FLOP
         estimate, and the estimate per metered phase."""
-        n = snap.n_labels + (decision.n_items if decision.arm == "annotate" else 0)  # + labels it buys
-        n_dev = max(1, round(n * self.config.split.dev_fraction))
-        n_train = max(1, n - n_dev)
+        n_train, n_dev = self._train_dev_sizes(snap.n_labels + (decision.n_items if decision.arm == "annotate"
+                                                                 else 0))  # + labels it buys
         costs = self.cost_model()
         phases = costs.phases(decision.arm, n_train, n_dev, decision.n_items)
         if decision.arm == "distill":
@@ -319,12 +328,16 @@ class Controller:
         raw = self.cost_model(corrected=False).retrain(n_train, n_dev)
         return RoundPlan(decision, costs.retrain(n_train, n_dev), float(raw), phases)
 
+    def _train_dev_sizes(self, n_labels: int) -> tuple[int, int]:
+        """How ``n_labels`` purchased labels divide into training and dev items, for cost estimates."""
+        n_dev = max(1, round(n_labels * self.config.split.dev_fraction))
+        return max(1, n_labels - n_dev), n_dev
+
     def policy_state(self, snap: Snapshot, extra_micro: int = 0) -> PolicyState:
         """The read-only state the policy decides on (``extra_micro``: money about to be granted)."""
         money = self.ledger.snapshot()
         costs = self.cost_model()
-        n_dev = max(1, round(snap.n_labels * self.config.split.dev_fraction))
-        n_train = max(1, snap.n_labels - n_dev)
+        n_train, n_dev = self._train_dev_sizes(snap.n_labels)
         batch = self.config.annotation.batch_size
         spent = money.spent_by_round
         obs = tuple(RoundObservation(r.round, r.arm, spent.get(r.round, 0), r.summary.n_labels, r.summary.dev,
@@ -334,7 +347,7 @@ class Controller:
         return PolicyState(
             granted_micro=money.totals.granted + extra_micro, available_micro=money.totals.available + extra_micro,
             spent_by_arm=money.spent_by_arm, rounds=obs,
-            label_cost_micro=label_cost(self.config.label_price(), 1, self.config.prices.overlap),
+            label_cost_micro=self.config.label_cost_per_item(),
             retrain_cost_micro=costs.retrain(n_train + batch, n_dev),
             distill_fixed_cost_micro=costs.distill_fixed(n_train, n_dev),
             distill_cost_per_1000_micro=costs.distill_per_1000(),
@@ -473,6 +486,7 @@ class Controller:
         return "\n".join(lines)
 
     def report(self) -> dict[str, Path]:
+        """Write the run's report into ``report/`` (Markdown, HTML, a CSV of rounds, a plot); returns its files."""
         return write_report(self.ledger, self.run_dir / "report", self.config.task.metric)
 
 

@@ -53,20 +53,20 @@ def run_distill(ctx: RunContext, rnd: int, decision: Decision, snap: Snapshot) -
                        estimate_micro=decision.amount_micro)
     if not _compute_approved(ctx, rnd, decision, res):
         return finish_round(ctx, rnd, res.id, RoundSummary(n_labels=snap.n_labels, rejected=True))
-    out = ctx.run_dir / "models" / f"round-{rnd:03d}"
+    out = ctx.round_dir(rnd)
     items = snap.unlabeled_for_distill(decision.n_items, ctx.seed)
     texts = [ctx.pool.texts[i] for i in items]
     trained: list[LoadedModel] = []  # the teacher as trained in this process, handed to the soft-labelling step
     t = compute_step(ctx, rnd, f"round-{rnd}:teacher", res.id, _teacher_step(ctx, rnd, snap, out, trained))
+    # what the round is when the cap stops it before a student: the teacher (if trained) is kept
+    at_cap = RoundSummary(n_labels=snap.n_labels, stopped="budget", compute_micro=t["cost_micro"], seconds=t["seconds"])
     if t["stopped"] == "budget":
-        return finish_round(ctx, rnd, res.id, RoundSummary(n_labels=snap.n_labels, stopped="budget",
-                                                           compute_micro=t["cost_micro"], seconds=t["seconds"]))
+        return finish_round(ctx, rnd, res.id, at_cap)
     s = compute_step(ctx, rnd, f"round-{rnd}:soft_labels", res.id,
                      _soft_label_step(ctx, rnd, out, items, texts, trained))
     trained.clear()
     if s["n_items"] == 0:  # the cap was reached: the teacher is kept, no student this round
-        return finish_round(ctx, rnd, res.id, RoundSummary(n_labels=snap.n_labels, stopped="budget",
-                                                           compute_micro=t["cost_micro"], seconds=t["seconds"]))
+        return finish_round(ctx, rnd, res.id, at_cap)
     used = texts[:s["n_items"]]  # as many as the money paid the teacher for
     soft = SoftTargets(used, np.load(s["soft_labels"]))
     st = compute_step(ctx, rnd, f"round-{rnd}:student", res.id, student_step(ctx, rnd, snap, soft))
@@ -126,7 +126,7 @@ def _launched_teacher(ctx: RunContext, out: Path, cfg: TrainConfig, data: tuple[
     m = ctx.config.models
     job = TrainJob(model=m.teacher, labels=tuple(ctx.pool.labels), texts=data[0], y=data[1], dev=dev, config=cfg,
                    out_dir=out, phase_name="teacher_finetune", lora_rank=m.teacher_lora_rank,
-                   cache_dir=ctx.model_cache_dir or ctx.run_dir.parent / ".model-cache", price=ctx.pricer.price)
+                   cache_dir=ctx.model_cache, price=ctx.pricer.price)
     result, records = launch_training(job, Processes(**asdict(ctx.config.compute)), limit_micro=limit,
                                       more_money=more_money)
     return {"stopped": result.stopped, "teacher_dev": result.best_dev, "processes": len(records)}, records

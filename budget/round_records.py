@@ -13,7 +13,7 @@ from typing import Any
 
 from budget.policy import Decision
 
-__all__ = ["RoundPlan", "RoundSummary", "BatchPayload"]
+__all__ = ["RoundPlan", "RoundSummary", "BatchPayload", "best_round"]
 
 
 def _set_fields(obj: object) -> dict[str, Any]:

@@ -12,14 +12,12 @@ from collections.abc import Callable
 from budget.annotate_round import run_annotate
 from budget.context import RunContext
 from budget.distill_round import run_distill
-from budget.exceptions import AwaitingAnnotators, AwaitingApproval
 from budget.policy import Decision
 from budget.round_records import RoundSummary
 from budget.snapshot import Snapshot
 from budget.steps import compute_step, finish_round, student_step, student_summary
 
-__all__ = ["RUNNERS", "RunContext", "AwaitingApproval", "AwaitingAnnotators", "run_baseline", "run_annotate",
-           "run_distill"]
+__all__ = ["RUNNERS", "run_baseline", "run_annotate", "run_distill"]
 
 
 def run_baseline(ctx: RunContext, rnd: int, decision: Decision, snap: Snapshot) -> RoundSummary:

@@ -9,7 +9,7 @@ from the shared :class:`budget.phase_cache.PhaseCache` and charged what it cost 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +127,7 @@ def student_step(ctx: RunContext, rnd: int, snap: Snapshot, soft: SoftTargets | 
     def work(limit: int, more_money: Callable[[int], int]) -> tuple[dict, list[PhaseRecord]]:
         (texts, ys), dev = snap.train_dev()
         cfg = ctx.train_config("distill" if soft else "student")
-        out = ctx.run_dir / "models" / f"round-{rnd:03d}" / "student"
+        out = ctx.round_dir(rnd) / "student"
         previous = ctx.latest_student_path()
 
         def run() -> tuple[dict, list[PhaseRecord]]:
@@ -138,7 +138,7 @@ def student_step(ctx: RunContext, rnd: int, snap: Snapshot, soft: SoftTargets | 
             held = limit if limit >= 2 * margin else limit + more_money(2 * margin - limit)
             if held < 2 * margin:
                 return {"stopped": "budget", "n_labels": len(ys) + len(dev[1]),
-                        "skipped": "no money left to train the student"}, []
+                        "reason": "no money left to train the student"}, []
             result = train(student.model, student.tokenizer, texts, ys, label_names=ctx.pool.labels, dev=dev,
                            soft=soft, config=cfg, out_dir=out, meter=meter,
                            phase_name="student_distill" if soft else "student_finetune",
@@ -157,7 +157,8 @@ def student_step(ctx: RunContext, rnd: int, snap: Snapshot, soft: SoftTargets | 
         result = {**result, "student": str(out)}
         if previous and result.get("dev_pred") is not None:
             compared, phase = _compare_with(ctx, rnd, snap, previous, np.asarray(result["dev_pred"]))
-            result, records = {**result, **compared}, [*records, phase]
+            result = {**result, "prev_dev": compared.prev_dev, "disagree": compared.disagree}
+            records = [*records, phase]
             same, more = _compare_along_kind(ctx, rnd, snap, previous, soft is not None, result)
             result, records = {**result, **same}, [*records, *more]
         return result, records
@@ -175,20 +176,28 @@ def _compare_along_kind(ctx: RunContext, rnd: int, snap: Snapshot, previous: str
     if path == previous:
         return {"arm_prev_dev": result["prev_dev"], "arm_disagree": result["disagree"], "arm_prev_labels": n_labels}, []
     compared, phase = _compare_with(ctx, rnd, snap, path, np.asarray(result["dev_pred"]))
-    return {"arm_prev_dev": compared["prev_dev"], "arm_disagree": compared["disagree"],
-            "arm_prev_labels": n_labels}, [phase]
+    return {"arm_prev_dev": compared.prev_dev, "arm_disagree": compared.disagree, "arm_prev_labels": n_labels}, [phase]
+
+
+@dataclass(frozen=True)
+class _Paired:
+    """An earlier student on this round's dev items: its score (``prev_dev``), and the share of those items on
+    which exactly one of it and this round's student is right (``disagree``)."""
+
+    prev_dev: float | None
+    disagree: float
 
 
 def _compare_with(ctx: RunContext, rnd: int, snap: Snapshot, previous: str,
-                  pred: np.ndarray) -> tuple[dict, PhaseRecord]:
-    """The previous student scored on this round's dev items (``prev_dev``), and the share of those items on
-    which exactly one of the two students is right (``disagree``): a paired measure of the round's gain."""
+                  pred: np.ndarray) -> tuple[_Paired, PhaseRecord]:
+    """The previous student scored on this round's dev items next to this round's predictions ``pred``: a
+    paired measure of the round's gain."""
     _, (_, dev_y) = snap.train_dev()
     meter = ctx.meter(f"{rnd}.compare")
     before = ctx.dev_predictions(load_classifier(previous, ctx.pool.labels, seed=ctx.seed), snap, meter)
     prev = score_predictions(dev_y, before, ctx.pool.labels).get(ctx.config.task.metric)
     disagree = float(np.mean((before == dev_y) != (pred == dev_y)))
-    return {"prev_dev": prev, "disagree": disagree}, meter.records[-1]
+    return _Paired(prev, disagree), meter.records[-1]
 
 
 def student_summary(step: dict[str, Any], **more: Any) -> RoundSummary:
