@@ -21,7 +21,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -39,7 +38,7 @@ from budget.money import format_usd
 from budget.phase_cache import PhaseCache
 from budget.policy import Decision, Policy, PolicyState, RoundObservation, make_policy
 from budget.report import write_report
-from budget.round_records import RoundPlan, RoundSummary
+from budget.round_records import RoundPlan, RoundSummary, RunInit
 from budget.rounds import RUNNERS
 from budget.runfolder import prune
 from budget.snapshot import Snapshot
@@ -147,6 +146,7 @@ class Controller:
         self.model_cache_dir = Path(model_cache_dir) if model_cache_dir else self.run_dir.parent / ".model-cache"
         self.ledger: Ledger | None = None
         self.ctx: RunContext | None = None
+        self.init: RunInit | None = None  # read or measured by open()
 
     def _make_policy(self, name: str) -> Policy:
         p = self.config.policy
@@ -223,25 +223,27 @@ class Controller:
         """
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.ledger = Ledger(self.ledger_path)
-        init = self.ledger.step_result(_INIT)
-        if init is None:
+        stored = self.ledger.step_result(_INIT)
+        if stored is None:
             run_id = f"{self.config.task.name[:20]}-{uuid.uuid4().hex[:8]}"
             init = self._measure_models(run_id)
             self.ledger.begin_step(_INIT)
-            self.ledger.finish_step(_INIT, init)
+            self.ledger.finish_step(_INIT, init.to_json())
             self.ledger.log_event("run_created", run_id=run_id, config=self.config.to_dict(), seed=self.seed)
-        elif init["config_hash"] != _config_hash(self.config) or init["seed"] != self.seed:
-            raise UsageError(f"Run folder '{self.run_dir}' was started with another project file or seed "
-                             f"(seed {init['seed']}); use a new --run-dir or the same --config and --seed.")
+        else:
+            init = RunInit.from_json(stored)
+            if init.config_hash != _config_hash(self.config) or init.seed != self.seed:
+                raise UsageError(f"Run folder '{self.run_dir}' was started with another project file or seed "
+                                 f"(seed {init.seed}); use a new --run-dir or the same --config and --seed.")
         self.init = init
         (self.run_dir / "project.json").write_text(json.dumps(self.config.to_dict(), indent=1, default=str))
-        self.ctx = RunContext(self.config, self.ledger, self.pool, self.split, init["run_id"], self.run_dir,
-                              self._connector or self._make_connector(init["run_id"]), self.clock,
+        self.ctx = RunContext(self.config, self.ledger, self.pool, self.split, init.run_id, self.run_dir,
+                              self._connector or self._make_connector(init.run_id), self.clock,
                               ComputePricer(self.config), self.seed, self.progress, self.say,
                               phase_cache=self.phase_cache, model_cache_dir=self.model_cache_dir)
         return self
 
-    def _measure_models(self, run_id: str) -> dict[str, Any]:
+    def _measure_models(self, run_id: str) -> RunInit:
         m = self.config.models
         student = load_classifier(m.student, self.pool.labels)
         teacher = load_classifier(m.teacher, self.pool.labels, cache_dir=self.model_cache_dir)
@@ -250,11 +252,10 @@ class Controller:
         enc = (student.tokenizer([t[0] for t in sample], [t[1] for t in sample], truncation=True,
                                  max_length=m.max_length) if pairs
                else student.tokenizer(sample, truncation=True, max_length=m.max_length))
-        return {"run_id": run_id, "config_hash": _config_hash(self.config), "seed": self.seed,
-                "student_params": student.n_params, "teacher_params": teacher.n_params,
-                "tokens_per_item": float(np.mean([len(x) for x in enc["input_ids"]])),
-                "pool": len(self.pool), "seed_items": len(self.split.seed),
-                "unlabeled": len(self.split.unlabeled), "test": len(self.split.test)}
+        return RunInit(run_id=run_id, config_hash=_config_hash(self.config), seed=self.seed,
+                       student_params=student.n_params, teacher_params=teacher.n_params,
+                       tokens_per_item=float(np.mean([len(x) for x in enc["input_ids"]])), pool=len(self.pool),
+                       seed_items=len(self.split.seed), unlabeled=len(self.split.unlabeled), test=len(self.split.test))
 
     def _make_connector(self, run_id: str) -> Connector:
         a, c = self.config.annotation, self.config.connector
@@ -299,7 +300,7 @@ class Controller:
         """
         m, init = self.config.models, self.init
         model = CostModel(ComputePricer(self.config), "cpu" if m.device == "auto" else m.device,
-                          init["student_params"], init["teacher_params"], init["tokens_per_item"],
+                          init.student_params, init.teacher_params, init.tokens_per_item,
                           m.student_epochs, m.teacher_epochs, m.distill_epochs, min_steps=m.min_steps,
                           batch_size=m.batch_size)
         if not corrected:
@@ -470,7 +471,7 @@ class Controller:
         state = self.policy_state(snap, extra_micro)
         rnd, decision = (0, None) if not self.ledger.rounds() else self.next_decision(snap)
         batch = min(state.batch_size, state.n_available)
-        lines = [f"Run {self.init['run_id']} in {self.run_dir}: {self.pool!r}, seed {len(self.split.seed)}, "
+        lines = [f"Run {self.init.run_id} in {self.run_dir}: {self.pool!r}, seed {len(self.split.seed)}, "
                  f"unlabeled {len(self.split.unlabeled)}, test {len(self.split.test)}.",
                  f"Money: {format_usd(state.granted_micro)} granted with this {'--spend' if extra_micro else 'run'}, "
                  f"{format_usd(state.available_micro)} available.",

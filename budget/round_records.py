@@ -1,6 +1,8 @@
-"""What a round writes into the ledger, typed: its plan, its summary and its batch's payload.
+"""What a run writes into the ledger, typed: what it measured when it was created, and each round's plan,
+summary and batch payload.
 
-The ledger keeps these as JSON (``rounds.decision``, ``rounds.summary``, ``batches.payload``); every
+The ledger keeps these as JSON (the ``run:init`` step, ``rounds.decision``, ``rounds.summary``,
+``batches.payload``); every
 reader (the controller, the report, ``status``, the web page, the study) goes through these types,
 never through string keys. ``to_json`` writes only the fields that are set, so a ledger written
 before a field existed reads back with its default. Money is integer micro-dollars, scores 0-1.
@@ -13,7 +15,7 @@ from typing import Any
 
 from budget.policy import Decision
 
-__all__ = ["RoundPlan", "RoundSummary", "BatchPayload", "best_round"]
+__all__ = ["RunInit", "RoundPlan", "RoundSummary", "BatchPayload", "best_round"]
 
 
 def _set_fields(obj: object) -> dict[str, Any]:
@@ -24,6 +26,31 @@ def _set_fields(obj: object) -> dict[str, Any]:
 def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     names = {f.name for f in fields(cls)}
     return {k: v for k, v in data.items() if k in names}
+
+
+@dataclass(frozen=True)
+class RunInit:
+    """What a run fixed when it was created: its id, the project and seed it belongs to (``config_hash``:
+    task, split and models), and the sizes its compute estimates are computed from (parameters of both
+    models, tokens per item) and of its pool."""
+
+    run_id: str
+    config_hash: str
+    seed: int
+    student_params: int
+    teacher_params: int
+    tokens_per_item: float
+    pool: int
+    seed_items: int
+    unlabeled: int
+    test: int
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RunInit:
+        return cls(**_known(cls, data))
 
 
 @dataclass(frozen=True)
