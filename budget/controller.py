@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -56,7 +57,7 @@ _INIT = "run:init"
 class RunOutcome:
     """How a call to :meth:`Controller.run` ended: 'stopped', 'awaiting_approval' or 'awaiting_annotators'."""
 
-    state: str
+    state: Literal["stopped", "awaiting_approval", "awaiting_annotators"]
     message: str
     rounds: int
 
