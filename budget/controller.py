@@ -50,8 +50,6 @@ from modeling.models import load_classifier
 
 __all__ = ["Controller", "RunOutcome"]
 
-_INIT = "run:init"
-
 
 @dataclass(frozen=True)
 class RunOutcome:
@@ -224,18 +222,16 @@ class Controller:
         """
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.ledger = Ledger(self.ledger_path)
-        stored = self.ledger.step_result(_INIT)
-        if stored is None:
+        init = RunInit.read(self.ledger)
+        if init is None:
             run_id = f"{self.config.task.name[:20]}-{uuid.uuid4().hex[:8]}"
             init = self._measure_models(run_id)
-            self.ledger.begin_step(_INIT)
-            self.ledger.finish_step(_INIT, init.to_json())
+            self.ledger.begin_step(RunInit.STEP)
+            self.ledger.finish_step(RunInit.STEP, init.to_json())
             self.ledger.log_event("run_created", run_id=run_id, config=self.config.to_dict(), seed=self.seed)
-        else:
-            init = RunInit.from_json(stored)
-            if init.config_hash != _config_hash(self.config) or init.seed != self.seed:
-                raise UsageError(f"Run folder '{self.run_dir}' was started with another project file or seed "
-                                 f"(seed {init.seed}); use a new --run-dir or the same --config and --seed.")
+        elif init.config_hash != _config_hash(self.config) or init.seed != self.seed:
+            raise UsageError(f"Run folder '{self.run_dir}' was started with another project file or seed "
+                             f"(seed {init.seed}); use a new --run-dir or the same --config and --seed.")
         self.init = init
         (self.run_dir / "project.json").write_text(json.dumps(self.config.to_dict(), indent=1, default=str))
         self.ctx = RunContext(self.config, self.ledger, self.pool, self.split, init.run_id, self.run_dir,

@@ -2,16 +2,16 @@
 summary and batch payload.
 
 The ledger keeps these as JSON (the ``run:init`` step, ``rounds.decision``, ``rounds.summary``,
-``batches.payload``); every
-reader (the controller, the report, ``status``, the web page, the study) goes through these types,
-never through string keys. ``to_json`` writes only the fields that are set, so a ledger written
-before a field existed reads back with its default. Money is integer micro-dollars, scores 0-1.
+``batches.payload``); every reader (the controller, the report, ``status``, the web page, the study)
+goes through these types, never through string keys. ``to_json`` writes only the fields that are set,
+so a ledger written before a field existed reads back with its default. Money is integer micro-dollars,
+scores 0-1.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, ClassVar
 
 from budget.policy import Decision
 
@@ -44,6 +44,14 @@ class RunInit:
     seed_items: int
     unlabeled: int
     test: int
+
+    STEP: ClassVar[str] = "run:init"  # the ledger step whose result it is
+
+    @classmethod
+    def read(cls, ledger: Any) -> RunInit | None:
+        """The run's record in ``ledger`` (a :class:`budget.ledger.Ledger`), or None before the run is created."""
+        stored = ledger.step_result(cls.STEP)
+        return None if stored is None else cls.from_json(stored)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -37,6 +37,7 @@ from budget.ledger import Ledger
 from budget.money import format_usd
 from budget.records import BatchRecord
 from budget.report import templates, write_report
+from budget.round_records import RunInit
 
 __all__ = ["serve", "make_server", "is_loopback"]
 
@@ -162,12 +163,12 @@ def _decisions(ledger: Ledger) -> tuple[_Decision, ...]:
 def render_page(run_dir: Path, *, msg: str = "", kind: str = "ok", by: str = "") -> str:
     """The whole page, read from the ledger now."""
     with open_ledger(run_dir) as ledger:
-        init = ledger.step_result("run:init") or {}
+        init = RunInit.read(ledger)
         cards = tuple(_card(rec) for rec in ledger.batches("proposed"))
         money, decisions = _money(ledger), _decisions(ledger)
         plot = _ensure_plot(run_dir, ledger)
     return templates().get_template("page.html").render(
-        run_name=run_dir.name, run_id=init.get("run_id", "?"), run_dir=str(run_dir), msg=msg,
+        run_name=run_dir.name, run_id=init.run_id if init else "?", run_dir=str(run_dir), msg=msg,
         kind=kind if kind in {"ok", "note", "error"} else "note", money=money,
         cards=cards, by=by, decisions=decisions, plot_version=plot.stat().st_mtime_ns if plot else None)
 

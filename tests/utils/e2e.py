@@ -23,6 +23,7 @@ import pytest
 from budget.config import load_config
 from budget.ledger import Ledger
 from budget.money import to_micro
+from budget.round_records import RunInit
 from tests.utils.projects import write_tiny_project
 
 REPO = Path(__file__).resolve().parents[2]
@@ -112,10 +113,10 @@ def run_id(ledger_path: Path) -> str | None:
         return None
     try:
         with Ledger(ledger_path) as ledger:
-            init = ledger.step_result("run:init")
+            init = RunInit.read(ledger)
     except Exception:  # noqa: BLE001 - the controller may be creating the file right now
         return None
-    return None if init is None else str(init["run_id"])
+    return None if init is None else init.run_id
 
 
 @pytest.fixture(scope="module")

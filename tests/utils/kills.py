@@ -25,6 +25,7 @@ import numpy as np
 
 from budget.failpoints import POINTS
 from budget.ledger import Ledger
+from budget.round_records import RunInit
 
 _CTX = multiprocessing.get_context("forkserver")
 _CTX.set_forkserver_preload(["budget.cli"])
@@ -124,7 +125,7 @@ def killed_run(args: list[str], plan: list[KillPoint]) -> list[KillPoint]:
 def fingerprint(run_dir: Path) -> dict:
     """What an interrupted run must share with an uninterrupted one of the same seed (run ids removed)."""
     with Ledger(Path(run_dir) / "ledger.sqlite") as ledger:
-        run_id = ledger.step_result("run:init")["run_id"]
+        run_id = RunInit.read(ledger).run_id
 
         def strip(text: str) -> str:
             return text.replace(run_id, "RUN")
