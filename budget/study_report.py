@@ -108,11 +108,9 @@ def summary_markdown(rows: list[dict[str, Any]], scales: dict) -> str:
     regrets = []
     for (task, regime, budget), group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1],
                                                                                 parse_usd(kv[0][2]))):
-        by_policy: dict[str, list[dict]] = defaultdict(list)
-        for r in group:
-            by_policy[r["policy"]].append(r)
+        by_policy, note = _on_common_seeds(group)
         targets = {r["seed"]: r["final_test"] for r in by_policy.get("annotate", []) if r["final_test"] is not None}
-        lines += [f"## {task}, {regime} compute, ${budget}", "",
+        lines += [f"## {task}, {regime} compute, ${budget}", "", *note,
                   "| policy | test | picked by dev | spent on labels | on compute | unspent | rounds | "
                   "$ to annotate-only |", "|---|---|---|---|---|---|---|---|"]
         means, outputs = {}, {}
@@ -175,6 +173,21 @@ def summary_markdown(rows: list[dict[str, Any]], scales: dict) -> str:
         lines += [""]
     lines += _estimate_lines(rows) + _cost_lines(rows, scales)
     return "\n".join(lines) + "\n"
+
+
+def _on_common_seeds(group: list[dict]) -> tuple[dict[str, list[dict]], list[str]]:
+    """The cells of one task x regime x budget by policy, on the seeds every policy has finished (policies are
+    compared on the same seeds), and a note naming the seeds left out, if any."""
+    policies = {r["policy"] for r in group}
+    every = sorted({r["seed"] for r in group})
+    seeds = [s for s in every if {r["policy"] for r in group if r["seed"] == s} == policies]
+    by_policy: dict[str, list[dict]] = defaultdict(list)
+    for r in group:
+        if r["seed"] in seeds:
+            by_policy[r["policy"]].append(r)
+    left_out = [s for s in every if s not in seeds]
+    note = [f"Seeds {', '.join(map(str, left_out))} left out: not finished by every policy.", ""] if left_out else []
+    return by_policy, note
 
 
 def _paired_se(best: list[dict], adaptive: list[dict]) -> tuple[float, int] | None:

@@ -174,6 +174,10 @@ def test_the_regret_carries_its_paired_standard_error_and_a_pick_made_without_hi
     lucky = summary_markdown(rows + [row("split:0.5", s, t) for s, t in enumerate((0.61, 0.62, 1.00))], {})
     assert "Best fixed policy in hindsight: **split:0.5** (74.3)" in lucky
     assert "| t | cheap | $10 | split:0.5 | +3.3 | " in lucky and lucky.count("| -3.3 |") == 1
+    # a seed that only some policies have finished (a study still running) is left out of every mean
+    partial = summary_markdown(rows + [row("annotate", 3, 0.99)], {})
+    assert "Seeds 3 left out: not finished by every policy." in partial
+    assert f"regret **+3.0** points (± {se:.1f} paired over 3 seeds)" in partial
 
 
 def test_a_killed_study_resumes_without_running_finished_cells_again(quick, tmp_path):
