@@ -34,7 +34,10 @@ def test_phases_of_a_distillation_run_add_up_to_the_run(student_dir, teacher_dir
     assert total.examples == 40 + 120 + (40 + 120) + 40
     assert total.tokens == sum(r.tokens for r in meter.records)
     assert total.flops == sum(r.flops for r in meter.records)
-    assert 0.7 * wall <= total.seconds <= wall  # the phases cover the run; only glue is outside them
+    # every phase is timed and the total is their sum, never more than the run (a lower bound on the share
+    # they cover is a timing figure for benchmarks: on a loaded 2-core machine the glue between them varies)
+    assert all(r.seconds > 0 for r in meter.records)
+    assert total.seconds == pytest.approx(sum(r.seconds for r in meter.records)) and total.seconds <= wall
     assert all(r.device == "cpu" for r in meter.records)
     teacher_rec = meter.records[0]
     assert teacher_rec.flops == 6 * teacher_rec.n_params * teacher_rec.padded_tokens
