@@ -190,11 +190,16 @@ def _on_common_seeds(group: list[dict]) -> tuple[dict[str, list[dict]], list[str
     return by_policy, note
 
 
+def _by_seed(cells: list[dict]) -> dict[int, float]:
+    """Each finished cell's final test score (0-100) by its seed."""
+    return {c["seed"]: 100 * c["final_test"] for c in cells if c["final_test"] is not None}
+
+
 def _paired_se(best: list[dict], adaptive: list[dict]) -> tuple[float, int] | None:
     """Standard error (points) of the best fixed policy's mean minus adaptive's, from their differences on the
     seeds both finished, and the number of those seeds; None below two seeds."""
-    a = {c["seed"]: c["final_test"] for c in adaptive if c["final_test"] is not None}
-    diffs = [100 * (c["final_test"] - a[c["seed"]]) for c in best if c["final_test"] is not None and c["seed"] in a]
+    a, b = _by_seed(adaptive), _by_seed(best)
+    diffs = [b[s] - a[s] for s in b if s in a]
     if len(diffs) < 2:
         return None
     return statistics.stdev(diffs) / len(diffs) ** 0.5, len(diffs)
@@ -204,8 +209,7 @@ def _held_out_regret(by_policy: dict[str, list[dict]]) -> float | None:
     """Adaptive's regret against a fixed policy chosen without hindsight on the seed it is scored on: for each
     seed, the fixed policy with the best mean on the other seeds, scored on this seed; mean over seeds, minus
     adaptive's mean on the same seeds. None below two seeds."""
-    scores = {p: {c["seed"]: 100 * c["final_test"] for c in cells if c["final_test"] is not None}
-              for p, cells in by_policy.items() if _fixed(p) or p == "adaptive"}
+    scores = {p: _by_seed(cells) for p, cells in by_policy.items() if _fixed(p) or p == "adaptive"}
     adaptive = scores.pop("adaptive", {})
     seeds = sorted(s for s in adaptive if all(s in per_seed for per_seed in scores.values()))
     if len(seeds) < 2 or not scores:
