@@ -71,16 +71,18 @@ class RunContext:
         return take_snapshot(self.ledger, self.pool, self.split, self.run_id, self.config.split.dev_fraction)
 
     # --- models ---------------------------------------------------------------------------------
-    def train_config(self, role: str) -> TrainConfig:
-        """Training settings of the student ('student'), teacher ('teacher') or distillation ('distill')."""
-        return self.config.models.train_config(role, seed=self.seed, metric=self.config.task.metric,
-                                               progress=self.progress)
+    def train_config(self, role: str, seed: int | None = None) -> TrainConfig:
+        """Training settings of the student ('student'), teacher ('teacher') or distillation ('distill'), with
+        the run's seed or ``seed`` (another teacher of an ensemble)."""
+        return self.config.models.train_config(role, seed=self.seed if seed is None else seed,
+                                               metric=self.config.task.metric, progress=self.progress)
 
-    def fresh(self, role: str) -> LoadedModel:
-        """A newly loaded student or teacher with the task's labels (never a trained one); a teacher with
-        ``[models] teacher_lora_rank`` gets LoRA adapters, the only weights its fine-tune trains."""
-        model = load_classifier(getattr(self.config.models, role), self.pool.labels, seed=self.seed,
-                                cache_dir=self.model_cache)
+    def fresh(self, role: str, seed: int | None = None) -> LoadedModel:
+        """A newly loaded student or teacher with the task's labels (never a trained one), its new head drawn
+        with the run's seed or ``seed``; a teacher with ``[models] teacher_lora_rank`` gets LoRA adapters,
+        the only weights its fine-tune trains."""
+        model = load_classifier(getattr(self.config.models, role), self.pool.labels,
+                                seed=self.seed if seed is None else seed, cache_dir=self.model_cache)
         rank = self.config.models.teacher_lora_rank
         return with_lora(model, rank) if role == "teacher" and rank else model
 

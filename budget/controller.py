@@ -151,7 +151,8 @@ class Controller:
         p = self.config.policy
         params = {"min_points_per_100usd": float(p.min_points_per_100usd), "keep_final_distill": p.keep_final_distill,
                   "redistill_growth": float(p.redistill_growth), "stop_confidence": float(p.stop_confidence),
-                  "nearly_free_share": float(p.nearly_free_share)} if name == "adaptive" else {}
+                  "nearly_free_share": float(p.nearly_free_share),
+                  "teacher_ensemble": int(p.teacher_ensemble)} if name == "adaptive" else {}
         return make_policy(name, **params)
 
     # --- opening a run ----------------------------------------------------------------------------
@@ -320,7 +321,7 @@ class Controller:
         n_train, n_dev = self._train_dev_sizes(snap.n_labels + (decision.n_items if decision.arm == "annotate"
                                                                  else 0))  # + labels it buys
         costs = self.cost_model()
-        phases = costs.phases(decision.arm, n_train, n_dev, decision.n_items)
+        phases = costs.phases(decision.arm, n_train, n_dev, decision.n_items, decision.teachers)
         if decision.arm == "distill":
             return RoundPlan(decision, decision.amount_micro, decision.amount_micro / costs.distill_correction, phases)
         raw = self.cost_model(corrected=False).retrain(n_train, n_dev)
@@ -349,6 +350,7 @@ class Controller:
             retrain_cost_micro=costs.retrain(n_train + batch, n_dev),
             distill_fixed_cost_micro=costs.distill_fixed(n_train, n_dev),
             distill_cost_per_1000_micro=costs.distill_per_1000(),
+            teacher_cost_micro=costs.teacher_fixed(n_train), teacher_per_1000_micro=costs.teacher_per_1000(),
             n_labels=snap.n_labels, n_available=len(snap.states.indices("unlabeled")),
             n_unlabeled=len(snap.unlabeled_for_distill(len(self.pool), self.seed)), batch_size=batch,
             min_batch=self.config.annotation.min_batch_items)

@@ -107,17 +107,18 @@ class CostModel:
                     for phase, f in flops_by_phase.items())
         return int(micro * correction) + 1
 
-    def phases(self, arm: str, n_train: int, n_eval: int, n_items: int = 0) -> dict[str, float]:
+    def phases(self, arm: str, n_train: int, n_eval: int, n_items: int = 0, teachers: int = 1) -> dict[str, float]:
         """The estimate of one round's compute, micro-dollars per metered phase (corrected, not rounded).
 
-        ``arm``: 'distill' (over ``n_items`` unlabeled items) or a retraining ('baseline', 'annotate').
-        The same FLOP formulas as :meth:`retrain`, :meth:`distill_fixed` and :meth:`distill_per_1000`,
-        kept apart so the decision study can hold each phase kind to its measured cost.
+        ``arm``: 'distill' (over ``n_items`` unlabeled items, with ``teachers`` teacher fine-tunes) or a
+        retraining ('baseline', 'annotate'). The same FLOP formulas as :meth:`retrain`,
+        :meth:`distill_fixed`, :meth:`distill_per_1000` and :meth:`teacher_fixed`, kept apart so the
+        decision study can hold each phase kind to its measured cost.
         """
         s, t = self.student_params, self.teacher_params
         if arm == "distill":
-            flops = {"teacher_finetune": self._flops_train(t, n_train, self.teacher_epochs),
-                     "soft_labels": self._flops_infer(t, n_items),
+            flops = {"teacher_finetune": teachers * self._flops_train(t, n_train, self.teacher_epochs),
+                     "soft_labels": teachers * self._flops_infer(t, n_items),
                      "student_distill": self._flops_train(s, n_train, self.distill_epochs)
                      + self._flops_train(s, n_items, self.distill_epochs),
                      "evaluation": self._flops_eval(n_eval)}
@@ -151,6 +152,15 @@ class CostModel:
             teacher_finetune=self._flops_train(self.teacher_params, n_train, self.teacher_epochs),
             student_distill=self._flops_train(self.student_params, n_train, self.distill_epochs),
             evaluation=self._flops_eval(n_eval))
+
+    def teacher_fixed(self, n_train: int) -> int:
+        """One more teacher of an ensemble: its fine-tune on the gold labels (see :meth:`teacher_per_1000`)."""
+        return self._price(self.distill_correction,
+                           teacher_finetune=self._flops_train(self.teacher_params, n_train, self.teacher_epochs))
+
+    def teacher_per_1000(self) -> int:
+        """What one more teacher of an ensemble adds per 1000 unlabeled items: its pass over them."""
+        return self._price(self.distill_correction, soft_labels=self._flops_infer(self.teacher_params, 1000))
 
     def distill_per_1000(self) -> int:
         """What 1000 more unlabeled items add: a teacher pass and the student's epochs on each."""

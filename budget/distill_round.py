@@ -1,6 +1,11 @@
 """A distillation round: the teacher fine-tuned on every label so far, soft labels on unlabeled items,
 the student distilled from them.
 
+A decision for ``teachers`` above one fine-tunes that many teachers (different seeds) and distils from
+the average of their logits; each teacher's fine-tune and soft labels are their own compute steps
+(``round-N:teacher-2``, ``round-N:soft_labels-2``, ...), so a killed round resumes at the teacher it
+was in. A teacher the money stops leaves the average to the teachers before it.
+
 With ``[compute]`` processes or machines above one, the teacher's fine-tune and its soft labels run in
 that many processes (:mod:`modeling.launch`). The three compute steps share one reservation of twice the policy's
 FLOP estimate (as far as the money allows); each phase stops at what the reservation holds and asks for
@@ -11,7 +16,7 @@ A lead approves compute above ``[policy] approve_compute_micro`` as they approve
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +25,7 @@ from budget.context import RunContext
 from budget.exceptions import AwaitingApproval, BatchNotFoundError
 from budget.ledger import Reservation
 from budget.policy import Decision
-from budget.round_records import BatchPayload, RoundSummary
+from budget.round_records import BatchPayload, RoundSummary, compute_steps, teacher_suffix
 from budget.snapshot import Snapshot
 from budget.steps import (
     Work,
@@ -49,33 +54,58 @@ def run_distill(ctx: RunContext, rnd: int, decision: Decision, snap: Snapshot) -
     # Estimates are FLOP-based: reserve twice the estimate (what the money allows); the meter stops at it.
     amount = min(decision.amount_micro * 2, ctx.ledger.totals().available)
     res = reserve_once(ctx, f"round-{rnd}:distill", amount, arm="distill", round=rnd,
-                       purpose=f"teacher + soft labels on {decision.n_items} items + student",
+                       purpose=f"{_teachers(decision.teachers)} + soft labels on {decision.n_items} items + student",
                        estimate_micro=decision.amount_micro)
     if not _compute_approved(ctx, rnd, decision, res):
         return finish_round(ctx, rnd, res.id, RoundSummary(n_labels=snap.n_labels, rejected=True))
     out = ctx.round_dir(rnd)
     items = snap.unlabeled_for_distill(decision.n_items, ctx.seed)
     texts = [ctx.pool.texts[i] for i in items]
-    trained: list[LoadedModel] = []  # the teacher as trained in this process, handed to the soft-labelling step
-    t = compute_step(ctx, rnd, f"round-{rnd}:teacher", res.id, _teacher_step(ctx, rnd, snap, out, trained))
-    # what the round is when the cap stops it before a student: the teacher (if trained) is kept
-    at_cap = RoundSummary(n_labels=snap.n_labels, stopped="budget", compute_micro=t["cost_micro"], seconds=t["seconds"])
-    if t["stopped"] == "budget":
-        return finish_round(ctx, rnd, res.id, at_cap)
-    s = compute_step(ctx, rnd, f"round-{rnd}:soft_labels", res.id,
-                     _soft_label_step(ctx, rnd, out, items, texts, trained))
-    trained.clear()
-    if s["n_items"] == 0:  # the cap was reached: the teacher is kept, no student this round
-        return finish_round(ctx, rnd, res.id, at_cap)
-    used = texts[:s["n_items"]]  # as many as the money paid the teacher for
-    soft = SoftTargets(used, np.load(s["soft_labels"]))
+    steps: list[dict] = []  # every compute step of the round so far, for its cost and time
+    teacher_devs, labelled = [], []  # each finished teacher's dev score and soft-label step
+    for member in range(max(1, decision.teachers)):
+        trained: list[LoadedModel] = []  # the teacher as trained in this process, handed to the soft-labelling step
+        t = compute_step(ctx, rnd, f"round-{rnd}:teacher{teacher_suffix(member)}", res.id,
+                         _teacher_step(ctx, rnd, snap, out, trained, member))
+        steps.append(t)
+        if t["stopped"] == "budget":
+            break
+        s = compute_step(ctx, rnd, f"round-{rnd}:soft_labels{teacher_suffix(member)}", res.id,
+                         _soft_label_step(ctx, rnd, out, items, texts, trained, member))
+        steps.append(s)
+        if s["n_items"] == 0:
+            break
+        teacher_devs.append(t.get("teacher_dev"))
+        labelled.append(s)
+    cost, seconds = sum(x["cost_micro"] for x in steps), sum(x["seconds"] for x in steps)
+    if not labelled:  # the cap was reached: the teacher (if trained) is kept, no student this round
+        return finish_round(ctx, rnd, res.id, RoundSummary(n_labels=snap.n_labels, stopped="budget",
+                                                           compute_micro=cost, seconds=seconds))
+    logits, _ = _averaged(labelled)
+    soft = SoftTargets(texts[:len(logits)], logits)  # as many as the money paid every teacher for
     st = compute_step(ctx, rnd, f"round-{rnd}:student", res.id, student_step(ctx, rnd, snap, soft))
     for rec in ctx.ledger.batches("approved", round=rnd):  # the lead's approval of this compute is used up
         ctx.ledger.set_batch_state(rec.batch_id, "done")
+    devs = [d for d in teacher_devs if d is not None]
     return finish_round(ctx, rnd, res.id, student_summary(
-        st, unlabeled_used=len(used), teacher_dev=t.get("teacher_dev"),
-        compute_micro=t["cost_micro"] + s["cost_micro"] + st["cost_micro"],
-        seconds=t["seconds"] + s["seconds"] + st["seconds"]))
+        st, unlabeled_used=len(logits), teacher_dev=sum(devs) / len(devs) if devs else None,
+        teachers=len(labelled) if decision.teachers > 1 else None,
+        compute_micro=cost + st["cost_micro"], seconds=seconds + st["seconds"]))
+
+
+def _teachers(n: int) -> str:
+    return "teacher" if n <= 1 else f"{n} teachers"
+
+
+def _averaged(labelled: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """The teachers' mean logits on the items every one of them soft-labelled (a prefix of the round's
+    items), and which pool items they are, from their soft-label steps' files."""
+    logits = [np.load(s["soft_labels"]) for s in labelled]
+    n = min(len(x) for x in logits)
+    items = np.load(labelled[0]["items"])[:n]
+    if len(logits) == 1:
+        return logits[0], items
+    return np.mean([x[:n] for x in logits], axis=0).astype(logits[0].dtype), items
 
 
 def _compute_approved(ctx: RunContext, rnd: int, decision: Decision, res: Reservation) -> bool:
@@ -99,25 +129,33 @@ def _compute_approved(ctx: RunContext, rnd: int, decision: Decision, res: Reserv
     return rec.state != "rejected"
 
 
-def _teacher_step(ctx: RunContext, rnd: int, snap: Snapshot, out: Path, trained: list[LoadedModel]) -> Work:
-    """The teacher fine-tuned on the snapshot's labels; appends the trained model to ``trained``."""
+def _teacher_step(ctx: RunContext, rnd: int, snap: Snapshot, out: Path, trained: list[LoadedModel],
+                  member: int = 0) -> Work:
+    """Teacher ``member`` of the round (0: the only one, or the first of an ensemble; the others draw
+    other seeds) fine-tuned on the snapshot's labels; appends the trained model to ``trained``."""
     def work(limit: int, more_money: Callable[[int], int]) -> tuple[dict, list[PhaseRecord]]:
         (tr_texts, tr_y), dev = snap.train_dev()
-        cfg = ctx.train_config("teacher")
+        seed = ctx.seed + _SEED_STEP * member
+        cfg = ctx.train_config("teacher", seed)
+        folder = out / f"teacher{teacher_suffix(member)}"
 
         def run() -> tuple[dict, list[PhaseRecord]]:
             if ctx.config.compute.world > 1:
-                return _launched_teacher(ctx, out / "teacher", cfg, (tr_texts, tr_y), dev, limit, more_money)
-            teacher = ctx.fresh("teacher")
+                return _launched_teacher(ctx, folder, cfg, (tr_texts, tr_y), dev, limit, more_money)
+            teacher = ctx.fresh("teacher", seed)
             result = train(teacher.model, teacher.tokenizer, tr_texts, tr_y, label_names=ctx.pool.labels, dev=dev,
-                           config=cfg, out_dir=out / "teacher", meter=ctx.meter(f"{rnd}.teacher"),
+                           config=cfg, out_dir=folder, meter=ctx.meter(f"{rnd}.teacher{teacher_suffix(member)}"),
                            phase_name="teacher_finetune", limit_micro=limit, more_money=more_money)
             trained.append(teacher)
             return {"stopped": result.stopped, "teacher_dev": result.best_dev}, [result.phase]
 
         key = ctx.phase_cache and train_key(ctx, "teacher", cfg, tr_texts, tr_y, dev)
-        return cached(ctx, out / "teacher", key, limit, more_money, run)
+        return cached(ctx, folder, key, limit, more_money, run)
     return work
+
+
+#: an ensemble's teacher ``k`` fine-tunes with the run's seed + k * this (its head, batch order and dropout)
+_SEED_STEP = 1000
 
 
 def _launched_teacher(ctx: RunContext, out: Path, cfg: TrainConfig, data: tuple[list, np.ndarray], dev: tuple,
@@ -133,38 +171,41 @@ def _launched_teacher(ctx: RunContext, out: Path, cfg: TrainConfig, data: tuple[
 
 
 def _soft_label_step(ctx: RunContext, rnd: int, out: Path, items: np.ndarray, texts: list,
-                     trained: list[LoadedModel]) -> Work:
-    """The teacher's logits on as many of ``texts`` (pool ``items``) as the money pays for (cached on disk by
-    content); which pool items they are is kept beside them for routing (:func:`teacher_proba`)."""
+                     trained: list[LoadedModel], member: int = 0) -> Work:
+    """Teacher ``member``'s logits on as many of ``texts`` (pool ``items``) as the money pays for (cached on
+    disk by content); which pool items they are is kept beside them for routing (:func:`teacher_proba`)."""
     def work(limit: int, more_money: Callable[[int], int]) -> tuple[dict, list[PhaseRecord]]:
-        teacher = trained[-1] if trained else load_classifier(out / "teacher", ctx.pool.labels)
+        folder = out / f"teacher{teacher_suffix(member)}"
+        teacher = trained[-1] if trained else load_classifier(folder, ctx.pool.labels)
         cache_dir = ctx.phase_cache.root / "soft-labels" if ctx.phase_cache else ctx.run_dir / "cache"
         n = _affordable_prefix(ctx, teacher, texts, limit, more_money)
         if n == 0:
             return {"n_items": 0, "stopped": "budget"}, []
-        soft, phases = _soft_labels(ctx, out, teacher, texts[:n], cache_dir)
-        items_file = ctx.run_dir / "cache" / f"round-{rnd:03d}-soft-label-items.npy"
+        soft, phases = _soft_labels(ctx, folder, teacher, texts[:n], cache_dir)
+        items_file = ctx.run_dir / "cache" / f"round-{rnd:03d}-soft-label-items{teacher_suffix(member)}.npy"
         items_file.parent.mkdir(parents=True, exist_ok=True)
         np.save(items_file, np.asarray(items[:n], dtype=np.int64))
         result = {"soft_labels": str(soft.path), "n_items": n, "items": str(items_file), "processes": len(phases)}
-        if soft.cached and ctx.phase_cache is None:  # outside a study, work that did not run costs nothing
-            phases = [replace(p, seconds=0.0, examples=0, tokens=0, padded_tokens=0, flops=0.0) for p in phases]
-        elif soft.cached:
+        # Soft labels found on disk are charged what their pass cost when it ran (kept beside them). Outside a
+        # study only this round's teacher made them, before a kill that came ahead of this step's record: the
+        # work ran and was never charged. In a study another cell may have run it: its FLOPs were reused.
+        if soft.cached and ctx.phase_cache is not None:
             result["reused_flops"] = sum(p.flops for p in phases)
         return result, phases
     return work
 
 
-def _soft_labels(ctx: RunContext, out: Path, teacher: LoadedModel, texts: list,
+def _soft_labels(ctx: RunContext, folder: Path, teacher: LoadedModel, texts: list,
                  cache_dir: Path) -> tuple[SoftLabels, list[PhaseRecord]]:
-    """The teacher's logits on ``texts``, in this process or in ``[compute]``'s processes (each metered)."""
+    """The logits on ``texts`` of the teacher saved in ``folder``, in this process or in ``[compute]``'s
+    processes (each metered)."""
     m, compute = ctx.config.models, ctx.config.compute
     if compute.world == 1:
         soft = soft_labels(teacher.model, teacher.tokenizer, texts, cache_dir=cache_dir, max_length=m.max_length,
                            progress=ctx.progress)
         return soft, [soft.phase]
-    job = SoftLabelJob(model=str(out / "teacher"), labels=tuple(ctx.pool.labels), texts=texts, cache_dir=cache_dir,
-                       out_dir=out, checkpoint_id=model_fingerprint(teacher.model), max_length=m.max_length,
+    job = SoftLabelJob(model=str(folder), labels=tuple(ctx.pool.labels), texts=texts, cache_dir=cache_dir,
+                       out_dir=folder.parent, checkpoint_id=model_fingerprint(teacher.model), max_length=m.max_length,
                        chunk_size=min(CHUNK, -(-len(texts) // compute.world)),  # every process gets chunks
                        device=m.device, price=ctx.pricer.price)
     return launch_soft_labels(job, Processes(**asdict(compute)))
@@ -196,13 +237,14 @@ def _affordable_prefix(ctx: RunContext, teacher: LoadedModel, texts: list, limit
 
 def teacher_proba(ctx: RunContext, candidates: np.ndarray) -> np.ndarray | None:
     """The latest distillation's teacher probabilities for ``candidates`` (rows of NaN for items it did not
-    soft-label), read from its soft labels: no compute. None before the first distillation."""
+    soft-label), read from its soft labels (an ensemble's averaged as the student saw them): no compute.
+    None before the first distillation."""
     for r in reversed(ctx.ledger.rounds()):
-        step = ctx.ledger.step_result(f"round-{r.round}:soft_labels") if r.arm == "distill" else None
-        if not step or "items" not in step or not all(Path(step[k]).exists() for k in ("items", "soft_labels")):
+        labelled = _soft_label_steps(ctx, r.round) if r.arm == "distill" else []
+        if not labelled:
             continue
-        logits, items = np.load(step["soft_labels"]), np.load(step["items"])
-        row = {int(i): j for j, i in enumerate(items[:len(logits)])}
+        logits, items = _averaged(labelled)
+        row = {int(i): j for j, i in enumerate(items)}
         out = np.full((len(candidates), len(ctx.pool.labels)), np.nan)
         known = [(k, row[int(c)]) for k, c in enumerate(candidates) if int(c) in row]
         if known:
@@ -210,3 +252,9 @@ def teacher_proba(ctx: RunContext, candidates: np.ndarray) -> np.ndarray | None:
             out[rows] = softmax(logits[src])
         return out
     return None
+
+
+def _soft_label_steps(ctx: RunContext, rnd: int) -> list[dict]:
+    """The round's finished soft-label steps whose files are still on disk, one per teacher."""
+    return [s for s in compute_steps(ctx.ledger, rnd)
+            if "items" in s and all(Path(s[k]).exists() for k in ("items", "soft_labels"))]

@@ -75,6 +75,8 @@ class PolicyState:
     A distillation's estimated cost is ``distill_fixed_cost_micro`` (teacher fine-tune, student on the
     gold labels) plus ``distill_cost_per_1000_micro`` per thousand unlabeled items (a per-item cost
     can be below a micro-dollar), from FLOPs or device time, corrected by the run's measured costs.
+    Each more teacher of an ensemble adds ``teacher_cost_micro`` (its fine-tune) and
+    ``teacher_per_1000_micro`` per thousand items (its soft labels).
     """
 
     granted_micro: int
@@ -90,18 +92,26 @@ class PolicyState:
     n_unlabeled: int  # items available for soft labels
     batch_size: int
     min_batch: int = 1  # the smallest batch worth its retrain
+    teacher_cost_micro: int = 0  # one more teacher of an ensemble: its fine-tune
+    teacher_per_1000_micro: int = 0  # ... and its soft labels per 1000 unlabeled items
 
-    def distill_cost(self, n_items: int) -> int:
-        """Estimated cost of one distillation over ``n_items`` unlabeled items."""
-        return self.distill_fixed_cost_micro + -(-n_items * self.distill_cost_per_1000_micro // 1000)
+    def distill_cost(self, n_items: int, teachers: int = 1) -> int:
+        """Estimated cost of one distillation over ``n_items`` unlabeled items with ``teachers`` teachers."""
+        fixed, per_1000 = self._distill_prices(teachers)
+        return fixed + -(-n_items * per_1000 // 1000)
 
-    def affordable_distill_items(self, money_micro: int) -> int:
-        """The most unlabeled items one distillation can use for ``money_micro``."""
-        left = money_micro - self.distill_fixed_cost_micro
+    def affordable_distill_items(self, money_micro: int, teachers: int = 1) -> int:
+        """The most unlabeled items one distillation (with ``teachers`` teachers) can use for ``money_micro``."""
+        fixed, per_1000 = self._distill_prices(teachers)
+        left = money_micro - fixed
         if left <= 0:
             return 0
-        per_1000 = max(self.distill_cost_per_1000_micro, 1)
-        return int(min(self.n_unlabeled, left * 1000 // per_1000))
+        return int(min(self.n_unlabeled, left * 1000 // max(per_1000, 1)))
+
+    def _distill_prices(self, teachers: int) -> tuple[int, int]:
+        more = teachers - 1
+        return (self.distill_fixed_cost_micro + more * self.teacher_cost_micro,
+                self.distill_cost_per_1000_micro + more * self.teacher_per_1000_micro)
 
     @property
     def can_distill(self) -> bool:
@@ -125,7 +135,8 @@ class Decision:
 
     ``n_items`` is the batch size (annotate) or the unlabeled items to soft-label (distill);
     ``amount_micro`` the money to reserve; ``estimates`` the gain per $100 the policy expected
-    from each arm (score points, 0-100 scale), kept in the ledger with the decision.
+    from each arm (score points, 0-100 scale), kept in the ledger with the decision. ``teachers`` is
+    how many teacher fine-tunes (different seeds) a distillation averages the soft labels of.
     """
 
     arm: str
@@ -133,6 +144,7 @@ class Decision:
     amount_micro: int = 0
     reason: str = ""
     estimates: dict[str, float | None] = field(default_factory=dict)
+    teachers: int = 1
 
 
 class Policy(ABC):
@@ -159,12 +171,17 @@ class Policy(ABC):
         return Decision("annotate", n, amount, reason, estimates or {})
 
     @staticmethod
-    def _distill(state: PolicyState, money: int, reason: str, estimates=None) -> Decision:
+    def _distill(state: PolicyState, money: int, reason: str, estimates=None, teachers: int = 1) -> Decision:
         n = state.affordable_distill_items(money)
         if n == 0:
             why = "no unlabeled items" if state.n_unlabeled == 0 else "money left does not pay for a distillation"
             return Decision("stop", reason=f"{reason}; {why}", estimates=estimates or {})
-        return Decision("distill", n, state.distill_cost(n), reason, estimates or {})
+        # more teachers never at the price of unlabeled items
+        while teachers > 1 and state.affordable_distill_items(money, teachers) < n:
+            teachers -= 1
+        if teachers > 1:
+            reason = f"{reason}; the soft labels are the average of {teachers} teacher fine-tunes"
+        return Decision("distill", n, state.distill_cost(n, teachers), reason, estimates or {}, teachers)
 
     @staticmethod
     def _distilled_since_last_labels(state: PolicyState) -> bool:
@@ -238,7 +255,10 @@ class Adaptive(Policy):
 
     When compute is nearly free (a distillation under ``nearly_free_share`` of the budget), its
     points per $100 mean nothing: distillation simply runs whenever new labels arrived, and the
-    money decides only how many labels to buy.
+    money decides only how many labels to buy. The compute that is nearly free also buys steadiness:
+    a distillation then averages the soft labels of up to ``teacher_ensemble`` teachers fine-tuned
+    with different seeds (as many as keep it nearly free). A teacher fine-tuned on a few dozen labels
+    varies from seed to seed, and the student distilled from it varies more.
 
     Parameters
     ----------
@@ -253,15 +273,19 @@ class Adaptive(Policy):
     redistill_growth : float
         While labels are still worth buying, distil again only once the labels have grown by this
         fraction since the last distillation (0.5: by half); the final distillation always runs.
+    teacher_ensemble : int
+        While compute is nearly free, a distillation averages up to this many teachers (1: one teacher).
     """
 
     def __init__(self, *, min_points_per_100usd: float = 0.5, stop_confidence: float = 0.8,
                  nearly_free_share: float = 0.02, keep_final_distill: bool = True,
-                 redistill_growth: float = 0.5) -> None:
+                 redistill_growth: float = 0.5, teacher_ensemble: int = 3) -> None:
         for name, value, ok in (("min_points_per_100usd", min_points_per_100usd, min_points_per_100usd >= 0),
                                 ("stop_confidence", stop_confidence, 0.5 <= stop_confidence < 1),
                                 ("nearly_free_share", nearly_free_share, 0 <= nearly_free_share < 1),
-                                ("redistill_growth", redistill_growth, redistill_growth >= 0)):
+                                ("redistill_growth", redistill_growth, redistill_growth >= 0),
+                                ("teacher_ensemble", teacher_ensemble,
+                                 isinstance(teacher_ensemble, int) and teacher_ensemble >= 1)):
             if not isinstance(value, float | int) or isinstance(value, bool) or not ok:
                 raise ValueError(f"The {name!r} parameter of Adaptive is out of range. Got {value!r} instead.")
         self.min_points_per_100usd = float(min_points_per_100usd)
@@ -269,6 +293,7 @@ class Adaptive(Policy):
         self.nearly_free_share = float(nearly_free_share)
         self.keep_final_distill = keep_final_distill
         self.redistill_growth = float(redistill_growth)
+        self.teacher_ensemble = int(teacher_ensemble)
 
     # estimates ------------------------------------------------------------------------------------
     @staticmethod
@@ -356,7 +381,7 @@ class Adaptive(Policy):
             pilot = distill.cost_micro > state.available_micro // 2 and not free
             money = state.available_micro // 2 if pilot else state.available_micro
             what = "a pilot distillation over part of the pool" if pilot else "distillation not tried yet"
-            decision = self._distill(state, money, f"exploring: {what}", est)
+            decision = self._distill(state, money, f"exploring: {what}", est, self.teachers(state) if free else 1)
             if decision.arm != "stop":
                 return decision
         # 2. compute nearly free: distil whenever labels arrived; the money buys labels
@@ -365,6 +390,15 @@ class Adaptive(Policy):
         # 3. choose optimistically; 4. stop when both upper bounds are below X
         return self._choose(state, labels, distill, pending, reserve, z, est)
 
+    def teachers(self, state: PolicyState) -> int:
+        """How many teachers a distillation averages while compute is nearly free: up to ``teacher_ensemble``,
+        as many as keep a distillation of the whole pool under ``nearly_free_share`` of the budget."""
+        free = self.nearly_free_share * state.granted_micro
+        k = 1
+        while k < self.teacher_ensemble and state.distill_cost(state.n_unlabeled, k + 1) <= free:
+            k += 1
+        return k
+
     def _worth(self, gain: Gain, z: float) -> bool:
         upper = gain.per_100usd(z)
         return gain.points is None or (upper is not None and upper >= self.min_points_per_100usd)
@@ -372,7 +406,7 @@ class Adaptive(Policy):
     def _nearly_free(self, state: PolicyState, labels: Gain, pending: bool, z: float, est: dict) -> Decision:
         note = "compute is nearly free here: distillation runs whenever new labels arrive"
         if pending:
-            return self._distill(state, state.available_micro, note, est)
+            return self._distill(state, state.available_micro, note, est, self.teachers(state))
         if self._worth(labels, z):
             return self._annotate(state, state.available_micro, f"{labels.describe(z, self.stop_confidence)}; {note}",
                                   est)

@@ -11,11 +11,15 @@ scores 0-1.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, ClassVar
+from itertools import count
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from budget.policy import Decision
 
-__all__ = ["RunInit", "RoundPlan", "RoundSummary", "BatchPayload", "best_round"]
+if TYPE_CHECKING:
+    from budget.ledger import Ledger
+
+__all__ = ["RunInit", "RoundPlan", "RoundSummary", "BatchPayload", "best_round", "teacher_suffix", "compute_steps"]
 
 
 def _set_fields(obj: object) -> dict[str, Any]:
@@ -84,7 +88,7 @@ class RoundPlan:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RoundPlan:
         decision = Decision(data["arm"], int(data.get("n_items", 0)), int(data.get("amount_micro", 0)),
-                            data.get("reason", ""), dict(data.get("estimates") or {}))
+                            data.get("reason", ""), dict(data.get("estimates") or {}), int(data.get("teachers", 1)))
         raw = data.get("compute_estimate_raw", data.get("compute_estimate"))
         return cls(decision, data.get("compute_estimate"), None if raw is None else float(raw),
                    dict(data.get("compute_estimate_phases") or {}))
@@ -121,6 +125,7 @@ class RoundSummary:
     batch_id: str | None = None
     unlabeled_used: int | None = None
     teacher_dev: float | None = None
+    teachers: int | None = None  # an ensemble's size (the soft labels averaged its teachers); None: one teacher
     dev_items: int | None = None
     prev_dev: float | None = None
     disagree: float | None = None
@@ -203,3 +208,21 @@ def best_round(rounds: list) -> tuple[int, float] | None:
     if before and current[0].summary.prev_dev is not None:
         scored.append((before[-1].round, current[0].summary.prev_dev))
     return max(sorted(scored), key=lambda rs: rs[1])
+
+
+def teacher_suffix(member: int) -> str:
+    """The step and folder suffix of a distillation's teacher ``member``: '' for the first (and for every
+    single-teacher round: ``round-N:teacher``, ``round-N:soft_labels``), '-2', '-3', ... for an ensemble's others."""
+    return f"-{member + 1}" if member else ""
+
+
+def compute_steps(ledger: Ledger, rnd: int) -> list[dict[str, Any]]:
+    """The results of round ``rnd``'s finished compute steps: its student, and each teacher's fine-tune
+    and soft labels (none for a retraining round)."""
+    steps = [ledger.step_result(f"round-{rnd}:student")]
+    for member in count():
+        teacher = ledger.step_result(f"round-{rnd}:teacher{teacher_suffix(member)}")
+        if teacher is None:
+            break
+        steps += [teacher, ledger.step_result(f"round-{rnd}:soft_labels{teacher_suffix(member)}")]
+    return [s for s in steps if s is not None]

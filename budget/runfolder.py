@@ -21,7 +21,7 @@ from pathlib import Path
 
 from budget.ledger import Ledger
 from budget.records import RoundRecord
-from budget.round_records import best_round
+from budget.round_records import best_round, compute_steps
 
 __all__ = ["PruneResult", "best_student_round", "check_keep", "folder_bytes", "format_bytes", "prune"]
 
@@ -67,9 +67,9 @@ def best_student_round(rounds: list[RoundRecord]) -> int | None:
 
 
 def _soft_label_files(ledger: Ledger, rnd: int) -> set[Path]:
-    """The soft-label cache files a round's teacher made (or reused)."""
-    path = (ledger.step_result(f"round-{rnd}:soft_labels") or {}).get("soft_labels")
-    return {Path(path), Path(path).with_suffix(".json")} if path else set()
+    """The soft-label cache files a round's teachers made (or reused)."""
+    paths = [s["soft_labels"] for s in compute_steps(ledger, rnd) if s.get("soft_labels")]
+    return {f for p in paths for f in (Path(p), Path(p).with_suffix(".json"))}
 
 
 def prune(run_dir: Path, ledger: Ledger, keep: int | None = 1) -> PruneResult:
@@ -99,7 +99,8 @@ def prune(run_dir: Path, ledger: Ledger, keep: int | None = 1) -> PruneResult:
             kind = [r.round for r in rounds if r.round in have["student"] and (r.arm == "distill") == distilled]
             kept.update(("student", r) for r in kind[-1:])
         gone = [(role, r) for role, rs in have.items() for r in rs if (role, r) not in kept]
-        doomed += [models / f"round-{r:03d}" / role for role, r in gone]
+        doomed += [folder for role, r in gone for folder in (models / f"round-{r:03d}").glob(f"{role}*")
+                   if folder.name == role or folder.name.startswith(f"{role}-")]  # an ensemble's teacher-2, ...
         still_used = set().union(*(_soft_label_files(ledger, r) for role, r in kept if role == "teacher"))
         doomed += [f for role, r in gone if role == "teacher" for f in _soft_label_files(ledger, r) - still_used
                    if f.exists() and f.resolve().is_relative_to(Path(run_dir).resolve())]  # not a study's shared cache

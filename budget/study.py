@@ -49,7 +49,7 @@ from budget.phase_cache import PhaseCache
 from budget.policy import make_policy
 from budget.records import RoundRecord
 from budget.regimes import REGIMES, regime_scale
-from budget.round_records import best_round
+from budget.round_records import best_round, compute_steps
 from budget.runfolder import format_bytes
 from budget.study_report import write_outputs
 from modeling.meter import PhaseRecord
@@ -202,7 +202,7 @@ def _scales(study: Study, configs: dict[Path, ProjectConfig]) -> dict[str, dict[
 
 def _flops(ledger: Ledger, rnd: int) -> tuple[float, float]:
     """FLOPs a round's compute steps were charged for, and those of them reused from the study's cache."""
-    steps = [ledger.step_result(f"round-{rnd}:{s}") or {} for s in ("student", "teacher", "soft_labels")]
+    steps = compute_steps(ledger, rnd)
     return (sum(p["flops"] for step in steps for p in step.get("phases", [])),
             sum(step.get("reused_flops", 0.0) for step in steps))
 
@@ -215,8 +215,8 @@ def _estimates(r: RoundRecord, ledger: Ledger, pricer: ComputePricer) -> list[tu
     if estimate and actual:
         out.append((f"round:{r.arm}", int(estimate), int(actual)))
     spent: dict[str, int] = {}
-    for step in ("student", "teacher", "soft_labels"):
-        for p in (ledger.step_result(f"round-{r.round}:{step}") or {}).get("phases", []):
+    for step in compute_steps(ledger, r.round):
+        for p in step.get("phases", []):
             spent[p["name"]] = spent.get(p["name"], 0) + pricer.price(PhaseRecord(**p))
     for phase, est in r.plan.compute_estimate_phases.items():
         if spent.get(phase) and est >= 1:

@@ -21,12 +21,12 @@ USD = 1_000_000
 
 def state(rounds=(), *, available=100 * USD, granted=100 * USD, spent_by_arm=None, label=USD // 2, retrain=1000,
           distill_fixed=2 * USD, per_1000=USD, n_labels=100, n_available=1000, n_unlabeled=1000, batch=50,
-          min_batch=1):
+          min_batch=1, teacher=USD, teacher_per_1000=USD // 2):
     return PolicyState(granted_micro=granted, available_micro=available, spent_by_arm=spent_by_arm or {},
                        rounds=tuple(rounds), label_cost_micro=label, retrain_cost_micro=retrain,
                        distill_fixed_cost_micro=distill_fixed, distill_cost_per_1000_micro=per_1000,
                        n_labels=n_labels, n_available=n_available, n_unlabeled=n_unlabeled, batch_size=batch,
-                       min_batch=min_batch)
+                       min_batch=min_batch, teacher_cost_micro=teacher, teacher_per_1000_micro=teacher_per_1000)
 
 
 def curve(n, b=2.0, c=0.5):
@@ -181,6 +181,36 @@ def test_adaptive_distils_whenever_labels_arrive_when_compute_is_nearly_free():
     assert after.arm == "annotate" and "compute is nearly free here" in after.reason
 
 
+def _pending_labels():
+    """Labels bought since the last distillation, on a curve whose labels still pay."""
+    rounds = plain_rounds([100, 150, 200]) + [distilled(3, 200, 0.0, curve(200), cost=10)]
+    return [*rounds, RoundObservation(4, "annotate", 25 * USD, 220, curve(220), curve(200), 0.05, 400)]
+
+
+def test_nearly_free_compute_also_buys_a_teacher_ensemble_as_large_as_stays_nearly_free():
+    cheap = dict(distill_fixed=10, per_1000=1, n_labels=220, teacher=10, teacher_per_1000=1)
+    d = Adaptive().decide(state(_pending_labels(), **cheap))
+    assert d.arm == "distill" and d.teachers == 3 and "the average of 3 teacher fine-tunes" in d.reason
+    assert d.n_items == 1000 and d.amount_micro == 10 + 2 * 10 + 3  # each teacher's fine-tune and soft labels
+    # a third teacher would take a distillation of the whole pool past 2% of the $100 budget: two
+    pricier = dict(cheap, teacher=USD * 3 // 2)
+    assert Adaptive().decide(state(_pending_labels(), **pricier)).teachers == 2
+    assert Adaptive(teacher_ensemble=1).decide(state(_pending_labels(), **cheap)).teachers == 1
+    # never more teachers at the price of unlabeled items: $0.000020 pays one teacher over the whole pool
+    short = Adaptive().decide(state(_pending_labels(), available=20, **cheap))
+    assert (short.arm, short.n_items, short.teachers) == ("distill", 1000, 1)
+
+
+def test_a_distillation_that_costs_real_money_has_one_teacher():
+    rounds = plain_rounds([100, 150, 200]) + [distilled(3, 200, 6.0 / 100, curve(200))]
+    rounds.append(RoundObservation(4, "annotate", 25 * USD, 300, curve(300), curve(200), 0.05, 400))
+    d = Adaptive().decide(state(rounds, n_labels=300))
+    assert d.arm == "distill" and d.teachers == 1 and "teacher fine-tunes" not in d.reason
+    for name in ("distill", "split:0.5"):
+        assert make_policy(name).decide(state(plain_rounds([100, 150]), n_labels=150, spent_by_arm={
+            "annotate": 50 * USD}, available=50 * USD)).teachers == 1
+
+
 def test_gains_are_shown_per_100_dollars_with_a_range():
     labels = Adaptive.label_gain(state(plain_rounds([100, 150, 200]), n_labels=200))
     text = labels.describe(0.84, 0.8)
@@ -193,6 +223,8 @@ def test_adaptive_parameters_are_validated():
         Adaptive(min_points_per_100usd=-1)
     with pytest.raises(ValueError, match="'stop_confidence' parameter of Adaptive is out of range"):
         Adaptive(stop_confidence=1.0)
+    with pytest.raises(ValueError, match="'teacher_ensemble' parameter of Adaptive is out of range"):
+        Adaptive(teacher_ensemble=0)
 
 
 @pytest.mark.parametrize("name", ["annotate", "distill", "split:0.5", "adaptive"])
