@@ -7,7 +7,7 @@ the average of their logits; each teacher's fine-tune and soft labels are their 
 was in. A teacher the money stops leaves the average to the teachers before it.
 
 With ``[compute]`` processes or machines above one, the teacher's fine-tune and its soft labels run in
-that many processes (:mod:`modeling.launch`). The three compute steps share one reservation of twice the policy's
+that many processes (:mod:`modeling.launch`). The round's compute steps share one reservation of twice the policy's
 FLOP estimate (as far as the money allows); each phase stops at what the reservation holds and asks for
 more before it stops.
 A lead approves compute above ``[policy] approve_compute_micro`` as they approve annotation batches.
