@@ -3,7 +3,8 @@
 Every stage is recorded in the ledger before the next starts, so a killed run resumes where it was:
 the proposal and its reservation are one transaction, a push is idempotent on external ids and its
 receipt is stored, answers are stored as they arrive, and the settlement and the batch's ``done``
-state are one transaction. The student is then retrained on every label so far.
+state are one transaction. The student is then retrained on every label so far; when no distillation
+can follow the batch, those labels fine-tune the latest distilled student instead (``Decision.refine``).
 """
 
 from __future__ import annotations
@@ -50,9 +51,11 @@ def run_annotate(ctx: RunContext, rnd: int, decision: Decision, snap: Snapshot) 
     receipt = _push(ctx, rnd, rec)
     if rec.state in {"approved", "pushed", "partial"}:
         _wait_and_settle(ctx, rnd, batch_id, receipt)
-    # retrain the student on every label so far
+    # retrain the student on every label so far (labels no distillation follows refine the distilled one)
     snap = ctx.snapshot()
-    step = compute_step(ctx, rnd, f"round-{rnd}:student", rec.reservation_id, student_step(ctx, rnd, snap))
+    start = ctx.latest_of_kind(distilled=True) if decision.refine else None
+    step = compute_step(ctx, rnd, f"round-{rnd}:student", rec.reservation_id,
+                        student_step(ctx, rnd, snap, start=start[0] if start else None))
     answers = snap.answers_to(set(receipt.external_ids))
     agreement = agreement_rate(answers)
     return finish_round(ctx, rnd, rec.reservation_id, student_summary(

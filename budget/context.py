@@ -92,8 +92,9 @@ class RunContext:
         return rounds[-1].summary.student if rounds else None
 
     def latest_of_kind(self, distilled: bool) -> tuple[str, int] | None:
-        """The folder and label count of the last distilled (or label-only) student, or None."""
-        rounds = [r for r in self._students() if (r.arm == "distill") == distilled]
+        """The folder and label count of the last distilled (or label-only) student, or None (a student refined
+        from a distilled one by later labels is a distilled one)."""
+        rounds = [r for r in self._students() if r.distilled == distilled]
         return (rounds[-1].summary.student, rounds[-1].summary.n_labels) if rounds else None
 
     def _students(self) -> list[RoundRecord]:

@@ -341,7 +341,8 @@ class Controller:
         spent = money.spent_by_round
         obs = tuple(RoundObservation(r.round, r.arm, spent.get(r.round, 0), r.summary.n_labels, r.summary.dev,
                                      r.summary.prev_dev, r.summary.disagree, r.summary.dev_items or 0,
-                                     r.summary.arm_prev_dev, r.summary.arm_disagree, r.summary.arm_prev_labels)
+                                     r.summary.arm_prev_dev, r.summary.arm_disagree, r.summary.arm_prev_labels,
+                                     bool(r.summary.refined))
                     for r in money.rounds if r.state == "done" and r.summary)
         return PolicyState(
             granted_micro=money.totals.granted + extra_micro, available_micro=money.totals.available + extra_micro,
@@ -453,7 +454,7 @@ class Controller:
         if summary.dev is None or summary.prev_dev is None or summary.disagree is None or decision.arm == "distill":
             return
         before = [r for r in self.ledger.rounds() if r.state == "done" and r.round < rnd]
-        if before and before[-1].arm == "distill":  # a label-only student below a distilled one is expected
+        if before and before[-1].distilled:  # a label-only student below a distilled one is expected
             return
         drop = 100 * (summary.prev_dev - summary.dev)
         se = paired_se(summary.disagree, summary.dev_items or 0)

@@ -31,7 +31,7 @@ import numpy as np
 
 from modeling.meter import PhaseRecord
 
-__all__ = ["CachedStep", "PhaseCache", "data_fingerprint"]
+__all__ = ["CachedStep", "PhaseCache", "data_fingerprint", "folder_digest"]
 
 
 def data_fingerprint(texts: list, labels: np.ndarray | None = None) -> str:
@@ -40,6 +40,18 @@ def data_fingerprint(texts: list, labels: np.ndarray | None = None) -> str:
     h.update(json.dumps([list(t) if isinstance(t, tuple) else t for t in texts]).encode())
     if labels is not None:
         h.update(np.ascontiguousarray(labels).tobytes())
+    return h.hexdigest()
+
+
+def folder_digest(folder: Path) -> str:
+    """A short hash of a model folder's weights and config (not its checkpoints, which pruning removes):
+    what a training that starts from it starts from."""
+    h = hashlib.blake2b(digest_size=16)
+    for f in sorted(p for p in folder.iterdir() if p.suffix in {".safetensors", ".json"}):
+        h.update(f.name.encode())
+        with f.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
     return h.hexdigest()
 
 

@@ -36,7 +36,8 @@ class RoundObservation:
     ``prev_dev`` is the previous round's student on this round's dev set (``dev_items`` items) and
     ``disagree`` the share of those items on which exactly one of the two is right (a paired measure).
     ``arm_prev_dev`` and ``arm_disagree`` compare in the same way with the last student of the round's
-    own kind (label-only or distilled), which saw ``arm_prev_labels`` labels.
+    own kind (label-only or distilled), which saw ``arm_prev_labels`` labels. ``refined``: an annotation
+    round whose labels fine-tuned the latest distilled student (no distillation followed them).
     """
 
     round: int
@@ -50,13 +51,19 @@ class RoundObservation:
     arm_prev_dev: float | None = None
     arm_disagree: float | None = None
     arm_prev_labels: int | None = None
+    refined: bool = False
+
+    @property
+    def distilled(self) -> bool:
+        """True when this round's student is a distilled one (a distillation's, or refined from one)."""
+        return self.arm == "distill" or self.refined
 
     def along_kind(self) -> Measured | None:
         """This student's paired gain over the last student of its own kind, a point on the label-only
         ('annotate') or distilled ('distill') learning curve; None when not measured."""
         if self.dev_score is None or None in (self.arm_prev_dev, self.arm_disagree, self.arm_prev_labels):
             return None
-        return Measured("distill" if self.arm == "distill" else "annotate", 100 * (self.dev_score - self.arm_prev_dev),
+        return Measured("distill" if self.distilled else "annotate", 100 * (self.dev_score - self.arm_prev_dev),
                         paired_se(self.arm_disagree, self.dev_items), self.arm_prev_labels, self.n_labels,
                         self.cost_micro)
 
@@ -114,6 +121,16 @@ class PolicyState:
                 self.distill_cost_per_1000_micro + more * self.teacher_per_1000_micro)
 
     @property
+    def distilled_lead(self) -> float:
+        """Dev points by which the best distilled student leads the latest label-only one (0 when it does
+        not, or before both exist)."""
+        plain = [r.dev_score for r in self.rounds if not r.distilled and r.dev_score is not None]
+        distilled = [r.dev_score for r in self.rounds if r.distilled and r.dev_score is not None]
+        if not plain or not distilled:
+            return 0.0
+        return max(0.0, 100 * (max(distilled) - plain[-1]))
+
+    @property
     def can_distill(self) -> bool:
         """True when the money left pays for a distillation of any size (money only shrinks: when it
         does not, no distillation will run in this run)."""
@@ -136,7 +153,9 @@ class Decision:
     ``n_items`` is the batch size (annotate) or the unlabeled items to soft-label (distill);
     ``amount_micro`` the money to reserve; ``estimates`` the gain per $100 the policy expected
     from each arm (score points, 0-100 scale), kept in the ledger with the decision. ``teachers`` is
-    how many teacher fine-tunes (different seeds) a distillation averages the soft labels of.
+    how many teacher fine-tunes (different seeds) a distillation averages the soft labels of. ``refine``:
+    no distillation can follow this batch's labels, so they fine-tune the latest distilled student (never
+    ending worse on dev than it started) instead of a student trained on labels alone.
     """
 
     arm: str
@@ -145,6 +164,7 @@ class Decision:
     reason: str = ""
     estimates: dict[str, float | None] = field(default_factory=dict)
     teachers: int = 1
+    refine: bool = False
 
 
 class Policy(ABC):
@@ -168,7 +188,12 @@ class Policy(ABC):
                    f"money left does not pay for a batch of {state.min_batch} labels and its retrain")
             return Decision("stop", reason=f"{reason}; {why}", estimates=estimates or {})
         amount = n * state.label_cost_micro + state.retrain_cost_micro
-        return Decision("annotate", n, amount, reason, estimates or {})
+        # labels that no distillation can follow improve the distilled student that leads the run, not a
+        # student trained on them alone that would trail it
+        refine = state.distilled_lead > 0 and state.affordable_distill_items(state.available_micro - amount) == 0
+        if refine:
+            reason = f"{reason}; no distillation can follow: the labels fine-tune the latest distilled student"
+        return Decision("annotate", n, amount, reason, estimates or {}, refine=refine)
 
     @staticmethod
     def _distill(state: PolicyState, money: int, reason: str, estimates=None, teachers: int = 1) -> Decision:
@@ -300,12 +325,12 @@ class Adaptive(Policy):
     def measurements(state: PolicyState) -> list[Measured]:
         """Each finished round's paired gain over the label-only student before it.
 
-        A round that follows a distillation is compared with a distilled student, which measures
-        neither arm alone: it is left out.
+        A round that follows a distilled student is compared with it, which measures neither arm alone:
+        it is left out.
         """
         out, before = [], None
         for r in state.rounds:
-            m = r.measured(before.n_labels) if before is not None and before.arm != "distill" else None
+            m = r.measured(before.n_labels) if before is not None and not before.distilled else None
             if m is not None:
                 out.append(m)
             if r.dev_score is not None:
@@ -322,8 +347,9 @@ class Adaptive(Policy):
     def label_gain(cls, state: PolicyState, money: int | None = None, *, distilled: bool = False) -> Gain:
         """Expected points of the next batch (what ``money`` buys, a full batch by default) from the pooled
         slope of paired gains on ln(labels): on the distilled student's curve when ``distilled`` (the run's
-        output will be distilled) and it is measured, else on the label-only student's, which adds to the
-        run's output only what lifts it past a better distilled student (:meth:`behind`)."""
+        output will be distilled, or the labels refine a distilled student) and it is measured, else on the
+        label-only student's, which adds to the run's output only what lifts it past a better distilled
+        student (:meth:`behind`)."""
         n = state.affordable_labels(state.available_micro if money is None else money) or min(
             state.batch_size, state.n_available)
         cost = n * state.label_cost_micro + state.retrain_cost_micro
@@ -340,12 +366,8 @@ class Adaptive(Policy):
     @staticmethod
     def behind(state: PolicyState) -> float:
         """Dev points by which the latest label-only student trails the best distilled one (0 when it does
-        not): labels that no distillation will follow must lift it that far before the output gains."""
-        plain = [r.dev_score for r in state.rounds if r.arm != "distill" and r.dev_score is not None]
-        distilled = [r.dev_score for r in state.rounds if r.arm == "distill" and r.dev_score is not None]
-        if not plain or not distilled:
-            return 0.0
-        return max(0.0, 100 * (max(distilled) - plain[-1]))
+        not): labels trained alone must lift it that far before the output gains."""
+        return state.distilled_lead
 
     @classmethod
     def distill_gain(cls, state: PolicyState) -> Gain:
@@ -363,11 +385,13 @@ class Adaptive(Policy):
         distill = self.distill_gain(state)
         free = distill.cost_micro <= self.nearly_free_share * state.granted_micro
         # a distillation the money left cannot pay for will never run: nothing is kept back for it, and
-        # labels are worth what they do to the student trained on them alone
+        # labels are worth what they do to the distilled student they refine where one leads the run
+        # (else to the student trained on them alone)
         can_distill = state.can_distill
         # the output will be distilled when compute is nearly free or distilling has paid: labels are
         # then worth what they do to the distilled student
-        labels = self.label_gain(state, distilled=can_distill and (free or (distill.points or 0) > 0))
+        labels = self.label_gain(state, distilled=can_distill and (free or (distill.points or 0) > 0)
+                                 or not can_distill and state.distilled_lead > 0)
         est = {"annotate": labels.per_100usd(), "distill": distill.per_100usd()}
         tried = {r.arm for r in state.rounds if r.dev_score is not None}  # a round stopped early tells nothing
         pending = not self._distilled_since_last_labels(state) and "annotate" in tried
@@ -424,7 +448,8 @@ class Adaptive(Policy):
             return self._distill(state, state.available_micro, distill.describe(z, conf), est)
         if worth["annotate"]:
             # hold back a final distillation only while it promises as much per dollar as labels do; money
-            # taken from it buys labels that no distillation will follow, worth what they do alone
+            # taken from it buys labels that no distillation will follow, valued (conservatively, though
+            # they will refine the distilled student) at what they do alone
             alone = self.label_gain(state, distilled=False).per_100usd(z)
             keep = reserve if self._worth(distill, z) and (upper["distill"] is None or alone is None
                                                            or upper["distill"] >= alone) else 0

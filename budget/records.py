@@ -155,6 +155,12 @@ class RoundRecord:
     ended_at: str | None
     summary: RoundSummary | None
 
+    @property
+    def distilled(self) -> bool:
+        """True when the round's student is a distilled one: a distillation's, or one refined from it by
+        labels that no distillation followed."""
+        return self.arm == "distill" or bool(self.summary and self.summary.refined)
+
 
 @dataclass(frozen=True)
 class Event:

@@ -88,7 +88,8 @@ class RoundPlan:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RoundPlan:
         decision = Decision(data["arm"], int(data.get("n_items", 0)), int(data.get("amount_micro", 0)),
-                            data.get("reason", ""), dict(data.get("estimates") or {}), int(data.get("teachers", 1)))
+                            data.get("reason", ""), dict(data.get("estimates") or {}), int(data.get("teachers", 1)),
+                            bool(data.get("refine", False)))
         raw = data.get("compute_estimate_raw", data.get("compute_estimate"))
         return cls(decision, data.get("compute_estimate"), None if raw is None else float(raw),
                    dict(data.get("compute_estimate_phases") or {}))
@@ -126,6 +127,7 @@ class RoundSummary:
     unlabeled_used: int | None = None
     teacher_dev: float | None = None
     teachers: int | None = None  # an ensemble's size (the soft labels averaged its teachers); None: one teacher
+    refined: bool | None = None  # labels no distillation follows fine-tuned the latest distilled student
     dev_items: int | None = None
     prev_dev: float | None = None
     disagree: float | None = None

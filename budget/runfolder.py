@@ -96,7 +96,7 @@ def prune(run_dir: Path, ledger: Ledger, keep: int | None = 1) -> PruneResult:
         if best is not None:
             kept.add(("student", best))
         for distilled in (False, True):  # the next round of each kind is compared with the latest of it
-            kind = [r.round for r in rounds if r.round in have["student"] and (r.arm == "distill") == distilled]
+            kind = [r.round for r in rounds if r.round in have["student"] and r.distilled == distilled]
             kept.update(("student", r) for r in kind[-1:])
         gone = [(role, r) for role, rs in have.items() for r in rs if (role, r) not in kept]
         doomed += [folder for role, r in gone for folder in (models / f"round-{r:03d}").glob(f"{role}*")

@@ -19,7 +19,7 @@ from budget import failpoints
 from budget.context import RunContext
 from budget.ledger import Reservation
 from budget.money import format_usd
-from budget.phase_cache import data_fingerprint
+from budget.phase_cache import data_fingerprint, folder_digest
 from budget.round_records import RoundSummary
 from budget.snapshot import Snapshot
 from modeling.device import device_kind, pick_device
@@ -120,10 +120,15 @@ def train_key(ctx: RunContext, role: str, cfg: TrainConfig, texts: list, ys: np.
             "labels": list(ctx.pool.labels), "config": {k: v for k, v in asdict(cfg).items() if k != "progress"}}
 
 
-def student_step(ctx: RunContext, rnd: int, snap: Snapshot, soft: SoftTargets | None = None) -> Work:
+def student_step(ctx: RunContext, rnd: int, snap: Snapshot, soft: SoftTargets | None = None,
+                 start: str | None = None) -> Work:
     """The student trained on the snapshot's labels (and distilled from ``soft`` targets when given), scored
     on dev (and test, in simulation) next to the previous round's student on the same dev items; it does
-    not start without money for training and its evaluations."""
+    not start without money for training and its evaluations.
+
+    With ``start`` (a distilled student's folder) the labels fine-tune that student instead of a fresh one,
+    and the start itself is kept where no epoch beats it on dev: labels that no distillation follows refine
+    the distilled student rather than replace it with one that saw the labels alone."""
     def work(limit: int, more_money: Callable[[int], int]) -> tuple[dict, list[PhaseRecord]]:
         (texts, ys), dev = snap.train_dev()
         cfg = ctx.train_config("distill" if soft else "student")
@@ -131,7 +136,8 @@ def student_step(ctx: RunContext, rnd: int, snap: Snapshot, soft: SoftTargets | 
         previous = ctx.latest_student_path()
 
         def run() -> tuple[dict, list[PhaseRecord]]:
-            student = ctx.fresh("student")
+            student = ctx.fresh("student") if start is None else load_classifier(start, ctx.pool.labels,
+                                                                                  seed=ctx.seed)
             meter = ctx.meter(f"{rnd}.student")
             # Hold back the evaluation after training; with less than twice that, do not start at all.
             margin = eval_margin(ctx, student, list(dev[0])) * (2 if previous else 1)
@@ -142,7 +148,7 @@ def student_step(ctx: RunContext, rnd: int, snap: Snapshot, soft: SoftTargets | 
             result = train(student.model, student.tokenizer, texts, ys, label_names=ctx.pool.labels, dev=dev,
                            soft=soft, config=cfg, out_dir=out, meter=meter,
                            phase_name="student_distill" if soft else "student_finetune",
-                           limit_micro=held - margin, more_money=more_money)
+                           limit_micro=held - margin, more_money=more_money, keep_start=start is not None)
             scores = ctx.score(student, snap, meter)
             return ({"student": str(out), "stopped": result.stopped, "n_labels": len(ys) + len(dev[1]), **scores},
                     [result.phase, *meter.records[-1:]])
@@ -150,16 +156,18 @@ def student_step(ctx: RunContext, rnd: int, snap: Snapshot, soft: SoftTargets | 
         key = ctx.phase_cache and {
             **train_key(ctx, "distill" if soft else "student", cfg, texts, ys, dev),
             "soft": data_fingerprint(list(soft.texts), soft.logits) if soft else None,
+            **({"start": folder_digest(Path(start))} if start else {}),
             "test": data_fingerprint([int(i) for i in ctx.split.test])}
         result, records = cached(ctx, out, key, limit, more_money, run)
         if "student" not in result:
             return result, records
-        result = {**result, "student": str(out)}
+        result = {**result, "student": str(out), **({"refined": True, "refined_from": start} if start else {})}
         if previous and result.get("dev_pred") is not None:
             compared, phase = _compare_with(ctx, rnd, snap, previous, np.asarray(result["dev_pred"]))
             result = {**result, "prev_dev": compared.prev_dev, "disagree": compared.disagree}
             records = [*records, phase]
-            same, more = _compare_along_kind(ctx, rnd, snap, previous, soft is not None, result)
+            same, more = _compare_along_kind(ctx, rnd, snap, previous, soft is not None or start is not None,
+                                             result)
             result, records = {**result, **same}, [*records, *more]
         return result, records
     return work
@@ -203,7 +211,7 @@ def _compare_with(ctx: RunContext, rnd: int, snap: Snapshot, previous: str,
 def student_summary(step: dict[str, Any], **more: Any) -> RoundSummary:
     """A round's summary from its student step's result, plus the round's own fields."""
     keys = ("student", "n_labels", "dev", "test", "seconds", "stopped", "dev_items", "prev_dev", "disagree",
-            "arm_prev_dev", "arm_disagree", "arm_prev_labels")
+            "arm_prev_dev", "arm_disagree", "arm_prev_labels", "refined")
     picked = {k: step[k] for k in keys if k in step}
     return RoundSummary(**{**picked, **more})
 

@@ -141,6 +141,7 @@ def train(
     limit_micro: int | None = None,
     more_money: Callable[[int], int] | None = None,
     accelerator: Any | None = None,
+    keep_start: bool = False,
 ) -> TrainResult:
     """Train ``model`` in place on gold label ids ``labels`` (and ``soft`` targets, when distilling).
 
@@ -167,6 +168,9 @@ def train(
         for data parallelism, each process computes its share of every batch, and the processes
         agree on every stop. Each process meters its own phase against ``limit_micro`` (its share);
         only the main process writes checkpoints and the model folder.
+    keep_start : bool
+        Fine-tuning a model that is already trained: score the weights it starts from on ``dev`` before
+        the first step, so that the model kept is never worse on dev than the one it started as.
     """
     cfg = config or TrainConfig()
     cfg.validate()
@@ -219,6 +223,8 @@ def train(
             phase.carry(earlier)
         bar = tqdm(total=total_steps, initial=run.step, desc=phase_name, unit="step",
                    disable=not cfg.progress or rank != 0, leave=False)
+        # step 0 when fine-tuning a trained model: the weights it starts from compete with every later one
+        _evaluate_start(keep_start, model, tokenizer, dev, label_names, cfg, run, device, accelerator)
         for idx in _batches(encoded.lengths, cfg, steps_per_epoch, total_steps, run.step):
             # 1. before a step would pass the money held for the phase, ask for more; stop if none is left
             at_limit = phase.would_pass_limit() and not phase.ask_for_more(more_money, total_steps - run.step)
@@ -354,6 +360,14 @@ class _Run:
     best_state: dict[str, torch.Tensor] | None = None  # the best dev model's weights, on the CPU (sharded: {}
     #                                                   in every process but the main one)
     losses: list[float] = field(default_factory=list)
+
+
+def _evaluate_start(keep_start: bool, model, tokenizer, dev: tuple[Sequence[Text], np.ndarray] | None,
+                    label_names: Sequence[str], cfg: TrainConfig, run: _Run, device: torch.device,
+                    accelerator) -> None:
+    """With ``keep_start``, score the weights training starts from (not on a resume, which has scored them)."""
+    if keep_start and dev is not None and run.step == 0 and not run.history:
+        _evaluate(model, tokenizer, dev, label_names, cfg, run, device, accelerator)
 
 
 def _evaluate(model, tokenizer, dev: tuple[Sequence[Text], np.ndarray], label_names: Sequence[str],

@@ -306,16 +306,48 @@ def test_labels_get_all_the_money_when_it_cannot_pay_for_any_distillation():
     assert later.arm == "annotate" and later.n_items == 17
 
 
-def test_labels_no_distillation_will_follow_are_worth_only_what_lifts_the_best_student():
+def test_labels_no_distillation_will_follow_refine_the_distilled_student():
     # the distilled student leads the label-only one by 8 points; $6 left pays for labels, not for
-    # another distillation: a batch lifts the label-only student about a point, the output not at all
+    # another distillation. Trained alone, a batch would lift the label-only student about a point and
+    # the output not at all (the run used to stop with the $6, or buy them and end on a student 8 points
+    # behind its best); the labels fine-tune the distilled student instead, worth what they do to it
     rounds = plain_rounds([100, 150, 200]) + [distilled(3, 200, 0.08, curve(200))]
-    d = Adaptive().decide(state(rounds, n_labels=200, available=6 * USD, distill_fixed=20 * USD))
-    assert d.arm == "stop" and "trails by 8 points" in d.reason
-    # the same labels with the label-only student level with the best: bought
+    s = state(rounds, n_labels=200, available=6 * USD, distill_fixed=20 * USD)
+    assert Adaptive.label_gain(s).per_100usd() == 0.0  # alone: all of it lost behind the distilled student
+    d = Adaptive().decide(s)
+    assert d.arm == "annotate" and d.refine and d.n_items == 11
+    assert d.reason.endswith("no distillation can follow: the labels fine-tune the latest distilled student")
+    assert "trails" not in d.reason
+    # before any distillation there is nothing to refine: the labels train the student alone
     level = Adaptive().decide(state(plain_rounds([100, 150, 200]), n_labels=200, available=6 * USD,
                                     distill_fixed=20 * USD))
-    assert level.arm == "annotate"
+    assert level.arm == "annotate" and not level.refine
+    # nor where the distilled student trails the label-only one: labels then go to the better student
+    worse = plain_rounds([100, 150, 200]) + [distilled(3, 200, -0.08, curve(200))]
+    d = Adaptive().decide(state(worse, n_labels=200, available=6 * USD, distill_fixed=20 * USD))
+    assert d.arm == "annotate" and not d.refine
+
+
+def test_labels_a_distillation_can_still_follow_are_not_refined():
+    # $60 pays for a batch and a $20 distillation after it: the labels wait for that distillation
+    rounds = plain_rounds([100, 150, 200]) + [distilled(3, 200, 0.08, curve(200))]
+    rounds.append(RoundObservation(4, "annotate", 25 * USD, 250, curve(250), curve(200) + 0.08, 0.05, 400,
+                                   curve(200), 0.05, 200))
+    d = Adaptive().decide(state(rounds, n_labels=250, available=60 * USD, distill_fixed=20 * USD))
+    assert d.arm in {"annotate", "distill"} and not d.refine
+
+
+def test_a_refined_student_counts_as_distilled():
+    # after a refinement, the label-only student still trails: the refined round is on the distilled
+    # curve (its gain over the distillation it started from), never a label-only measurement
+    rounds = plain_rounds([100, 150, 200]) + [distilled(3, 200, 0.08, curve(200))]
+    refined = RoundObservation(4, "annotate", 5 * USD, 211, curve(200) + 0.09, curve(200) + 0.08, 0.02, 400,
+                               curve(200) + 0.08, 0.02, 200, refined=True)
+    s = state([*rounds, refined], n_labels=211, available=USD, distill_fixed=20 * USD)
+    assert refined.distilled and s.distilled_lead == pytest.approx(9.0)
+    assert [m.arm for m in Adaptive.curves(s)][-1] == "distill"
+    assert all(m.n_after != 211 for m in Adaptive.measurements(s))  # compared with a distilled student
+    assert Adaptive.behind(s) == pytest.approx(9.0)  # the label-only student (200) against the refined one
 
 
 def test_money_kept_for_the_final_distillation_is_not_spent_on_labels_that_would_trail_it():

@@ -82,6 +82,28 @@ def test_early_stopping_keeps_the_best_dev_model(student_dir):
     assert final == pytest.approx(best)
 
 
+def test_fine_tuning_a_trained_model_with_keep_start_never_ends_worse_on_dev(student_dir, tmp_path):
+    texts, ys = make_task(480, seed=1)
+    dev = make_task(90, seed=9)
+    good, _ = _fit(student_dir, texts, ys, epochs=4)
+    good.model.save_pretrained(tmp_path / "good")
+    good.tokenizer.save_pretrained(tmp_path / "good")
+    start = evaluate(good.model, good.tokenizer, dev[0], dev[1], LABELS, progress=False, precision="fp32").accuracy
+    # a few labels and a learning rate far too high wreck the trained model within one epoch
+    few, few_ys = make_task(24, seed=3)
+    bad = {**FAST, "epochs": 2, "lr": 0.3, "patience": 0}
+    wrecked = load_classifier(tmp_path / "good", LABELS)
+    train(wrecked.model, wrecked.tokenizer, few, few_ys, label_names=LABELS, dev=dev, config=TrainConfig(**bad))
+    after = evaluate(wrecked.model, wrecked.tokenizer, dev[0], dev[1], LABELS, progress=False, precision="fp32")
+    assert after.accuracy < start - 0.1, (start, after.accuracy)  # the scenario keep_start guards against
+    kept = load_classifier(tmp_path / "good", LABELS)
+    result = train(kept.model, kept.tokenizer, few, few_ys, label_names=LABELS, dev=dev, config=TrainConfig(**bad),
+                   keep_start=True)
+    assert result.dev_history[0] == (0, pytest.approx(start))  # the start is scored before the first step
+    final = evaluate(kept.model, kept.tokenizer, dev[0], dev[1], LABELS, progress=False, precision="fp32").accuracy
+    assert final == pytest.approx(result.best_dev) and final >= start
+
+
 def test_checkpoint_resumes_and_finished_run_is_not_trained_again(student_dir, tmp_path):
     texts, ys = make_task(64, seed=1)
     cfg = TrainConfig(**FAST, epochs=2)
