@@ -463,13 +463,15 @@ class Adaptive(Policy):
             shown += " (every label bought is already distilled)"
         # labels worth buying, but the money left does not pay for a batch and the distillation kept for it
         blocked = worth["annotate"] and reserve > 0 and state.affordable_labels(state.available_micro) > 0
-        return self._stop(state, shown, est, blocked=blocked)
+        return self._stop(state, shown, est, blocked=blocked, pending=pending)
 
-    def _stop(self, state: PolicyState, shown: str, est: dict, *, blocked: bool = False) -> Decision:
+    def _stop(self, state: PolicyState, shown: str, est: dict, *, blocked: bool = False,
+              pending: bool = False) -> Decision:
         if blocked:
             return Decision("stop", reason="the money left pays for a batch of labels or for distilling them, not "
                             f"both, and labels promise less per dollar without it ({shown})", estimates=est)
-        if state.affordable_labels(state.available_micro) == 0 and not state.can_distill:
+        # a distillation with no new labels to distil is never run: it does not count as one the money pays for
+        if state.affordable_labels(state.available_micro) == 0 and not (pending and state.can_distill):
             return Decision("stop", reason=f"the money left pays for neither a batch nor a distillation ({shown})",
                             estimates=est)
         return Decision("stop", reason=f"$100 more is expected to add under {self.min_points_per_100usd:g} points "

@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 import tomllib
 from dataclasses import asdict, dataclass, field, replace
@@ -234,7 +235,9 @@ def phase_cache(shared: Path) -> PhaseCache:
 def run_cell(cell: Cell, config: ProjectConfig, run_dir: Path, shared: Path) -> CellResult:
     """Run (or resume) one cell to the end of its budget and read what it bought from its ledger.
 
-    ``shared`` holds what cells share: finished compute steps (``phase-cache``) and joined models.
+    ``shared`` holds what cells share: finished compute steps (``phase-cache``) and joined models. A
+    finished cell keeps its ledger and report; its models and soft labels (hundreds of MB, never read
+    again: the phase cache keeps what other cells reuse) are removed.
     """
     started = time.monotonic()
     controller = Controller(config, run_dir, seed=cell.seed, policy=cell.policy, progress=False, say=lambda _: None,
@@ -256,6 +259,8 @@ def run_cell(cell: Cell, config: ProjectConfig, run_dir: Path, shared: Path) -> 
                 estimates += _estimates(r, ledger, ComputePricer(config))
         best = best_round(rounds)
         picked = next(r for r in rounds if r.round == best[0]) if best else None
+        for folder in (run_dir / "models", run_dir / "cache"):
+            shutil.rmtree(folder, ignore_errors=True)
         return CellResult(cell.task, cell.regime, cell.budget, cell.seed, cell.policy,
                           by_arm.get("annotate", 0), by_arm.get("distill", 0), by_arm.get("baseline", 0),
                           totals.available, len(rounds), curve[-1][1] if curve else None,

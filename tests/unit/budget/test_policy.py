@@ -360,3 +360,13 @@ def test_money_kept_for_the_final_distillation_is_not_spent_on_labels_that_would
     d = Adaptive().decide(state(rounds, n_labels=250, label=USD // 50, distill_fixed=20 * USD,
                                 available=21_500_000, granted=60 * USD))
     assert d.arm == "annotate" and d.n_items == 24  # what the $0.50 beyond the $21 distillation buys, less the retrain
+
+
+def test_a_stop_for_want_of_money_says_so_when_only_a_distillation_of_nothing_new_is_affordable():
+    # labels pay well, but $3 does not buy the smallest batch worth its retrain (10 labels at $0.50 and the
+    # retrain); it would pay for a small distillation, but every label bought is already distilled
+    rounds = plain_rounds([100, 150, 200]) + [distilled(3, 200, 0.05, curve(200))]
+    d = Adaptive().decide(state(rounds, n_labels=200, available=3 * USD, min_batch=10))
+    assert d.arm == "stop"
+    assert d.reason.startswith("the money left pays for neither a batch nor a distillation")
+    assert "every label bought is already distilled" in d.reason

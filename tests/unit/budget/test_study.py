@@ -42,6 +42,9 @@ def test_quick_study_runs_every_cell_as_a_real_controller_run(quick):
             assert totals.granted == round(float(r["budget"]) * 1e6) and totals.reserved == 0
             assert totals.spent <= totals.granted
             assert abs(totals.available / 1e6 - r["unspent_usd"]) < 1e-6
+        # a finished cell keeps its ledger and report, not its models (the phase cache keeps what is reused)
+        assert (ledger_path.parent / "report" / "report.md").exists()
+        assert not (ledger_path.parent / "models").exists() and not (ledger_path.parent / "cache").exists()
         if r["policy"] == "annotate":
             assert r["spent_distill_usd"] == 0 and r["spent_annotate_usd"] > 0
         if r["policy"] == "distill":
