@@ -18,6 +18,7 @@ import multiprocessing
 import os
 import signal
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,9 +55,11 @@ def _main(args: list[str], env: dict[str, str]) -> None:
     cli.main(args=args, prog_name="python -m budget.controller", standalone_mode=True)
 
 
-def run_controller(args: list[str], env: dict[str, str] | None = None, timeout: float = 600) -> int:
-    """Run the CLI in a fresh process; its exit code, or ``-signal`` when it was killed."""
-    proc = _CTX.Process(target=_main, args=(list(args), dict(env or {})))
+def run_controller(args: list[str], env: dict[str, str] | None = None, timeout: float = 600,
+                   target: Callable[[list[str], dict[str, str]], None] = _main) -> int:
+    """Run the CLI (or ``target(args, env)``, an importable function) in a fresh process; its exit code, or
+    ``-signal`` when it was killed."""
+    proc = _CTX.Process(target=target, args=(list(args), dict(env or {})))
     proc.start()
     proc.join(timeout)
     if proc.is_alive():
@@ -66,9 +69,10 @@ def run_controller(args: list[str], env: dict[str, str] | None = None, timeout: 
     return proc.exitcode
 
 
-def reference_run(args: list[str], log: Path) -> list[tuple[str, str]]:
+def reference_run(args: list[str], log: Path, target: Callable[[list[str], dict[str, str]], None] = _main,
+                  ) -> list[tuple[str, str]]:
     """Run ``args`` uninterrupted, logging every point reached; the sequence of (name, round)."""
-    code = run_controller(args, {"AOD_FAILPOINT_LOG": str(log)})
+    code = run_controller(args, {"AOD_FAILPOINT_LOG": str(log)}, target=target)
     if code != 0:
         raise RuntimeError(f"the reference run exited {code}")
     return [tuple(line.split()) for line in Path(log).read_text().splitlines()]
@@ -100,7 +104,8 @@ def plan_kills(sequence: list[tuple[str, str]], n: int, seed: int) -> list[KillP
     return plan
 
 
-def killed_run(args: list[str], plan: list[KillPoint]) -> list[KillPoint]:
+def killed_run(args: list[str], plan: list[KillPoint],
+               target: Callable[[list[str], dict[str, str]], None] = _main) -> list[KillPoint]:
     """Run ``args`` once per kill point (each process dies there), then to the end; the points that fired.
 
     A point the resumed process never reaches (it redid less work than the reference) lets the run
@@ -108,7 +113,7 @@ def killed_run(args: list[str], plan: list[KillPoint]) -> list[KillPoint]:
     """
     fired = []
     for point in plan:
-        code = run_controller(args, {"AOD_KILL_AT": point.spec})
+        code = run_controller(args, {"AOD_KILL_AT": point.spec}, target=target)
         if code == -signal.SIGKILL:
             fired.append(point)
         elif code == 0:
@@ -116,7 +121,7 @@ def killed_run(args: list[str], plan: list[KillPoint]) -> list[KillPoint]:
         else:
             raise RuntimeError(f"the run killed at {fired[-1].spec if fired else 'start'} exited {code} "
                                f"when resumed towards {point.spec}")
-    code = run_controller(args)
+    code = run_controller(args, target=target)
     if code != 0:
         raise RuntimeError(f"the last resume (after {len(fired)} kills) exited {code}")
     return fired

@@ -1,50 +1,47 @@
 """Labels that no distillation follows refine the distilled student: on tiny models, the annotation round
-fine-tunes the latest distilled student on every label, never ends below it on the same dev items, and
-counts as a distilled student for the rounds and the policy after it."""
+fine-tunes the latest distilled student on every label, never ends below it on the same dev items, counts
+as a distilled student for the rounds and the policy after it, and a run killed inside it resumes to the
+same ledger as an uninterrupted one."""
 
-from budget.config import load_config
-from budget.controller import Controller
-from budget.money import to_micro
-from budget.policy import Decision, Policy, PolicyState
+import pytest
+
+from budget.ledger import Ledger
+from tests.utils.kills import KillPoint, fingerprint, killed_run, reference_run
 from tests.utils.projects import write_tiny_project
+from tests.utils.scripted import run_refine_script
 
 
-class _Script(Policy):
-    """Labels, a distillation, then a batch of labels that refines it (what adaptive decides when the
-    distilled student leads and the money left pays for labels but no further distillation)."""
-
-    def decide(self, state: PolicyState) -> Decision:
-        arms = [r.arm for r in state.rounds]
-        if arms == ["baseline"]:
-            return self._annotate(state, 8 * state.label_cost_micro + state.retrain_cost_micro, "labels")
-        if arms == ["baseline", "annotate"]:
-            return self._distill(state, state.available_micro, "a distillation")
-        if len(arms) == 3:
-            d = self._annotate(state, 12 * state.label_cost_micro + state.retrain_cost_micro, "labels after it")
-            return Decision(d.arm, d.n_items, d.amount_micro, d.reason, d.estimates, refine=True)
-        return Decision("stop", reason="done")
+@pytest.fixture(scope="module")
+def refined_run(tmp_path_factory):
+    """The scripted run (labels, a distillation, labels that refine it) once, uninterrupted."""
+    root = tmp_path_factory.mktemp("refine")
+    project = write_tiny_project(root, policy="adaptive")
+    sequence = reference_run([str(project), str(root / "whole")], root / "points.log", target=run_refine_script)
+    return project, root, sequence
 
 
-def test_labels_after_the_last_distillation_fine_tune_the_distilled_student(tmp_path):
-    project = write_tiny_project(tmp_path, policy="adaptive")
-    with Controller(load_config(project), tmp_path / "run", progress=False, say=lambda _: None) as run:
-        run.policy = _Script()
-        run.fund(to_micro("40"))
-        run.run()
-        rounds = [r for r in run.ledger.rounds() if r.state == "done"]
-        steps = {r.round: run.ledger.step_result(f"round-{r.round}:student") for r in rounds}
-        latest_distilled = run.ctx.latest_of_kind(distilled=True)
-        latest_plain = run.ctx.latest_of_kind(distilled=False)
+def test_labels_after_the_last_distillation_fine_tune_the_distilled_student(refined_run):
+    _, root, _ = refined_run
+    with Ledger(root / "whole" / "ledger.sqlite") as ledger:
+        rounds = [r for r in ledger.rounds() if r.state == "done"]
+        step = ledger.step_result("round-3:student")
     assert [r.arm for r in rounds] == ["baseline", "annotate", "distill", "annotate"]
     distill, refined = rounds[2], rounds[3]
     assert refined.plan.decision.refine and refined.summary.refined and refined.distilled  # kept in the ledger
     assert not rounds[1].distilled and distill.distilled
+    # it started from the distilled student and saw the new labels
+    assert step["refined_from"] == distill.summary.student and step["n_labels"] == refined.summary.n_labels
     # compared with the distilled student it started from, on its own dev items: never below it
     assert refined.summary.prev_dev == refined.summary.arm_prev_dev is not None
     assert refined.summary.dev >= refined.summary.prev_dev
     assert refined.summary.arm_prev_labels == distill.summary.n_labels < refined.summary.n_labels
-    # it saw the new labels, and it is the run's latest distilled student; the label-only one is round 1's
-    assert steps[3]["n_labels"] == refined.summary.n_labels and steps[3]["refined_from"] == distill.summary.student
-    assert latest_distilled == (refined.summary.student, refined.summary.n_labels)
-    assert latest_plain == (rounds[1].summary.student, rounds[1].summary.n_labels)
     assert "labels after it" in refined.plan.decision.reason
+
+
+def test_a_run_killed_inside_the_refining_round_ends_like_the_uninterrupted_run(refined_run):
+    project, root, sequence = refined_run
+    plan = [KillPoint("compute", "3.student", 1), KillPoint("compute-done", "3.student", 1)]
+    assert all(any((p.name, p.where) == s for s in sequence) for p in plan), sorted(set(sequence))
+    fired = killed_run([str(project), str(root / "killed")], plan, target=run_refine_script)
+    assert fired == plan
+    assert fingerprint(root / "killed") == fingerprint(root / "whole")
