@@ -45,11 +45,16 @@ class KillPoint:
         return f"{self.name}:{self.where}:{self.nth}"
 
 
-def _main(args: list[str], env: dict[str, str]) -> None:
+def use_kill_env(env: dict[str, str]) -> None:
+    """In a process started by :func:`run_controller`: its kill point and point log are ``env``'s only."""
     os.environ.update(env)
     for key in ("AOD_KILL_AT", "AOD_FAILPOINT_LOG"):
         if key not in env:
             os.environ.pop(key, None)
+
+
+def _main(args: list[str], env: dict[str, str]) -> None:
+    use_kill_env(env)
     from budget.cli import cli
 
     cli.main(args=args, prog_name="python -m budget.controller", standalone_mode=True)

@@ -4,13 +4,13 @@ money left pays for labels but no further distillation)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from budget.config import load_config
 from budget.controller import Controller
 from budget.money import to_micro
 from budget.policy import Decision, Policy, PolicyState
+from tests.utils.kills import use_kill_env
 
 __all__ = ["RefineScript", "run_refine_script"]
 
@@ -33,10 +33,7 @@ class RefineScript(Policy):
 def run_refine_script(args: list[str], env: dict[str, str]) -> None:
     """``args`` = [project file, run folder]: fund $40 (once) and run the script to its end; a process
     target for :func:`tests.utils.kills.killed_run` (``env`` sets its kill point)."""
-    os.environ.update(env)
-    for key in ("AOD_KILL_AT", "AOD_FAILPOINT_LOG"):
-        if key not in env:
-            os.environ.pop(key, None)
+    use_kill_env(env)
     project, run_dir = args
     with Controller(load_config(Path(project)), Path(run_dir), progress=False, say=lambda _: None) as run:
         run.policy = RefineScript()
