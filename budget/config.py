@@ -127,6 +127,7 @@ class Models:
     min_steps: int = 100  # at least this many optimizer steps per training; early stopping waits for them
     temperature: float = 2.0  # distillation temperature T
     alpha: float = 0.5  # weight of gold CE against the KL to soft labels
+    class_weight: str = "auto"  # auto: balanced when the task's metric is macro_f1, else none | balanced | none
     patience: int = 2  # dev evaluations without improvement before early stop
     precision: str = "auto"  # auto | bf16 | fp32
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
@@ -144,6 +145,7 @@ class Models:
             yield key, _num(getattr(self, key)) and getattr(self, key) > 0, "a number > 0"
         yield "alpha", _num(self.alpha) and 0 <= self.alpha <= 1, "a number in [0, 1]"
         yield "precision", self.precision in {"auto", "bf16", "fp32"}, "one of auto, bf16, fp32"
+        yield "class_weight", self.class_weight in {"auto", "balanced", "none"}, "one of auto, balanced, none"
         yield "keep", self.keep == "all" or (_int(self.keep) and self.keep >= 1), 'an int >= 1 or "all"'
 
     @property
@@ -152,13 +154,20 @@ class Models:
         return check_keep(self.keep)
 
     def train_config(self, role: str, *, seed: int, metric: str, progress: bool = True) -> TrainConfig:
-        """Training settings of the student ('student'), the teacher ('teacher') or a distillation ('distill')."""
+        """Training settings of the student ('student'), the teacher ('teacher') or a distillation ('distill').
+
+        ``class_weight = "auto"`` balances the gold loss's classes when the task is scored by macro-F1, which
+        weighs every class alike: on a long-tailed task a student trained on a few dozen labels otherwise
+        learns to predict the common classes only.
+        """
+        class_weight = ("balanced" if metric == "macro_f1" else "none") if self.class_weight == "auto" \
+            else self.class_weight
         epochs = {"student": self.student_epochs, "teacher": self.teacher_epochs, "distill": self.distill_epochs}[role]
         return TrainConfig(epochs=epochs, min_steps=self.min_steps, batch_size=self.batch_size,
                            lr=float(self.teacher_lr if role == "teacher" else self.student_lr),
                            max_length=self.max_length, seed=seed, precision=self.precision, device=self.device,
                            patience=self.patience, metric=metric, temperature=float(self.temperature),
-                           alpha=float(self.alpha), progress=progress)
+                           alpha=float(self.alpha), class_weight=class_weight, progress=progress)
 
 
 @dataclass(frozen=True)

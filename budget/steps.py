@@ -117,7 +117,13 @@ def train_key(ctx: RunContext, role: str, cfg: TrainConfig, texts: list, ys: np.
         else m.student
     return {"role": role, "model": model,
             "train": data_fingerprint(texts, ys), "dev": data_fingerprint(list(dev[0]), dev[1]),
-            "labels": list(ctx.pool.labels), "config": {k: v for k, v in asdict(cfg).items() if k != "progress"}}
+            "labels": list(ctx.pool.labels), "config": _config_key(cfg)}
+
+
+def _config_key(cfg: TrainConfig) -> dict:
+    """The settings that fix a training's outcome; ``class_weight`` only when set, so that steps stored
+    before the setting existed are still found."""
+    return {k: v for k, v in asdict(cfg).items() if k != "progress" and not (k == "class_weight" and v == "none")}
 
 
 def student_step(ctx: RunContext, rnd: int, snap: Snapshot, soft: SoftTargets | None = None,

@@ -60,6 +60,7 @@ class TrainConfig:
     eval_every: int = 0  # steps between dev evaluations; 0 = each epoch's end, at most about 10 per training
     patience: int = 2  # evaluations without dev improvement (after min_steps) before stopping early; 0 = never
     metric: str = "accuracy"  # dev score that picks the best checkpoint: 'accuracy' | 'macro_f1'
+    class_weight: str = "none"  # 'none' | 'balanced': gold cross-entropy weighs each class by n / (k x its count)
     temperature: float = 2.0  # distillation temperature T: KL between softmax(z/T), scaled by T^2
     alpha: float = 0.5  # distillation weight of gold cross-entropy; 1 - alpha weighs the KL term
     group_by_length: bool = True  # batches of similar length (less padding), in random order
@@ -77,6 +78,7 @@ class TrainConfig:
             ("max_length", self.max_length >= 8, "an int >= 8"),
             ("patience", self.patience >= 0, "an int >= 0"),
             ("metric", self.metric in METRICS, f"one of {list(METRICS)}"),
+            ("class_weight", self.class_weight in {"none", "balanced"}, "one of 'none', 'balanced'"),
             ("temperature", self.temperature > 0, "a float > 0"),
             ("alpha", 0 <= self.alpha <= 1, "a float in the range [0.0, 1.0]"),
             ("precision", self.precision in {"auto", "bf16", "fp32"}, "one of 'auto', 'bf16', 'fp32'"),
@@ -190,6 +192,7 @@ def train(
     if soft is not None:
         targets[n_gold:] = torch.from_numpy(softmax(soft.logits, cfg.temperature)).float()
     w_gold = cfg.alpha if soft is not None else 1.0
+    class_w = _class_weights(labels, len(label_names)).to(device) if cfg.class_weight == "balanced" else None
     steps_per_epoch = math.ceil(len(all_texts) / cfg.batch_size)
     total_steps = steps_per_epoch * max(cfg.epochs, math.ceil(cfg.min_steps / steps_per_epoch))
     # a few labels make many tiny epochs: evaluate on whole epochs, but about 10 times at most
@@ -241,7 +244,8 @@ def train(
             with autocast(device, cfg.precision):
                 logits = forward(**batch).logits.float()
             # 3. gold cross-entropy, summed over the labeled rows of the batch
-            ce = F.cross_entropy(logits[gold], y[gold], reduction="sum") if gold.any() else logits.new_zeros(())
+            ce = (F.cross_entropy(logits[gold], y[gold], weight=class_w, reduction="sum") if gold.any()
+                  else logits.new_zeros(()))
             # 4. KL(teacher || student) at temperature T on soft rows, x T^2 to keep gradient scale (Hinton 2015)
             t = cfg.temperature
             kl = (F.kl_div(F.log_softmax(logits[~gold] / t, dim=-1), q[~gold], reduction="sum") * t * t
@@ -293,6 +297,16 @@ def train(
 # --- the loop's helpers: batches, processes, dev evaluation, checkpoints ----------------------------
 
 _FINISHED = {"completed", "early_stop"}  # how a run that needs no more training ended
+
+
+def _class_weights(labels: np.ndarray, n_classes: int) -> torch.Tensor:
+    """scikit-learn's ``class_weight='balanced'``: each class present weighs n / (k x its count), so every class
+    counts as much in the loss as in a macro-averaged metric, and a row weighs 1 on average."""
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    present = counts > 0
+    weights = np.zeros(n_classes)
+    weights[present] = len(labels) / (present.sum() * counts[present])
+    return torch.tensor(weights, dtype=torch.float32)
 
 
 def _batches(lengths: np.ndarray, cfg: TrainConfig, steps_per_epoch: int, total_steps: int,

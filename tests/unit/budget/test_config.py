@@ -4,7 +4,7 @@ import pytest
 from click.testing import CliRunner
 
 from budget.cli import cli
-from budget.config import TABLES, ConfigError, ProjectConfig, load_config
+from budget.config import TABLES, ConfigError, Models, ProjectConfig, load_config
 from budget.tiny import tiny_tables, write_project
 
 # (table, key, value, what the message must say): wrong types, out of range, unknown words
@@ -24,6 +24,7 @@ BAD = [
     ("models", "student_lr", 0, "a number > 0"),
     ("models", "precision", "fp8", "one of auto, bf16, fp32"),
     ("models", "keep", 0, 'an int >= 1 or "all"'),
+    ("models", "class_weight", "inverse", "one of auto, balanced, none"),
     ("prices", "per_label", "-1", 'a dollar amount > 0 as a string, like "0.364"'),
     ("prices", "overlap", 0, "an int >= 1"),
     ("prices", "compute", "abacus", "one of flops, device-hours"),
@@ -89,3 +90,11 @@ def test_replace_changes_a_table_and_validates_it(project):
     assert scaled.prices.phase_scale == {"soft_labels": 100.0} and config.prices.phase_scale == {}
     with pytest.raises(ConfigError, match="unknown phase 'soft'"):
         config.replace(prices={"phase_scale": {"soft": 2}})
+
+
+@pytest.mark.parametrize(("metric", "setting", "trained"), [
+    ("macro_f1", "auto", "balanced"), ("accuracy", "auto", "none"), ("macro_f1", "none", "none"),
+    ("accuracy", "balanced", "balanced")])
+def test_class_weights_are_balanced_where_the_metric_weighs_every_class_alike(metric, setting, trained):
+    for role in ("student", "teacher", "distill"):
+        assert Models(class_weight=setting).train_config(role, seed=0, metric=metric).class_weight == trained
