@@ -83,7 +83,11 @@ class PolicyState:
     gold labels) plus ``distill_cost_per_1000_micro`` per thousand unlabeled items (a per-item cost
     can be below a micro-dollar), from FLOPs or device time, corrected by the run's measured costs.
     Each more teacher of an ensemble adds ``teacher_cost_micro`` (its fine-tune) and
-    ``teacher_per_1000_micro`` per thousand items (its soft labels).
+    ``teacher_per_1000_micro`` per thousand items (its soft labels). The fixed part changes with the gold
+    labels the teacher learns from (it grows with them, and a minimum of training steps makes it jump
+    up and down with how they fill the last batch of an epoch): ``distill_fixed_after_batch_micro`` is
+    the most it may cost after a batch of up to ``batch_size`` more labels (0: as now), what money kept
+    back for a distillation after the labels must cover.
     """
 
     granted_micro: int
@@ -101,23 +105,29 @@ class PolicyState:
     min_batch: int = 1  # the smallest batch worth its retrain
     teacher_cost_micro: int = 0  # one more teacher of an ensemble: its fine-tune
     teacher_per_1000_micro: int = 0  # ... and its soft labels per 1000 unlabeled items
+    distill_fixed_after_batch_micro: int = 0  # the most the fixed part may cost after the next batch (0: as now)
 
-    def distill_cost(self, n_items: int, teachers: int = 1) -> int:
-        """Estimated cost of one distillation over ``n_items`` unlabeled items with ``teachers`` teachers."""
-        fixed, per_1000 = self._distill_prices(teachers)
+    def distill_cost(self, n_items: int, teachers: int = 1, *, after_batch: bool = False) -> int:
+        """Estimated cost of one distillation over ``n_items`` unlabeled items with ``teachers`` teachers;
+        ``after_batch``: of one that follows the next batch of labels (its teacher learns from more)."""
+        fixed, per_1000 = self._distill_prices(teachers, after_batch)
         return fixed + -(-n_items * per_1000 // 1000)
 
-    def affordable_distill_items(self, money_micro: int, teachers: int = 1) -> int:
-        """The most unlabeled items one distillation (with ``teachers`` teachers) can use for ``money_micro``."""
-        fixed, per_1000 = self._distill_prices(teachers)
+    def affordable_distill_items(self, money_micro: int, teachers: int = 1, *, after_batch: bool = False) -> int:
+        """The most unlabeled items one distillation (with ``teachers`` teachers) can use for ``money_micro``
+        (``after_batch``: one that follows the next batch of labels)."""
+        fixed, per_1000 = self._distill_prices(teachers, after_batch)
         left = money_micro - fixed
         if left <= 0:
             return 0
         return int(min(self.n_unlabeled, left * 1000 // max(per_1000, 1)))
 
-    def _distill_prices(self, teachers: int) -> tuple[int, int]:
+    def _distill_prices(self, teachers: int, after_batch: bool = False) -> tuple[int, int]:
         more = teachers - 1
-        return (self.distill_fixed_cost_micro + more * self.teacher_cost_micro,
+        fixed = self.distill_fixed_cost_micro
+        if after_batch:
+            fixed = max(fixed, self.distill_fixed_after_batch_micro)
+        return (fixed + more * self.teacher_cost_micro,
                 self.distill_cost_per_1000_micro + more * self.teacher_per_1000_micro)
 
     @property
@@ -190,7 +200,8 @@ class Policy(ABC):
         amount = n * state.label_cost_micro + state.retrain_cost_micro
         # labels that no distillation can follow improve the distilled student that leads the run, not a
         # student trained on them alone that would trail it
-        refine = state.distilled_lead > 0 and state.affordable_distill_items(state.available_micro - amount) == 0
+        refine = state.distilled_lead > 0 and state.affordable_distill_items(state.available_micro - amount,
+                                                                              after_batch=True) == 0
         if refine:
             reason = f"{reason}; no distillation can follow: the labels fine-tune the latest distilled student"
         return Decision("annotate", n, amount, reason, estimates or {}, refine=refine)
@@ -395,7 +406,11 @@ class Adaptive(Policy):
         est = {"annotate": labels.per_100usd(), "distill": distill.per_100usd()}
         tried = {r.arm for r in state.rounds if r.dev_score is not None}  # a round stopped early tells nothing
         pending = not self._distilled_since_last_labels(state) and "annotate" in tried
-        reserve = distill.cost_micro if self.keep_final_distill and can_distill else 0
+        # money kept back for a distillation after the labels pays for one whose teacher learns from them
+        # too: kept at the size of today's, it would no longer pay once the batch is bought, and the
+        # labels it shrank would have been bought for a distillation that never runs
+        reserve = (state.distill_cost(state.n_unlabeled, after_batch=True)
+                   if self.keep_final_distill and can_distill else 0)
         # 1. explore: labels, then a distillation (a pilot over part of the pool when a full one is dear)
         if "annotate" not in tried:
             decision = self._annotate(state, state.available_micro - reserve, "exploring: labels not tried yet", est)

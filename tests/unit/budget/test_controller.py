@@ -263,3 +263,25 @@ def test_a_corrupt_or_foreign_ledger_is_one_line_exit_2_and_left_as_it_was(kind,
         assert result.output.startswith(f"Error: '{path}' is ") and result.output.count("\n") == 1
         assert "move it away or point --run-dir at another folder" in result.output
     assert path.read_bytes() == before
+
+
+def test_money_kept_for_a_distillation_after_the_next_batch_covers_any_size_of_that_batch(tmp_path, models_dir):
+    # the fixed part of a distillation jumps up and down with the labels (a minimum of training steps over
+    # epochs whose last batch is part full): what the policy keeps for one after the next batch is the most
+    # it may cost after any batch the policy can buy, never less than it costs now
+    from budget.config import load_config
+    from budget.controller import Controller
+    from budget.money import to_micro
+
+    project = write_tiny_project(tmp_path, policy="adaptive", overrides={"models": {"min_steps": 40}})
+    with Controller(load_config(project), tmp_path / "run", progress=False, say=lambda _: None) as run:
+        run.fund(to_micro("5"))
+        run.run(max_rounds=1)
+        snap = run.ctx.snapshot()
+        state = run.policy_state(snap)
+        costs = run.cost_model()
+        after = [costs.distill_fixed(*run._train_dev_sizes(snap.n_labels + b)) for b in range(state.batch_size + 1)]
+    assert state.distill_fixed_cost_micro == after[0]
+    assert state.distill_fixed_after_batch_micro == max(after[1:])
+    assert len(set(after)) > 1  # the estimate moves with the labels, so the look-ahead matters
+    assert state.distill_cost(100, after_batch=True) >= max(after) + state.distill_cost_per_1000_micro // 10

@@ -21,12 +21,13 @@ USD = 1_000_000
 
 def state(rounds=(), *, available=100 * USD, granted=100 * USD, spent_by_arm=None, label=USD // 2, retrain=1000,
           distill_fixed=2 * USD, per_1000=USD, n_labels=100, n_available=1000, n_unlabeled=1000, batch=50,
-          min_batch=1, teacher=USD, teacher_per_1000=USD // 2):
+          min_batch=1, teacher=USD, teacher_per_1000=USD // 2, distill_fixed_after_batch=0):
     return PolicyState(granted_micro=granted, available_micro=available, spent_by_arm=spent_by_arm or {},
                        rounds=tuple(rounds), label_cost_micro=label, retrain_cost_micro=retrain,
                        distill_fixed_cost_micro=distill_fixed, distill_cost_per_1000_micro=per_1000,
                        n_labels=n_labels, n_available=n_available, n_unlabeled=n_unlabeled, batch_size=batch,
-                       min_batch=min_batch, teacher_cost_micro=teacher, teacher_per_1000_micro=teacher_per_1000)
+                       min_batch=min_batch, teacher_cost_micro=teacher, teacher_per_1000_micro=teacher_per_1000,
+                       distill_fixed_after_batch_micro=distill_fixed_after_batch)
 
 
 def curve(n, b=2.0, c=0.5):
@@ -144,6 +145,42 @@ def test_adaptive_keeps_money_for_a_final_distillation():
     # $30 left; a distillation over 1000 items costs $3: labels may use only $27 of it.
     d = Adaptive().decide(state(rounds, n_labels=200, available=30 * USD))
     assert d.arm == "annotate" and d.amount_micro <= 27 * USD
+
+
+def test_the_money_kept_for_a_distillation_still_pays_for_it_after_the_labels():
+    # A dear distillation, untried and too dear to pilot on half the money, is kept for after the labels.
+    # Its teacher learns from every label bought before it, and a minimum of 100 training steps makes its
+    # cost jump up and down with how the labels fill an epoch's last batch (as the FLOP estimate does).
+    # The run below follows the policy's decisions until it stops: it must end on that distillation, not
+    # buy batches that shrink to keep a reserve sized for the labels it had, then find it unaffordable.
+    label, batch = 364_000, 25
+
+    def fixed(n):  # the teacher's and the student's gold epochs, at least 100 steps of 16
+        n_train = n - round(0.3 * n)
+        epochs = max(2, math.ceil(100 / math.ceil(n_train / 16)))
+        return n_train * epochs * 25_000
+
+    rounds = [RoundObservation(0, "baseline", 1000, 60, 0.30, dev_items=20)]
+    n, available, arms = 60, 50 * USD, []
+    policy = Adaptive()
+    for rnd in range(1, 30):
+        s = state(rounds, available=available, granted=50 * USD, label=label, retrain=50,
+                  distill_fixed=fixed(n), distill_fixed_after_batch=max(fixed(n + b) for b in range(1, batch + 1)),
+                  per_1000=USD // 10, n_unlabeled=200, n_labels=n, batch=batch, min_batch=6)
+        d = policy.decide(s)
+        if d.arm == "stop":
+            break
+        assert d.amount_micro <= available
+        if d.arm == "distill":
+            assert d.amount_micro == s.distill_cost(d.n_items)  # priced at the labels it really learns from
+        arms.append((d.arm, d.n_items))
+        available -= d.amount_micro
+        n += d.n_items if d.arm == "annotate" else 0
+        dev = rounds[-1].dev_score + 0.01
+        rounds.append(RoundObservation(rnd, d.arm, d.amount_micro, n, dev, rounds[-1].dev_score, 0.15, 30))
+    first = [arm for arm, _ in arms].index("distill")  # it runs ...
+    assert all(arm == "annotate" and k == batch for arm, k in arms[:first])  # ... after full batches only
+    assert available >= 0
 
 
 def _flat(dev_items):
