@@ -352,8 +352,8 @@ class Controller:
             label_cost_micro=self.config.label_cost_per_item(),
             retrain_cost_micro=costs.retrain(n_train + batch, n_dev),
             distill_fixed_cost_micro=costs.distill_fixed(n_train, n_dev),
-            distill_fixed_after_batch_micro=max(costs.distill_fixed(*self._train_dev_sizes(snap.n_labels + b))
-                                                for b in range(1, batch + 1)),
+            distill_fixed_after_micro=tuple(costs.distill_fixed(*self._train_dev_sizes(snap.n_labels + b))
+                                            for b in range(1, batch + 1)),
             distill_cost_per_1000_micro=costs.distill_per_1000(),
             teacher_cost_micro=costs.teacher_fixed(n_train), teacher_per_1000_micro=costs.teacher_per_1000(),
             n_labels=snap.n_labels, n_available=len(snap.states.indices("unlabeled")),

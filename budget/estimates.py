@@ -67,7 +67,8 @@ class Gain:
     retrain reads as "little gain, maybe more", never as "labels hurt with 80% confidence".
 
     ``behind`` is how many points the student this gain raises trails the run's best student (its
-    output): the output gains only what lifts it past, ``max(0, gain - behind)``.
+    output): the output gains only what lifts it past, ``max(0, gain - behind)``. ``items``: the labels
+    the gain is over, where that is more than one batch.
     """
 
     arm: str
@@ -76,6 +77,7 @@ class Gain:
     cost_micro: int
     floor: float | None = None
     behind: float = 0.0
+    items: int = 0
 
     def quantile(self, z: float) -> float:
         """The gain (points) at standard-normal quantile ``z``: ``points + z se``, truncated at ``floor``,
@@ -112,6 +114,8 @@ class Gain:
         shown = f"{name} {_pts(mid)} points per $100 ({confidence:.0%} range {_pts(lo)} to {_pts(hi)})"
         if self.behind > 0:
             shown += f" to the best student, which the label-only one trails by {self.behind:.3g} points"
+            if self.items:
+                shown += f", over the {self.items} labels the money left buys"
         return shown
 
 

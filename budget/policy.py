@@ -85,9 +85,9 @@ class PolicyState:
     Each more teacher of an ensemble adds ``teacher_cost_micro`` (its fine-tune) and
     ``teacher_per_1000_micro`` per thousand items (its soft labels). The fixed part changes with the gold
     labels the teacher learns from (it grows with them, and a minimum of training steps makes it jump
-    up and down with how they fill the last batch of an epoch): ``distill_fixed_after_batch_micro`` is
-    the most it may cost after a batch of up to ``batch_size`` more labels (0: as now), what money kept
-    back for a distillation after the labels must cover.
+    up and down with how they fill the last batch of an epoch): ``distill_fixed_after_micro[b - 1]`` is
+    its estimate after ``b`` more labels, for ``b`` up to ``batch_size`` (empty: as now). Money kept back
+    for a distillation after a batch covers that distillation at the labels it will learn from.
     """
 
     granted_micro: int
@@ -105,30 +105,40 @@ class PolicyState:
     min_batch: int = 1  # the smallest batch worth its retrain
     teacher_cost_micro: int = 0  # one more teacher of an ensemble: its fine-tune
     teacher_per_1000_micro: int = 0  # ... and its soft labels per 1000 unlabeled items
-    distill_fixed_after_batch_micro: int = 0  # the most the fixed part may cost after the next batch (0: as now)
+    distill_fixed_after_micro: tuple[int, ...] = ()  # [b - 1]: the fixed part after b more labels
 
-    def distill_cost(self, n_items: int, teachers: int = 1, *, after_batch: bool = False) -> int:
+    def distill_cost(self, n_items: int, teachers: int = 1, *, after: int = 0) -> int:
         """Estimated cost of one distillation over ``n_items`` unlabeled items with ``teachers`` teachers;
-        ``after_batch``: of one that follows the next batch of labels (its teacher learns from more)."""
-        fixed, per_1000 = self._distill_prices(teachers, after_batch)
+        ``after``: of one that follows a batch of that many more labels (its teacher learns from them)."""
+        fixed, per_1000 = self._distill_prices(teachers, after)
         return fixed + -(-n_items * per_1000 // 1000)
 
-    def affordable_distill_items(self, money_micro: int, teachers: int = 1, *, after_batch: bool = False) -> int:
+    def affordable_distill_items(self, money_micro: int, teachers: int = 1, *, after: int = 0) -> int:
         """The most unlabeled items one distillation (with ``teachers`` teachers) can use for ``money_micro``
-        (``after_batch``: one that follows the next batch of labels)."""
-        fixed, per_1000 = self._distill_prices(teachers, after_batch)
+        (``after``: one that follows a batch of that many more labels)."""
+        fixed, per_1000 = self._distill_prices(teachers, after)
         left = money_micro - fixed
         if left <= 0:
             return 0
         return int(min(self.n_unlabeled, left * 1000 // max(per_1000, 1)))
 
-    def _distill_prices(self, teachers: int, after_batch: bool = False) -> tuple[int, int]:
+    def _distill_prices(self, teachers: int, after: int = 0) -> tuple[int, int]:
         more = teachers - 1
-        fixed = self.distill_fixed_cost_micro
-        if after_batch:
-            fixed = max(fixed, self.distill_fixed_after_batch_micro)
+        known = self.distill_fixed_after_micro
+        fixed = known[min(after, len(known)) - 1] if after > 0 and known else self.distill_fixed_cost_micro
         return (fixed + more * self.teacher_cost_micro,
                 self.distill_cost_per_1000_micro + more * self.teacher_per_1000_micro)
+
+    def labels_beside_distill(self, money_micro: int) -> int:
+        """The money for the largest batch that ``money_micro`` buys while what is left still pays for a
+        distillation over the whole pool after it, priced at the labels it will learn from (0: none)."""
+        for n in range(self.affordable_labels(money_micro), 0, -1):
+            if n < min(self.min_batch, self.n_available):
+                break
+            amount = n * self.label_cost_micro + self.retrain_cost_micro
+            if money_micro - amount >= self.distill_cost(self.n_unlabeled, after=n):
+                return amount
+        return 0
 
     @property
     def distilled_lead(self) -> float:
@@ -145,6 +155,17 @@ class PolicyState:
         """True when the money left pays for a distillation of any size (money only shrinks: when it
         does not, no distillation will run in this run)."""
         return self.affordable_distill_items(self.available_micro) > 0
+
+    def labels_for(self, money_micro: int) -> tuple[int, int]:
+        """The labels ``money_micro`` buys in successive batches, each with its retrain, and what they cost."""
+        n = cost = 0
+        while self.label_cost_micro > 0 and n < self.n_available:
+            b = int(min(self.batch_size, self.n_available - n,
+                        (money_micro - cost - self.retrain_cost_micro) // self.label_cost_micro))
+            if b <= 0 or b < min(self.min_batch, self.n_available - n):
+                break
+            n, cost = n + b, cost + b * self.label_cost_micro + self.retrain_cost_micro
+        return n, cost
 
     def affordable_labels(self, money_micro: int) -> int:
         """The most items one annotation batch (with its retrain) can buy for ``money_micro``."""
@@ -201,7 +222,7 @@ class Policy(ABC):
         # labels that no distillation can follow improve the distilled student that leads the run, not a
         # student trained on them alone that would trail it
         refine = state.distilled_lead > 0 and state.affordable_distill_items(state.available_micro - amount,
-                                                                              after_batch=True) == 0
+                                                                              after=n) == 0
         if refine:
             reason = f"{reason}; no distillation can follow: the labels fine-tune the latest distilled student"
         return Decision("annotate", n, amount, reason, estimates or {}, refine=refine)
@@ -360,10 +381,18 @@ class Adaptive(Policy):
         slope of paired gains on ln(labels): on the distilled student's curve when ``distilled`` (the run's
         output will be distilled, or the labels refine a distilled student) and it is measured, else on the
         label-only student's, which adds to the run's output only what lifts it past a better distilled
-        student (:meth:`behind`)."""
-        n = state.affordable_labels(state.available_micro if money is None else money) or min(
-            state.batch_size, state.n_available)
+        student (:meth:`behind`); that gain is then over every batch ``money`` buys, since one batch may
+        fall short of the lead where several pass it."""
+        money = state.available_micro if money is None else money
+        n = state.affordable_labels(money) or min(state.batch_size, state.n_available)
         cost = n * state.label_cost_micro + state.retrain_cost_micro
+        behind, horizon = (0.0 if distilled else cls.behind(state)), 0
+        if behind > 0:
+            # the output gains nothing until the labels lift their student past the best one: a batch too
+            # small to do it alone is worth what every batch the money buys does together
+            n_all, cost_all = state.labels_for(money)
+            if n_all > n:
+                n, cost, horizon = n_all, cost_all, n_all
         curves = cls.curves(state)
         slope = label_slope(curves, arm="distill") if distilled else None
         if slope is None:  # ledgers from before the per-kind comparison have only the paired gains
@@ -371,8 +400,7 @@ class Adaptive(Policy):
         if slope is None or n == 0 or state.n_labels <= 0:
             return Gain("annotate", None, math.inf, cost)
         span = math.log((state.n_labels + n) / state.n_labels)
-        behind = 0.0 if distilled else cls.behind(state)
-        return Gain("annotate", slope[0] * span, slope[1] * span, cost, floor=0.0, behind=behind)
+        return Gain("annotate", slope[0] * span, slope[1] * span, cost, floor=0.0, behind=behind, items=horizon)
 
     @staticmethod
     def behind(state: PolicyState) -> float:
@@ -406,14 +434,11 @@ class Adaptive(Policy):
         est = {"annotate": labels.per_100usd(), "distill": distill.per_100usd()}
         tried = {r.arm for r in state.rounds if r.dev_score is not None}  # a round stopped early tells nothing
         pending = not self._distilled_since_last_labels(state) and "annotate" in tried
-        # money kept back for a distillation after the labels pays for one whose teacher learns from them
-        # too: kept at the size of today's, it would no longer pay once the batch is bought, and the
-        # labels it shrank would have been bought for a distillation that never runs
-        reserve = (state.distill_cost(state.n_unlabeled, after_batch=True)
-                   if self.keep_final_distill and can_distill else 0)
+        reserve = self.keep_final_distill and can_distill
         # 1. explore: labels, then a distillation (a pilot over part of the pool when a full one is dear)
         if "annotate" not in tried:
-            decision = self._annotate(state, state.available_micro - reserve, "exploring: labels not tried yet", est)
+            decision = self._annotate(state, self._label_money(state, reserve), "exploring: labels not tried yet",
+                                      est)
             if decision.arm != "stop":
                 return decision
         if "distill" not in tried:
@@ -438,6 +463,14 @@ class Adaptive(Policy):
             k += 1
         return k
 
+    @staticmethod
+    def _label_money(state: PolicyState, keep: bool) -> int:
+        """The money a batch may use: all that is left, or (``keep``) what leaves a distillation after it
+        paid for. That distillation's teacher learns from the batch too: money kept at the price of
+        today's would not pay for it once the batch is bought, and the labels it shrank would have been
+        bought for a distillation that never runs."""
+        return state.labels_beside_distill(state.available_micro) if keep else state.available_micro
+
     def _worth(self, gain: Gain, z: float) -> bool:
         upper = gain.per_100usd(z)
         return gain.points is None or (upper is not None and upper >= self.min_points_per_100usd)
@@ -451,7 +484,7 @@ class Adaptive(Policy):
                                   est)
         return self._stop(state, f"{labels.describe(z, self.stop_confidence)}; {note}", est)
 
-    def _choose(self, state: PolicyState, labels: Gain, distill: Gain, pending: bool, reserve: int, z: float,
+    def _choose(self, state: PolicyState, labels: Gain, distill: Gain, pending: bool, reserve: bool, z: float,
                 est: dict) -> Decision:
         conf = self.stop_confidence
         last = max((r.n_labels for r in state.rounds if r.arm == "distill"), default=0)
@@ -466,9 +499,9 @@ class Adaptive(Policy):
             # taken from it buys labels that no distillation will follow, valued (conservatively, though
             # they will refine the distilled student) at what they do alone
             alone = self.label_gain(state, distilled=False).per_100usd(z)
-            keep = reserve if self._worth(distill, z) and (upper["distill"] is None or alone is None
-                                                           or upper["distill"] >= alone) else 0
-            decision = self._annotate(state, state.available_micro - keep, labels.describe(z, conf), est)
+            keep = reserve and self._worth(distill, z) and (upper["distill"] is None or alone is None
+                                                            or upper["distill"] >= alone)
+            decision = self._annotate(state, self._label_money(state, keep), labels.describe(z, conf), est)
             if decision.arm != "stop":
                 return decision
         if worth["distill"]:
@@ -477,7 +510,7 @@ class Adaptive(Policy):
         if not pending and any(r.arm == "distill" for r in state.rounds):
             shown += " (every label bought is already distilled)"
         # labels worth buying, but the money left does not pay for a batch and the distillation kept for it
-        blocked = worth["annotate"] and reserve > 0 and state.affordable_labels(state.available_micro) > 0
+        blocked = worth["annotate"] and reserve and state.affordable_labels(state.available_micro) > 0
         return self._stop(state, shown, est, blocked=blocked, pending=pending)
 
     def _stop(self, state: PolicyState, shown: str, est: dict, *, blocked: bool = False,

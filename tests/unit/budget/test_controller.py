@@ -265,10 +265,9 @@ def test_a_corrupt_or_foreign_ledger_is_one_line_exit_2_and_left_as_it_was(kind,
     assert path.read_bytes() == before
 
 
-def test_money_kept_for_a_distillation_after_the_next_batch_covers_any_size_of_that_batch(tmp_path, models_dir):
+def test_the_policy_sees_what_a_distillation_would_cost_after_each_size_of_the_next_batch(tmp_path, models_dir):
     # the fixed part of a distillation jumps up and down with the labels (a minimum of training steps over
-    # epochs whose last batch is part full): what the policy keeps for one after the next batch is the most
-    # it may cost after any batch the policy can buy, never less than it costs now
+    # epochs whose last batch is part full): the policy keeps back what it costs after the batch it buys
     from budget.config import load_config
     from budget.controller import Controller
     from budget.money import to_micro
@@ -282,6 +281,7 @@ def test_money_kept_for_a_distillation_after_the_next_batch_covers_any_size_of_t
         costs = run.cost_model()
         after = [costs.distill_fixed(*run._train_dev_sizes(snap.n_labels + b)) for b in range(state.batch_size + 1)]
     assert state.distill_fixed_cost_micro == after[0]
-    assert state.distill_fixed_after_batch_micro == max(after[1:])
+    assert state.distill_fixed_after_micro == tuple(after[1:])
     assert len(set(after)) > 1  # the estimate moves with the labels, so the look-ahead matters
-    assert state.distill_cost(100, after_batch=True) >= max(after) + state.distill_cost_per_1000_micro // 10
+    b = state.batch_size
+    assert state.distill_cost(100, after=b) == after[b] + state.distill_cost(100) - after[0]

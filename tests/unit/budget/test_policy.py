@@ -21,13 +21,13 @@ USD = 1_000_000
 
 def state(rounds=(), *, available=100 * USD, granted=100 * USD, spent_by_arm=None, label=USD // 2, retrain=1000,
           distill_fixed=2 * USD, per_1000=USD, n_labels=100, n_available=1000, n_unlabeled=1000, batch=50,
-          min_batch=1, teacher=USD, teacher_per_1000=USD // 2, distill_fixed_after_batch=0):
+          min_batch=1, teacher=USD, teacher_per_1000=USD // 2, distill_fixed_after=()):
     return PolicyState(granted_micro=granted, available_micro=available, spent_by_arm=spent_by_arm or {},
                        rounds=tuple(rounds), label_cost_micro=label, retrain_cost_micro=retrain,
                        distill_fixed_cost_micro=distill_fixed, distill_cost_per_1000_micro=per_1000,
                        n_labels=n_labels, n_available=n_available, n_unlabeled=n_unlabeled, batch_size=batch,
                        min_batch=min_batch, teacher_cost_micro=teacher, teacher_per_1000_micro=teacher_per_1000,
-                       distill_fixed_after_batch_micro=distill_fixed_after_batch)
+                       distill_fixed_after_micro=tuple(distill_fixed_after))
 
 
 def curve(n, b=2.0, c=0.5):
@@ -151,8 +151,8 @@ def test_the_money_kept_for_a_distillation_still_pays_for_it_after_the_labels():
     # A dear distillation, untried and too dear to pilot on half the money, is kept for after the labels.
     # Its teacher learns from every label bought before it, and a minimum of 100 training steps makes its
     # cost jump up and down with how the labels fill an epoch's last batch (as the FLOP estimate does).
-    # The run below follows the policy's decisions until it stops: it must end on that distillation, not
-    # buy batches that shrink to keep a reserve sized for the labels it had, then find it unaffordable.
+    # The run below follows the policy's decisions until it stops: it must reach that distillation, not buy
+    # batches that shrink to keep a reserve sized for the labels it had, then find it unaffordable.
     label, batch = 364_000, 25
 
     def fixed(n):  # the teacher's and the student's gold epochs, at least 100 steps of 16
@@ -165,7 +165,7 @@ def test_the_money_kept_for_a_distillation_still_pays_for_it_after_the_labels():
     policy = Adaptive()
     for rnd in range(1, 30):
         s = state(rounds, available=available, granted=50 * USD, label=label, retrain=50,
-                  distill_fixed=fixed(n), distill_fixed_after_batch=max(fixed(n + b) for b in range(1, batch + 1)),
+                  distill_fixed=fixed(n), distill_fixed_after=[fixed(n + b) for b in range(1, batch + 1)],
                   per_1000=USD // 10, n_unlabeled=200, n_labels=n, batch=batch, min_batch=6)
         d = policy.decide(s)
         if d.arm == "stop":
@@ -173,13 +173,14 @@ def test_the_money_kept_for_a_distillation_still_pays_for_it_after_the_labels():
         assert d.amount_micro <= available
         if d.arm == "distill":
             assert d.amount_micro == s.distill_cost(d.n_items)  # priced at the labels it really learns from
-        arms.append((d.arm, d.n_items))
+        arms.append(d.arm)
         available -= d.amount_micro
+        if d.arm == "annotate" and "distill" not in arms:  # what is left still pays for it after these labels
+            assert available >= s.distill_cost(s.n_unlabeled, after=d.n_items)
         n += d.n_items if d.arm == "annotate" else 0
         dev = rounds[-1].dev_score + 0.01
         rounds.append(RoundObservation(rnd, d.arm, d.amount_micro, n, dev, rounds[-1].dev_score, 0.15, 30))
-    first = [arm for arm, _ in arms].index("distill")  # it runs ...
-    assert all(arm == "annotate" and k == batch for arm, k in arms[:first])  # ... after full batches only
+    assert "distill" in arms and arms[0] == "annotate"
     assert available >= 0
 
 
@@ -285,6 +286,34 @@ def test_adaptive_does_not_starve_labels_to_keep_money_for_a_distillation_that_p
                             label=USD // 10))
     assert 0.5 < policy.distill_gain(state(rounds, distill_fixed=14 * USD)).per_100usd(0.84)  # "worth" it...
     assert d.arm == "annotate" and d.n_items == 25  # ...but labels come first
+
+
+def _trailing(after_labels=0.7627):
+    """Labels that keep paying, a distillation that lost to the label-only student before it (-6 points on
+    its dev items), and a label-only student since that scores 3.7 below the distilled one on its own."""
+    rounds = plain_rounds([40, 60, 85], dev_items=300, disagree=0.08)
+    rounds.append(RoundObservation(3, "distill", 19 * USD, 85, 0.80, 0.86, 0.1, 300))
+    rounds.append(RoundObservation(4, "annotate", 5 * USD, 110, after_labels, 0.80, 0.1, 300))
+    return rounds
+
+
+def test_labels_behind_a_distilled_student_are_valued_over_every_batch_the_money_buys():
+    # MultiPIT, several $50, seed 3: no batch alone lifts the label-only student past the distilled one, so
+    # each batch was worth +0 to the output and the run stopped with 47% of its money. Four batches do lift it.
+    policy = Adaptive()
+    s = state(_trailing(), n_labels=110, available=23 * USD, label=USD // 5, retrain=1000, batch=25,
+              distill_fixed=19 * USD)
+    assert policy.distill_gain(s).per_100usd(0.84) < 0  # distilling again is not worth it
+    assert policy.label_gain(s, 5 * USD).points < policy.behind(s)  # one batch stays behind ...
+    d = policy.decide(s)
+    assert d.arm == "annotate" and d.n_items == 25  # ... the money left does not
+    gain = policy.label_gain(s)
+    assert gain.items == 114 and gain.per_100usd() > 0.5  # 4 batches of 25 and one of 14
+    assert "over the 114 labels the money left buys" in gain.describe(0.84, 0.8)
+    # labels at $1: the money left buys 22, which stay behind; the stop says so with the numbers
+    stop = policy.decide(state(_trailing(), n_labels=110, available=23 * USD, label=USD, retrain=1000, batch=25,
+                               distill_fixed=19 * USD))
+    assert stop.arm == "stop" and "trails by 3.73 points" in stop.reason
 
 
 def test_one_retrain_that_scored_lower_does_not_make_labels_look_harmful():
