@@ -11,7 +11,10 @@ import pytest
 from click.testing import CliRunner
 
 from budget.cli import cli
+from budget.config import load_config
+from budget.controller import Controller
 from budget.ledger import Ledger
+from budget.money import to_micro
 from budget.runfolder import best_student_round
 from tests.utils.projects import write_tiny_project
 from tests.utils.tiny_models import LABELS
@@ -268,10 +271,6 @@ def test_a_corrupt_or_foreign_ledger_is_one_line_exit_2_and_left_as_it_was(kind,
 def test_the_policy_sees_what_a_distillation_would_cost_after_each_size_of_the_next_batch(tmp_path, models_dir):
     # the fixed part of a distillation jumps up and down with the labels (a minimum of training steps over
     # epochs whose last batch is part full): the policy keeps back what it costs after the batch it buys
-    from budget.config import load_config
-    from budget.controller import Controller
-    from budget.money import to_micro
-
     project = write_tiny_project(tmp_path, policy="adaptive", overrides={"models": {"min_steps": 40}})
     with Controller(load_config(project), tmp_path / "run", progress=False, say=lambda _: None) as run:
         run.fund(to_micro("5"))

@@ -288,12 +288,12 @@ def test_adaptive_does_not_starve_labels_to_keep_money_for_a_distillation_that_p
     assert d.arm == "annotate" and d.n_items == 25  # ...but labels come first
 
 
-def _trailing(after_labels=0.7627):
+def _trailing():
     """Labels that keep paying, a distillation that lost to the label-only student before it (-6 points on
     its dev items), and a label-only student since that scores 3.7 below the distilled one on its own."""
     rounds = plain_rounds([40, 60, 85], dev_items=300, disagree=0.08)
     rounds.append(RoundObservation(3, "distill", 19 * USD, 85, 0.80, 0.86, 0.1, 300))
-    rounds.append(RoundObservation(4, "annotate", 5 * USD, 110, after_labels, 0.80, 0.1, 300))
+    rounds.append(RoundObservation(4, "annotate", 5 * USD, 110, 0.7627, 0.80, 0.1, 300))
     return rounds
 
 
