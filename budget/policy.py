@@ -159,22 +159,21 @@ class PolicyState:
     def labels_for(self, money_micro: int) -> tuple[int, int]:
         """The labels ``money_micro`` buys in successive batches, each with its retrain, and what they cost."""
         n = cost = 0
-        while self.label_cost_micro > 0 and n < self.n_available:
-            b = int(min(self.batch_size, self.n_available - n,
-                        (money_micro - cost - self.retrain_cost_micro) // self.label_cost_micro))
-            if b <= 0 or b < min(self.min_batch, self.n_available - n):
-                break
+        while b := self._batch(money_micro - cost, self.n_available - n):
             n, cost = n + b, cost + b * self.label_cost_micro + self.retrain_cost_micro
         return n, cost
 
     def affordable_labels(self, money_micro: int) -> int:
         """The most items one annotation batch (with its retrain) can buy for ``money_micro``."""
+        return self._batch(money_micro, self.n_available)
+
+    def _batch(self, money_micro: int, items_left: int) -> int:
         left = money_micro - self.retrain_cost_micro
         if left <= 0 or self.label_cost_micro <= 0:
             return 0
-        n = int(min(self.batch_size, self.n_available, left // self.label_cost_micro))
+        n = int(min(self.batch_size, items_left, left // self.label_cost_micro))
         # a batch smaller than min_batch is not worth its retrain, unless it takes the last items
-        return n if n >= min(self.min_batch, self.n_available) else 0
+        return n if n >= min(self.min_batch, items_left) else 0
 
 
 @dataclass(frozen=True)
