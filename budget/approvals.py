@@ -42,11 +42,10 @@ def proposal_lines(rec: BatchRecord) -> list[str]:
     else:
         what = (f"{len(p.item_ids)} items x {format_usd(rec.price_per_item_micro // max(rec.overlap, 1))} x "
                 f"{rec.overlap} annotators = {format_usd(rec.total_micro)}")
-    est = ", ".join(f"{arm} {'?' if g is None else f'{g:.3g}'}" for arm, g in p.estimates.items())
     lines = [f"{rec.batch_id} (round {rec.round}): {what}",
              f"  money left: {format_usd(p.available_before_micro)} before, "
              f"{format_usd(p.available_after_micro)} after",
-             f"  why: {p.why}" + (f" (expected dev points per $100: {est})" if est else "")]
+             f"  why: {p.why}"]  # the policy's reason carries each arm's expected gain, in units a lead reads
     lines += [f"  - {text[:100]}" for text in p.sample]
     return lines
 

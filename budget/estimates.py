@@ -26,6 +26,8 @@ import math
 from dataclasses import dataclass
 from statistics import NormalDist
 
+from budget.money import format_usd
+
 __all__ = ["Measured", "Gain", "paired_se", "label_slope", "z_value"]
 
 
@@ -102,16 +104,27 @@ class Gain:
         return self.quantile(z) / (self.cost_micro / 1e8)
 
     def describe(self, z: float, confidence: float) -> str:
-        """E.g. 'labels +2.1 points per $100 (80% range -0.4 to +4.6)': the range at ``confidence`` each side,
-        at least 80% (a policy that stops on the estimate alone still shows how sure it is)."""
+        """The gain as a lead reads it, with its range at ``confidence`` each side (at least 80%: a policy that
+        stops on the estimate alone still shows how sure it is).
+
+        Labels are bought batch after batch, so their gain is a rate: 'labels +2.1 points per $100 (80%
+        range -0.4 to +4.6)'. A distillation is one spend whose gain does not grow with the money (a
+        second one on the same labels adds nothing), so it is shown for its own price: 'distillation +1.2
+        points for $35.00 (80% range -0.4 to +2.8)'. Scaled to $100, a $0.31 distillation's -4.6 points
+        would read as -1.48e+03 points per $100, which tells a lead nothing."""
         name = {"annotate": "labels", "distill": "distillation"}.get(self.arm, self.arm)
         mid = self.per_100usd()
         if mid is None:
             return f"{name} not measured yet"
         if confidence < 0.8:
             z, confidence = z_value(0.8), 0.8
-        lo, hi = self.per_100usd(-z), self.per_100usd(z)
-        shown = f"{name} {_pts(mid)} points per $100 ({confidence:.0%} range {_pts(lo)} to {_pts(hi)})"
+        if self.arm == "distill":
+            lo, hi = self.quantile(-z), self.quantile(z)
+            shown = (f"{name} {_pts(self.quantile(0.0))} points for {format_usd(self.cost_micro)} "
+                     f"({confidence:.0%} range {_pts(lo)} to {_pts(hi)})")
+        else:
+            lo, hi = self.per_100usd(-z), self.per_100usd(z)
+            shown = f"{name} {_pts(mid)} points per $100 ({confidence:.0%} range {_pts(lo)} to {_pts(hi)})"
         if self.behind > 0:
             shown += f" to the best student, which the label-only one trails by {self.behind:.3g} points"
             if self.items:

@@ -6,8 +6,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from budget.approvals import proposal_lines
 from budget.cli import cli
 from budget.ledger import Ledger
+from budget.records import BatchRecord
+from budget.round_records import BatchPayload
 from tests.utils.projects import write_tiny_project
 
 
@@ -126,3 +129,14 @@ def test_compute_above_the_limit_waits_for_approval(tmp_path, models_dir):
     with Ledger(run_dir / "ledger.sqlite") as ledger:
         assert ledger.batch(batch.batch_id).state == "done"
         assert [r.arm for r in ledger.rounds()] == ["baseline", "distill"]
+
+
+def test_a_nearly_free_distillation_is_proposed_without_a_meaningless_rate():
+    # The policy's estimate of a $0.0002 distillation is 1.19e+06 points per $100: the lead sees the reason.
+    why = "compute is nearly free here: distillation runs whenever new labels arrive"
+    payload = BatchPayload(item_ids=(), why=why, available_before_micro=20_000_000, available_after_micro=19_999_800,
+                           estimates={"annotate": 3.2, "distill": 1.19e6}, kind="compute", purpose="distillation")
+    rec = BatchRecord("r3-compute", 3, 7, "proposed", payload, 0, 1, 200, None, "", "")
+    lines = proposal_lines(rec)
+    assert lines[0] == "r3-compute (round 3): compute: distillation, $0.0002"
+    assert lines[2] == f"  why: {why}" and not any("e+" in line for line in lines)

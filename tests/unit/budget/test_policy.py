@@ -5,6 +5,7 @@ import re
 
 import pytest
 
+from budget.estimates import Gain
 from budget.policy import (
     Adaptive,
     AnnotateOnly,
@@ -254,6 +255,14 @@ def test_gains_are_shown_per_100_dollars_with_a_range():
     text = labels.describe(0.84, 0.8)
     assert text.startswith("labels +") and "points per $100 (80% range" in text
     assert labels.per_100usd(-0.84) < labels.per_100usd() < labels.per_100usd(0.84)
+
+
+def test_a_distillation_is_shown_as_points_for_its_price():
+    # A paper-priced distillation on $10: -4.6 points for $0.31 would read as -1.48e+03 points per $100.
+    cheap = Gain("distill", -4.6, 4.0, 310_000).describe(0.84, 0.8)
+    assert cheap == "distillation -4.6 points for $0.31 (80% range -7.96 to -1.24)"
+    dear = Gain("distill", 1.2, 1.0, 35 * USD).describe(0.84, 0.8)
+    assert dear == "distillation +1.2 points for $35.00 (80% range +0.36 to +2.04)"
 
 
 def test_adaptive_parameters_are_validated():
