@@ -292,8 +292,9 @@ class Controller:
             self.ctx.connector.close()
 
     # --- the policy's view --------------------------------------------------------------------------
-    def cost_model(self, corrected: bool = True) -> CostModel:
-        """FLOP estimates of this run's compute; ``corrected``: scaled by what finished rounds really cost.
+    def cost_model(self, corrected: bool = True, *, pool: int = 0) -> CostModel:
+        """FLOP estimates of this run's compute; ``corrected``: scaled by what finished rounds really cost;
+        ``pool``: the unlabeled items a distillation is over (its student's epochs depend on them).
 
         Retraining and distillation are corrected separately (actual / raw estimate of each kind's
         finished rounds, within 0.2-5x): a regime can price their phases very differently.
@@ -302,7 +303,7 @@ class Controller:
         model = CostModel(ComputePricer(self.config), "cpu" if m.device == "auto" else m.device,
                           init.student_params, init.teacher_params, init.tokens_per_item,
                           m.student_epochs, m.teacher_epochs, m.distill_epochs, min_steps=m.min_steps,
-                          batch_size=m.batch_size)
+                          batch_size=m.batch_size, pool=pool)
         if not corrected:
             return model
         sums = {"retrain": [0.0, 0.0], "distill": [0.0, 0.0]}
@@ -322,7 +323,7 @@ class Controller:
         estimate, and the estimate per metered phase."""
         n_train, n_dev = self._train_dev_sizes(snap.n_labels + (decision.n_items if decision.arm == "annotate"
                                                                  else 0))  # + labels it buys
-        costs = self.cost_model()
+        costs = self.cost_model(pool=decision.n_items if decision.arm == "distill" else 0)
         phases = costs.phases(decision.arm, n_train, n_dev, decision.n_items, decision.teachers)
         if decision.arm == "distill":
             return RoundPlan(decision, decision.amount_micro, decision.amount_micro / costs.distill_correction, phases)
@@ -337,7 +338,8 @@ class Controller:
     def policy_state(self, snap: Snapshot, extra_micro: int = 0) -> PolicyState:
         """The read-only state the policy decides on (``extra_micro``: money about to be granted)."""
         money = self.ledger.snapshot()
-        costs = self.cost_model()
+        n_unlabeled = len(snap.unlabeled_for_distill(len(self.pool), self.seed))
+        costs = self.cost_model(pool=n_unlabeled)
         n_train, n_dev = self._train_dev_sizes(snap.n_labels)
         batch = self.config.annotation.batch_size
         spent = money.spent_by_round
@@ -354,10 +356,10 @@ class Controller:
             distill_fixed_cost_micro=costs.distill_fixed(n_train, n_dev),
             distill_fixed_after_micro=tuple(costs.distill_fixed(*self._train_dev_sizes(snap.n_labels + b))
                                             for b in range(1, batch + 1)),
-            distill_cost_per_1000_micro=costs.distill_per_1000(),
+            distill_cost_per_1000_micro=costs.distill_per_1000(n_train),
             teacher_cost_micro=costs.teacher_fixed(n_train), teacher_per_1000_micro=costs.teacher_per_1000(),
             n_labels=snap.n_labels, n_available=len(snap.states.indices("unlabeled")),
-            n_unlabeled=len(snap.unlabeled_for_distill(len(self.pool), self.seed)), batch_size=batch,
+            n_unlabeled=n_unlabeled, batch_size=batch,
             min_batch=self.config.annotation.min_batch_items)
 
     def next_decision(self, snap: Snapshot) -> tuple[int, Decision]:

@@ -86,6 +86,9 @@ class CostModel:
     distill_epochs: int
     min_steps: int = 0  # trainings run at least this many steps of batch_size
     batch_size: int = 16
+    #: the unlabeled items a distillation is over: the student trains on them and the gold labels as one
+    #: set, so ``min_steps`` is on their sum (not on each part, which doubled the estimate of a small run)
+    pool: int = 0
     correction: float = 1.0  # measured cost / estimated cost of finished retraining rounds
     distill_correction: float = 1.0  # the same for finished distillations
 
@@ -93,11 +96,18 @@ class CostModel:
     padding_factor: float = 1.3
 
     def _epochs(self, n_items: int, epochs: int) -> int:
+        # modeling.train's rule: ``epochs`` passes, more when they make fewer than ``min_steps`` steps
         return max(epochs, math.ceil(self.min_steps / max(1, math.ceil(n_items / self.batch_size))))
 
-    def _flops_train(self, params: int, n_items: int, epochs: int) -> float:
-        epochs = self._epochs(n_items, epochs)
+    def _flops_train(self, params: int, n_items: int, epochs: int, *, part_of: int = 0) -> float:
+        """``n_items`` items of a training over ``part_of`` items (default: those alone), whose size sets the
+        epochs."""
+        epochs = self._epochs(part_of or n_items, epochs)
         return 6.0 * params * self.tokens_per_item * self.padding_factor * n_items * epochs
+
+    def _flops_student_distill(self, n_train: int, n_items: int) -> float:
+        """The student's part of a distillation: ``n_train`` gold and ``n_items`` soft rows, one training."""
+        return self._flops_train(self.student_params, n_train + n_items, self.distill_epochs)
 
     def _flops_infer(self, params: int, n_items: int) -> float:
         return 2.0 * params * self.tokens_per_item * self.padding_factor * n_items
@@ -119,8 +129,7 @@ class CostModel:
         if arm == "distill":
             flops = {"teacher_finetune": teachers * self._flops_train(t, n_train, self.teacher_epochs),
                      "soft_labels": teachers * self._flops_infer(t, n_items),
-                     "student_distill": self._flops_train(s, n_train, self.distill_epochs)
-                     + self._flops_train(s, n_items, self.distill_epochs),
+                     "student_distill": self._flops_student_distill(n_train, n_items),
                      "evaluation": self._flops_eval(n_eval)}
             correction = self.distill_correction
         else:
@@ -146,11 +155,18 @@ class CostModel:
 
     def distill_fixed(self, n_train: int, n_eval: int) -> int:
         """The parts of a distillation that do not grow with the unlabeled items: teacher fine-tune on
-        the gold labels, the student's gold part, and evaluations."""
+        the gold labels, the student's gold part, and evaluations.
+
+        The student's epochs are those of a distillation over the whole ``pool``, so this price plus
+        :meth:`distill_per_1000` for the pool is that distillation's estimate. A pilot over part of the
+        pool may train more epochs (``min_steps``) than this linear price says; its student part is a
+        small share of a distillation (the teacher is 5x its size), and what it needs beyond the
+        reservation is asked for as any overrun is."""
         return self._price(
             self.distill_correction,
             teacher_finetune=self._flops_train(self.teacher_params, n_train, self.teacher_epochs),
-            student_distill=self._flops_train(self.student_params, n_train, self.distill_epochs),
+            student_distill=self._flops_train(self.student_params, n_train, self.distill_epochs,
+                                              part_of=n_train + self.pool),
             evaluation=self._flops_eval(n_eval))
 
     def teacher_fixed(self, n_train: int) -> int:
@@ -162,7 +178,9 @@ class CostModel:
         """What one more teacher of an ensemble adds per 1000 unlabeled items: its pass over them."""
         return self._price(self.distill_correction, soft_labels=self._flops_infer(self.teacher_params, 1000))
 
-    def distill_per_1000(self) -> int:
-        """What 1000 more unlabeled items add: a teacher pass and the student's epochs on each."""
+    def distill_per_1000(self, n_train: int) -> int:
+        """What 1000 more unlabeled items add: a teacher pass and the student's epochs on each (the epochs
+        of a distillation of ``n_train`` gold labels and the whole ``pool``, as in :meth:`distill_fixed`)."""
         return self._price(self.distill_correction, soft_labels=self._flops_infer(self.teacher_params, 1000),
-                           student_distill=self._flops_train(self.student_params, 1000, self.distill_epochs))
+                           student_distill=self._flops_train(self.student_params, 1000, self.distill_epochs,
+                                                             part_of=n_train + self.pool))

@@ -18,7 +18,7 @@ DEAR = {"prices": {"reference_gpu_hour": "2000000.00"}}
 def underestimated(monkeypatch):
     """Every distillation estimated at a few micro-dollars, far below what it really costs."""
     monkeypatch.setattr(CostModel, "distill_fixed", lambda self, n_train, n_eval: 3)
-    monkeypatch.setattr(CostModel, "distill_per_1000", lambda self: 1)
+    monkeypatch.setattr(CostModel, "distill_per_1000", lambda self, n_train: 1)
 
 
 def _run(project, run_dir, spend):

@@ -277,7 +277,7 @@ def test_the_policy_sees_what_a_distillation_would_cost_after_each_size_of_the_n
         run.run(max_rounds=1)
         snap = run.ctx.snapshot()
         state = run.policy_state(snap)
-        costs = run.cost_model()
+        costs = run.cost_model(pool=state.n_unlabeled)
         after = [costs.distill_fixed(*run._train_dev_sizes(snap.n_labels + b)) for b in range(state.batch_size + 1)]
     assert state.distill_fixed_cost_micro == after[0]
     assert state.distill_fixed_after_micro == tuple(after[1:])
