@@ -22,7 +22,6 @@ import math
 import os
 import pickle
 import re
-import socket
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -39,7 +38,8 @@ from modeling.train import SoftTargets, TrainConfig, TrainResult
 __all__ = ["Processes", "TrainJob", "SoftLabelJob", "LaunchError", "launch_training", "launch_soft_labels"]
 
 STRATEGIES = ("ddp", "fsdp")
-_ERROR = re.compile(r"^(\[rank\d+\]: )?[\w.]*(Error|Exception): ")  # a process's exception line
+_TRACEBACK = re.compile(r"^(\[rank\d+\]: )?Traceback \(most recent call last\):")
+_RANK = re.compile(r"^\[rank\d+\]:")
 
 
 class LaunchError(RuntimeError):
@@ -56,6 +56,13 @@ class Processes:
     ``machine_rank``; ``main_address`` and ``main_port`` are those of machine 0 (port 0: a free port,
     one machine only). ``threads`` sets ``OMP_NUM_THREADS`` of each process (0: the machine's cores
     shared out).
+
+    On one machine, ``restarts`` is how many times torchrun starts the processes again when one fails
+    (a lost connection between them, a killed process): they meet again through torchrun's c10d
+    rendezvous and resume from the training's checkpoint, and only a failure that outlasts the restarts
+    is an error. Several machines meet through the static rendezvous, whose store would hand restarted
+    processes the addresses of the lost ones: a failure there ends the launch, which resumes from the
+    checkpoint when run again.
     """
 
     processes: int = 1
@@ -65,6 +72,7 @@ class Processes:
     main_port: int = 0
     strategy: str = "ddp"
     threads: int = 0
+    restarts: int = 1
 
     @property
     def world(self) -> int:
@@ -73,20 +81,18 @@ class Processes:
 
     def command(self, job: Path) -> list[str]:
         """The torchrun command line that runs ``job`` in this machine's processes."""
-        port = self.main_port or _free_port()
+        if self.machines == 1:  # the rendezvous binds its own port when main_port is 0: no port to race for
+            meet = ["--rdzv_backend", "c10d", "--rdzv_endpoint", f"{self.main_address}:{self.main_port}",
+                    "--max_restarts", str(self.restarts)]
+        else:
+            meet = ["--node_rank", str(self.machine_rank), "--master_addr", self.main_address,
+                    "--master_port", str(self.main_port)]
         return [sys.executable, "-m", "torch.distributed.run", "--nnodes", str(self.machines),
-                "--node_rank", str(self.machine_rank), "--nproc_per_node", str(self.processes),
-                "--master_addr", self.main_address, "--master_port", str(port), "-m", "modeling.launch", str(job)]
+                "--nproc_per_node", str(self.processes), *meet, "-m", "modeling.launch", str(job)]
 
     def threads_per_process(self) -> int:
         """``OMP_NUM_THREADS`` of each process."""
         return self.threads or max(1, (os.cpu_count() or 1) // self.processes)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass(frozen=True)
@@ -196,14 +202,42 @@ def _with_paths(result: TrainResult, job: TrainJob, records: list[PhaseRecord]) 
 
 def _run(cmd: list[str], threads: int, log: Path) -> None:
     root = str(Path(__file__).resolve().parents[1])  # the processes import this package as the caller does
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads),
+    # each start of the processes gets a store of its own: in the rendezvous's shared one, processes started
+    # again read the addresses the lost ones left there, and fail to connect
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1",
            "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
     with open(log, "ab") as out:
         code = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
     if code != 0:
-        lines = log.read_text(errors="replace").strip().splitlines()
-        cause = next((line for line in lines if _ERROR.search(line)), lines[-1] if lines else "no output")
-        raise LaunchError(f"The launched training exited with code {code}: {cause.strip()} (all output: {log})")
+        cause = _first_error(log.read_text(errors="replace").strip().splitlines())
+        raise LaunchError(f"The launched training exited with code {code}: {cause} (all output: {log})")
+
+
+def _first_error(lines: list[str]) -> str:
+    """The exception that ended the first traceback a process printed (torchrun's own only when no process
+    printed one), else torchrun's exit code of the first process that failed, else the last line.
+
+    A traceback's exception line is its first line not indented (a message may be empty, or start on the
+    next line); the lines of a process carry its ``[rankN]: `` prefix, so two processes' tracebacks
+    printed at once are told apart.
+    """
+    ours, torchrun = [], []
+    for i, line in enumerate(lines):
+        if not (start := _TRACEBACK.match(line)):
+            continue
+        prefix = start.group(1) or ""
+        for later in lines[i + 1:]:
+            if not later.startswith(prefix) or (not prefix and _RANK.match(later)):
+                continue  # another process's line
+            body = later[len(prefix):]
+            if body.strip() and not body[0].isspace():
+                (ours if prefix else torchrun).append(body.strip())
+                break
+    found = ours or [e for e in torchrun if "ChildFailedError" not in e]
+    if found:
+        return found[0]
+    code = next((line.strip() for line in lines if line.strip().startswith("exitcode")), None)
+    return code or (lines[-1].strip() if lines else "no output")
 
 
 # --- what each process runs ------------------------------------------------------------------------
@@ -272,6 +306,8 @@ def _write_json(path: Path, value: dict) -> None:
 
 
 if __name__ == "__main__":
+    from torch.distributed.elastic.multiprocessing.errors import record
+
     from modeling.launch import _worker as worker  # the classes the job was pickled with, not __main__'s copies
 
-    worker(Path(sys.argv[1]))
+    record(worker)(Path(sys.argv[1]))  # the exception goes to torchrun's summary of the failure too

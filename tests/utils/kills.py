@@ -154,3 +154,18 @@ def fingerprint(run_dir: Path) -> dict:
             "settlements": sorted(e.amount_micro for e in ledger.entries() if e.kind == "settle"),
             "pushed_tasks": len(platform["tasks"]),
         }
+
+
+class DiesOnceAfterCheckpoint:
+    """A price for a launched training (:mod:`modeling.launch`) that makes its second process exit, as a lost
+    one does, the first time it prices a step after the training saved ``ckpt``; the processes torchrun
+    starts again only price (one micro-dollar an example). Picklable: the processes import it from here."""
+
+    def __init__(self, ckpt: Path) -> None:
+        self.ckpt = ckpt
+
+    def __call__(self, record) -> int:
+        if (os.environ.get("RANK") == "1" and os.environ.get("TORCHELASTIC_RESTART_COUNT") == "0"
+                and self.ckpt.exists()):
+            os._exit(1)
+        return record.examples

@@ -26,6 +26,7 @@ from modeling.launch import LaunchError, Processes, SoftLabelJob, TrainJob, laun
 from modeling.lora import is_adapter, with_lora
 from modeling.models import load_classifier
 from modeling.train import TrainConfig, train
+from tests.utils.kills import DiesOnceAfterCheckpoint
 
 TOLERANCE = 1e-4
 TWO = Processes(processes=2, threads=1)
@@ -159,6 +160,23 @@ def test_a_two_process_training_killed_part_way_resumes_to_the_same_curve(llama,
     np.testing.assert_allclose(resumed.losses, uninterrupted.losses, atol=TOLERANCE)
     assert sum(r.examples for r in records) == 3 * 1603  # every row of every epoch metered once, after a kill
     assert all(r.seconds > 0 for r in records)
+
+
+def test_a_process_lost_part_way_is_started_again_and_the_training_ends_as_if_it_never_was(llama, data, tmp_path):
+    config = _config(epochs=3, checkpoint_every_s=0)
+    whole, _ = launch_training(_job(llama, data, tmp_path / "whole", config=config, price=per_example), TWO,
+                               limit_micro=10**9)
+    out = tmp_path / "lost"
+    done, records = launch_training(_job(llama, data, out, config=config, price=DiesOnceAfterCheckpoint(
+        out / "ckpt.pt")), TWO, limit_micro=10**9)
+
+    log = (out / "launch" / "launch.log").read_text()
+    assert re.search(r"failed \(exitcode: 1\) local_rank: 1", log)  # it did die, and torchrun started both again
+    assert done.stopped == "completed" and done.steps == whole.steps
+    np.testing.assert_allclose(done.losses, whole.losses, atol=TOLERANCE)
+    with pytest.raises(LaunchError, match="exited with code 1"):  # with no restarts left, the loss is an error
+        launch_training(_job(llama, data, tmp_path / "unlucky", config=config, price=DiesOnceAfterCheckpoint(
+            tmp_path / "unlucky" / "ckpt.pt")), Processes(processes=2, threads=1, restarts=0), limit_micro=10**9)
 
 
 def test_a_failing_process_is_one_error_with_its_last_lines(llama, data, tmp_path):
