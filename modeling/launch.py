@@ -214,14 +214,16 @@ def _run(cmd: list[str], threads: int, log: Path) -> None:
 
 
 def _first_error(lines: list[str]) -> str:
-    """The exception that ended the first traceback a process printed (torchrun's own only when no process
-    printed one), else torchrun's exit code of the first process that failed, else the last line.
+    """The exception that ended the first traceback a process printed, else torchrun's exit code of the
+    first process that failed, else the last line.
 
     A traceback's exception line is its first line not indented (a message may be empty, or start on the
-    next line); the lines of a process carry its ``[rankN]: `` prefix, so two processes' tracebacks
-    printed at once are told apart.
+    next line). A process that joined the group prefixes its lines with ``[rankN]: ``, so two processes'
+    tracebacks printed at once are told apart; those come first. Unprefixed ones (a process that failed
+    before it joined, or torchrun itself) count when no prefixed one was printed, torchrun's summary
+    ``ChildFailedError`` never.
     """
-    ours, torchrun = [], []
+    ranked, unprefixed = [], []
     for i, line in enumerate(lines):
         if not (start := _TRACEBACK.match(line)):
             continue
@@ -231,9 +233,9 @@ def _first_error(lines: list[str]) -> str:
                 continue  # another process's line
             body = later[len(prefix):]
             if body.strip() and not body[0].isspace():
-                (ours if prefix else torchrun).append(body.strip())
+                (ranked if prefix else unprefixed).append(body.strip())
                 break
-    found = ours or [e for e in torchrun if "ChildFailedError" not in e]
+    found = ranked or [e for e in unprefixed if "ChildFailedError" not in e]
     if found:
         return found[0]
     code = next((line.strip() for line in lines if line.strip().startswith("exitcode")), None)
