@@ -14,8 +14,10 @@ bound), so a small dev set gives a wide interval instead of a confident wrong nu
   previous distilled student (same items), a point on the distilled student's learning curve. When
   the run's output will be distilled, labels are worth what they do to that curve (the teacher learns
   from them too), once measured.
-- Distillation: a distillation round's paired gain over the label-only student it followed. The
-  labels bought since then have not been distilled, so the same gain is expected again.
+- Distillation: each distillation round's paired gain over the label-only student it followed, pooled
+  by inverse variance over the run's distillations (one distillation's gain rests on one teacher and
+  one student run, a few dozen dev items apart; several pooled are steadier). The labels bought since
+  the last one have not been distilled, so the pooled gain is expected again.
 
 Gains are in score points (0-100) and, for a decision, per $100 of the arm's cost.
 """
@@ -28,7 +30,7 @@ from statistics import NormalDist
 
 from budget.money import format_usd
 
-__all__ = ["Measured", "Gain", "paired_se", "label_slope", "z_value"]
+__all__ = ["Measured", "Gain", "paired_se", "label_slope", "pooled_gain", "z_value"]
 
 
 def z_value(confidence: float) -> float:
@@ -146,6 +148,17 @@ def label_slope(rounds: list[Measured], arm: str = "annotate") -> tuple[float, f
             continue
         span = math.log(r.n_after / r.n_before)
         terms.append((r.gain / span, r.se / span))
+    return _inverse_variance(terms)
+
+
+def pooled_gain(rounds: list[Measured], arm: str = "distill") -> tuple[float, float] | None:
+    """The inverse-variance mean of the paired gains (points) of one arm's rounds and its standard error;
+    None without one."""
+    return _inverse_variance([(r.gain, r.se) for r in rounds if r.arm == arm])
+
+
+def _inverse_variance(terms: list[tuple[float, float]]) -> tuple[float, float] | None:
+    """The inverse-variance weighted mean of ``(value, se)`` terms and its standard error."""
     if not terms:
         return None
     weights = [1.0 / max(se, 1e-9) ** 2 for _, se in terms]

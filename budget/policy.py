@@ -22,7 +22,7 @@ import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
-from budget.estimates import Gain, Measured, label_slope, paired_se, z_value
+from budget.estimates import Gain, Measured, label_slope, paired_se, pooled_gain, z_value
 
 __all__ = ["RoundObservation", "PolicyState", "Decision", "Policy", "AnnotateOnly", "DistillOnly", "FixedSplit",
            "Adaptive", "make_policy"]
@@ -311,7 +311,9 @@ class Adaptive(Policy):
 
     When compute is nearly free (a distillation under ``nearly_free_share`` of the budget), its
     points per $100 mean nothing: distillation simply runs whenever new labels arrived, and the
-    money decides only how many labels to buy. The compute that is nearly free also buys steadiness:
+    money decides only how many labels to buy. It stops running once the run's distillations, pooled,
+    are unlikely (at ``stop_confidence``) to beat the label-only students they followed: the last
+    student is then trained on the labels alone. The compute that is nearly free also buys steadiness:
     a distillation then averages the soft labels of up to ``teacher_ensemble`` teachers fine-tuned
     with different seeds (as many as keep it nearly free). A teacher fine-tuned on a few dozen labels
     varies from seed to seed, and the student distilled from it varies more.
@@ -409,13 +411,13 @@ class Adaptive(Policy):
 
     @classmethod
     def distill_gain(cls, state: PolicyState) -> Gain:
-        """The last distillation's paired gain over the label-only student it followed, expected again at
-        the cost of distilling the whole pool now."""
-        last = [m for m in cls.measurements(state) if m.arm == "distill"]
+        """Every distillation's paired gain over the label-only student it followed, pooled by inverse variance
+        (:func:`budget.estimates.pooled_gain`), expected again at the cost of distilling the whole pool now."""
+        pooled = pooled_gain(cls.measurements(state), arm="distill")
         cost = state.distill_cost(state.n_unlabeled)
-        if not last:
+        if pooled is None:
             return Gain("distill", None, math.inf, cost)
-        return Gain("distill", last[-1].gain, last[-1].se, cost)
+        return Gain("distill", pooled[0], pooled[1], cost)
 
     # deciding ---------------------------------------------------------------------------------------
     def decide(self, state: PolicyState) -> Decision:
@@ -426,10 +428,10 @@ class Adaptive(Policy):
         # labels are worth what they do to the distilled student they refine where one leads the run
         # (else to the student trained on them alone)
         can_distill = state.can_distill
-        # the output will be distilled when compute is nearly free or distilling has paid: labels are
-        # then worth what they do to the distilled student
-        labels = self.label_gain(state, distilled=can_distill and (free or (distill.points or 0) > 0)
-                                 or not can_distill and state.distilled_lead > 0)
+        # the output will be distilled when distilling has paid, or while compute is nearly free and it may
+        # still pay: labels are then worth what they do to the distilled student
+        paid = self._worth(distill, z) if free else (distill.points or 0) > 0
+        labels = self.label_gain(state, distilled=can_distill and paid or not can_distill and state.distilled_lead > 0)
         est = {"annotate": labels.per_100usd(), "distill": distill.per_100usd()}
         tried = {r.arm for r in state.rounds if r.dev_score is not None}  # a round stopped early tells nothing
         pending = not self._distilled_since_last_labels(state) and "annotate" in tried
@@ -447,9 +449,9 @@ class Adaptive(Policy):
             decision = self._distill(state, money, f"exploring: {what}", est, self.teachers(state) if free else 1)
             if decision.arm != "stop":
                 return decision
-        # 2. compute nearly free: distil whenever labels arrived; the money buys labels
+        # 2. compute nearly free: distil whenever labels arrived while it may pay; the money buys labels
         if free:
-            return self._nearly_free(state, labels, pending, z, est)
+            return self._nearly_free(state, labels, distill, pending, z, est)
         # 3. choose optimistically; 4. stop when both upper bounds are below X
         return self._choose(state, labels, distill, pending, reserve, z, est)
 
@@ -474,9 +476,16 @@ class Adaptive(Policy):
         upper = gain.per_100usd(z)
         return gain.points is None or (upper is not None and upper >= self.min_points_per_100usd)
 
-    def _nearly_free(self, state: PolicyState, labels: Gain, pending: bool, z: float, est: dict) -> Decision:
+    def _nearly_free(self, state: PolicyState, labels: Gain, distill: Gain, pending: bool, z: float,
+                     est: dict) -> Decision:
         note = "compute is nearly free here: distillation runs whenever new labels arrive"
-        if pending:
+        if not self._worth(distill, z):
+            # nearly free in money, but the distillations so far, pooled, are unlikely to beat the label-only
+            # student they followed: the labels train the student alone, and that student ends the run
+            runs = sum(m.arm == "distill" for m in self.measurements(state))
+            note = (f"compute is nearly free here, but distillation no longer runs: {runs} so far, pooled, "
+                    f"{distill.describe(z, self.stop_confidence)} over the label-only student")
+        elif pending:
             return self._distill(state, state.available_micro, note, est, self.teachers(state))
         if self._worth(labels, z):
             return self._annotate(state, state.available_micro, f"{labels.describe(z, self.stop_confidence)}; {note}",

@@ -220,6 +220,54 @@ def test_adaptive_distils_whenever_labels_arrive_when_compute_is_nearly_free():
     assert after.arm == "annotate" and "compute is nearly free here" in after.reason
 
 
+def _losing_distillations(gains, dev_items=60, disagree=0.2):
+    """Nearly-free distillations after each batch that scored ``gains`` over the label-only student before
+    them (Stanceosaurus, cheap: each a few points under it on a small dev set), and a batch since the last."""
+    ns = [40, 60, 85, 110, 135]
+    rounds = [RoundObservation(0, "baseline", 1000, ns[0], curve(ns[0]), dev_items=dev_items)]
+    for i, (prev, n) in enumerate(zip(ns, ns[1:], strict=False)):
+        rounds.append(RoundObservation(2 * i + 1, "annotate", 5 * USD, n, curve(n), curve(prev), 0.1, dev_items))
+        if i < len(gains):
+            rounds.append(distilled(2 * i + 2, n, gains[i], curve(n), cost=10, dev_items=dev_items,
+                                    disagree=disagree))
+    return rounds, ns[len(gains) + 1]
+
+
+def test_nearly_free_distillation_stops_once_the_pooled_gain_is_unlikely_to_be_positive():
+    cheap = dict(distill_fixed=10, per_1000=1, available=40 * USD)
+    # one distillation 4 points under the label-only student on 60 items: its range still reaches above
+    # zero, so the next batch is distilled too (one unlucky teacher proves little)
+    rounds, n = _losing_distillations([-0.04])
+    d = Adaptive().decide(state(rounds, n_labels=n, **cheap))
+    assert d.arm == "distill" and "distillation runs whenever new labels arrive" in d.reason
+    # three of them: the pooled gain's 80% range is below zero; the new labels train the student alone
+    # and the run buys labels instead of distilling them
+    rounds, n = _losing_distillations([-0.04, -0.03, -0.05])
+    policy = Adaptive()
+    gain = policy.distill_gain(state(rounds, n_labels=n, **cheap))
+    assert gain.points == pytest.approx(-4.0) and gain.quantile(0.84) < 0
+    d = policy.decide(state(rounds, n_labels=n, **cheap))
+    assert d.arm == "annotate" and not d.refine
+    assert "distillation no longer runs: 3 so far, pooled, distillation -4 points" in d.reason
+    # the same three measured at +-0: distilling goes on (nothing says it loses)
+    rounds, n = _losing_distillations([0.0, 0.0, 0.0])
+    assert Adaptive().decide(state(rounds, n_labels=n, **cheap)).arm == "distill"
+
+
+def test_the_distillation_gain_pools_every_distillation_not_only_the_last():
+    # two distillations: +6 points on 400 dev items, then -2 on 100 noisy ones. The last alone would say
+    # distilling loses; pooled by inverse variance, the precise +6 weighs most
+    rounds = plain_rounds([100, 150, 200]) + [distilled(3, 200, 0.06, curve(200), dev_items=400, disagree=0.05)]
+    rounds.append(RoundObservation(4, "annotate", 25 * USD, 300, curve(300), curve(200), 0.05, 400))
+    rounds.append(distilled(5, 300, -0.02, curve(300), dev_items=100, disagree=0.2))
+    gain = Adaptive.distill_gain(state(rounds, n_labels=300))
+    se1, se2 = 100 * math.sqrt(0.05 / 400), 100 * math.sqrt(0.2 / 100)
+    w1, w2 = 1 / se1**2, 1 / se2**2
+    assert gain.points == pytest.approx((6 * w1 - 2 * w2) / (w1 + w2))
+    assert gain.se == pytest.approx(math.sqrt(1 / (w1 + w2))) and gain.se < se1
+    assert 4 < gain.points < 6
+
+
 def _pending_labels():
     """Labels bought since the last distillation, on a curve whose labels still pay."""
     rounds = plain_rounds([100, 150, 200]) + [distilled(3, 200, 0.0, curve(200), cost=10)]
