@@ -23,7 +23,9 @@ Ray cluster instead of one after another (``budget/study_ray.py``).
 
 The cells share finished compute steps through ``<study folder>/phase-cache`` (:mod:`budget.phase_cache`);
 at the end the study prints its size, and ``--prune-cache-gb N`` removes its least recently used steps
-until it holds at most N GB (a removed step is computed again if a later cell needs it).
+until it holds at most N GB (a removed step is computed again if a later cell needs it). A study stops
+before a cell, with its finished cells summarised, when the disk has less room left than the last cell
+took: a cell that fills the disk dies half-way.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from budget.cli_errors import InputError
 from budget.config import ConfigError, ProjectConfig, load_config
 from budget.controller import Controller
 from budget.costs import ComputePricer
+from budget.exceptions import UsageError
 from budget.ledger import Ledger
 from budget.money import format_usd, parse_usd
 from budget.phase_cache import PhaseCache
@@ -311,21 +314,36 @@ def run_study(study: Study, *, progress: bool = True, run: bool = True, selectio
         return results
     results: list[CellResult] = []
     bar = tqdm(total=len(cells), desc="study cells", unit="cell", disable=not progress)
+    taken = 0  # bytes of disk the last cell run took (its run folder and what it added to the phase cache)
     for cell in cells:
         folder = study.out / "cells" / cell.folder
         done = folder / "cell.json"
         if done.exists():
             results.append(_read_result(done))
         elif run:
+            free = _free_bytes(study.out)
+            if free < taken:  # the next cell is likely to fill the disk half-way: stop before it starts
+                bar.close()
+                write_outputs(results, study.out, scales)
+                raise UsageError(f"Only {format_bytes(free)} of disk is free under {study.out}, and the last cell "
+                                 f"took {format_bytes(taken)}: free space or prune the phase cache (--summary-only "
+                                 "--prune-cache-gb N), then run the study again; its finished cells are kept.")
             config = _with_scale(configs[cell.project], scales[cell.task][cell.regime])
             result = run_cell(cell, config, folder, study.out)
             _write_result(done, result)
             results.append(result)
+            taken = max(0, free - _free_bytes(study.out))
             bar.set_postfix_str(f"{cell.folder}: test {_pct(result.final_test)}")
         bar.update(1)
     bar.close()
     write_outputs(results, study.out, scales)
     return results
+
+
+def _free_bytes(out: Path) -> int:
+    """Free bytes on the disk that holds the study folder."""
+    out.mkdir(parents=True, exist_ok=True)
+    return shutil.disk_usage(out).free
 
 
 def _cache_line(out: Path, prune_gb: float | None) -> str:

@@ -76,6 +76,22 @@ def test_prune_cache_gb_prunes_the_phase_cache_to_that_size(tmp_path):
     assert result.exit_code == 2 and "-1" in result.output
 
 
+def test_a_study_stops_before_a_cell_the_disk_has_no_room_for_and_keeps_the_cells_it_finished(tmp_path,
+                                                                                               monkeypatch):
+    import budget.study
+
+    # the first cell takes 6 GB of the 10 GB free; 4 GB is not room for another like it
+    free = iter([10_000_000_000, 4_000_000_000, 4_000_000_000])
+    monkeypatch.setattr(budget.study, "_free_bytes", lambda out: next(free))
+    out = tmp_path / "quick"
+    result = CliRunner().invoke(main, ["--quick", "--out", str(out), "--quiet"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1] == (
+        f"Error: Only 4.0 GB of disk is free under {out}, and the last cell took 6.0 GB: free space or prune the "
+        "phase cache (--summary-only --prune-cache-gb N), then run the study again; its finished cells are kept.")
+    assert len(list((out / "cells").rglob("cell.json"))) == 1 and len(read_results(out / "results.csv")) == 1
+
+
 def test_ray_missing_is_a_usage_error_the_command_line_shows_as_one_line(tmp_path, monkeypatch):
     from budget.exceptions import UsageError
     from budget.study_ray import _run_on_ray
