@@ -27,7 +27,7 @@ from budget.policy import Decision
 from budget.prices import label_cost, label_cost_from_time
 from budget.round_records import BatchPayload, RoundSummary
 from budget.snapshot import Snapshot
-from budget.steps import compute_step, finish_round, student_step, student_summary
+from budget.steps import compute_step, finish_round, pilot_fields, student_step, student_summary
 from modeling.infer import predict_logits, softmax
 
 __all__ = ["run_annotate"]
@@ -56,12 +56,14 @@ def run_annotate(ctx: RunContext, rnd: int, decision: Decision, snap: Snapshot) 
     start = ctx.latest_of_kind(distilled=True) if decision.refine else None
     step = compute_step(ctx, rnd, f"round-{rnd}:student", rec.reservation_id,
                         student_step(ctx, rnd, snap, start=start[0] if start else None))
+    # a student on half the labels, for the label-only curve (a refined student is not on that curve)
+    pilot, pilot_cost = pilot_fields(ctx, rnd, snap, rec.reservation_id, decision.pilot and start is None, step)
     answers = snap.answers_to(set(receipt.external_ids))
     agreement = agreement_rate(answers)
     return finish_round(ctx, rnd, rec.reservation_id, student_summary(
         step, labels_bought=sum(x.label is not None for x in answers), skipped=sum(x.label is None for x in answers),
         agreement=None if math.isnan(agreement) else agreement, labels_micro=_label_cost(ctx, batch_id),
-        compute_micro=step["cost_micro"], batch_id=batch_id))
+        compute_micro=step["cost_micro"] + pilot_cost, batch_id=batch_id, **pilot))
 
 
 def _propose(ctx: RunContext, rnd: int, batch_id: str, decision: Decision, snap: Snapshot) -> None:

@@ -324,11 +324,11 @@ class Controller:
         n_train, n_dev = self._train_dev_sizes(snap.n_labels + (decision.n_items if decision.arm == "annotate"
                                                                  else 0))  # + labels it buys
         costs = self.cost_model(pool=decision.n_items if decision.arm == "distill" else 0)
-        phases = costs.phases(decision.arm, n_train, n_dev, decision.n_items, decision.teachers)
+        phases = costs.phases(decision.arm, n_train, n_dev, decision.n_items, decision.teachers, decision.pilot)
         if decision.arm == "distill":
             return RoundPlan(decision, decision.amount_micro, decision.amount_micro / costs.distill_correction, phases)
-        raw = self.cost_model(corrected=False).retrain(n_train, n_dev)
-        return RoundPlan(decision, costs.retrain(n_train, n_dev), float(raw), phases)
+        raw = self.cost_model(corrected=False).retrain(n_train, n_dev, decision.pilot)
+        return RoundPlan(decision, costs.retrain(n_train, n_dev, decision.pilot), float(raw), phases)
 
     def _train_dev_sizes(self, n_labels: int) -> tuple[int, int]:
         """How ``n_labels`` purchased labels divide into training and dev items, for cost estimates."""
@@ -346,13 +346,14 @@ class Controller:
         obs = tuple(RoundObservation(r.round, r.arm, spent.get(r.round, 0), r.summary.n_labels, r.summary.dev,
                                      r.summary.prev_dev, r.summary.disagree, r.summary.dev_items or 0,
                                      r.summary.arm_prev_dev, r.summary.arm_disagree, r.summary.arm_prev_labels,
-                                     bool(r.summary.refined))
+                                     bool(r.summary.refined), r.summary.pilot_dev, r.summary.pilot_disagree,
+                                     r.summary.pilot_labels)
                     for r in money.rounds if r.state == "done" and r.summary)
         return PolicyState(
             granted_micro=money.totals.granted + extra_micro, available_micro=money.totals.available + extra_micro,
             spent_by_arm=money.spent_by_arm, rounds=obs,
             label_cost_micro=self.config.label_cost_per_item(),
-            retrain_cost_micro=costs.retrain(n_train + batch, n_dev),
+            retrain_cost_micro=costs.retrain(n_train + batch, n_dev, self.policy.pilots),  # its pilot too
             distill_fixed_cost_micro=costs.distill_fixed(n_train, n_dev),
             distill_fixed_after_micro=tuple(costs.distill_fixed(*self._train_dev_sizes(snap.n_labels + b))
                                             for b in range(1, batch + 1)),
@@ -371,7 +372,8 @@ class Controller:
         state = self.policy_state(snap)
         if rnd == 0:
             amount = min(state.retrain_cost_micro * 2, state.available_micro)
-            return 0, Decision("baseline", len(self.split.seed), amount, "the student on the seed labels")
+            return 0, Decision("baseline", len(self.split.seed), amount, "the student on the seed labels",
+                               pilot=self.policy.pilots)
         return rnd, self.policy.decide(state)
 
     # --- running ------------------------------------------------------------------------------------

@@ -117,15 +117,17 @@ class CostModel:
                     for phase, f in flops_by_phase.items())
         return int(micro * correction) + 1
 
-    def phases(self, arm: str, n_train: int, n_eval: int, n_items: int = 0, teachers: int = 1) -> dict[str, float]:
+    def phases(self, arm: str, n_train: int, n_eval: int, n_items: int = 0, teachers: int = 1,
+               pilot: bool = False) -> dict[str, float]:
         """The estimate of one round's compute, micro-dollars per metered phase (corrected, not rounded).
 
         ``arm``: 'distill' (over ``n_items`` unlabeled items, with ``teachers`` teacher fine-tunes) or a
         retraining ('baseline', 'annotate'). The same FLOP formulas as :meth:`retrain`,
         :meth:`distill_fixed`, :meth:`distill_per_1000` and :meth:`teacher_fixed`, kept apart so the
-        decision study can hold each phase kind to its measured cost.
+        decision study can hold each phase kind to its measured cost. ``pilot``: a retraining that also
+        trains and scores a student on half the labels (:attr:`budget.policy.Decision.pilot`).
         """
-        s, t = self.student_params, self.teacher_params
+        t = self.teacher_params
         if arm == "distill":
             flops = {"teacher_finetune": teachers * self._flops_train(t, n_train, self.teacher_epochs),
                      "soft_labels": teachers * self._flops_infer(t, n_items),
@@ -133,8 +135,7 @@ class CostModel:
                      "evaluation": self._flops_eval(n_eval)}
             correction = self.distill_correction
         else:
-            flops = {"student_finetune": self._flops_train(s, n_train, self.student_epochs),
-                     "evaluation": self._flops_eval(n_eval)}
+            flops = self._retrain_flops(n_train, n_eval, pilot)
             correction = self.correction
         return {phase: self.pricer.estimate(f, self.device, phase) * correction
                 for phase, f in flops.items()}
@@ -143,15 +144,20 @@ class CostModel:
         """The round's metered evaluations: its student and the previous one, on the same dev items."""
         return 2 * self._flops_infer(self.student_params, n_eval)
 
-    def retrain(self, n_train: int, n_eval: int) -> int:
+    def retrain(self, n_train: int, n_eval: int, pilot: bool = False) -> int:
         """Student fine-tuned on ``n_train`` gold labels, then it and the previous student scored on ``n_eval``
-        dev items. (The dev evaluations inside training are not metered as FLOPs, so not estimated;
-        where compute is priced by device time they are in the training phase's time, which the
-        correction by measured costs absorbs.)"""
-        return self._price(
-            self.correction,
-            student_finetune=self._flops_train(self.student_params, n_train, self.student_epochs),
-            evaluation=self._flops_eval(n_eval))
+        dev items (``pilot``: and a student on half the labels, trained and scored too). (The dev
+        evaluations inside training are not metered as FLOPs, so not estimated; where compute is priced
+        by device time they are in the training phase's time, which the correction by measured costs
+        absorbs.)"""
+        return self._price(self.correction, **self._retrain_flops(n_train, n_eval, pilot))
+
+    def _retrain_flops(self, n_train: int, n_eval: int, pilot: bool) -> dict[str, float]:
+        s, e = self.student_params, self.student_epochs
+        if not pilot:
+            return {"student_finetune": self._flops_train(s, n_train, e), "evaluation": self._flops_eval(n_eval)}
+        return {"student_finetune": self._flops_train(s, n_train, e) + self._flops_train(s, n_train // 2, e),
+                "evaluation": 1.5 * self._flops_eval(n_eval)}
 
     def distill_fixed(self, n_train: int, n_eval: int) -> int:
         """The parts of a distillation that do not grow with the unlabeled items: teacher fine-tune on

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from budget.estimates import Gain, Measured, label_slope, paired_se, pooled_gain, z_value
 
@@ -38,6 +38,8 @@ class RoundObservation:
     ``arm_prev_dev`` and ``arm_disagree`` compare in the same way with the last student of the round's
     own kind (label-only or distilled), which saw ``arm_prev_labels`` labels. ``refined``: an annotation
     round whose labels fine-tuned the latest distilled student (no distillation followed them).
+    ``pilot_dev`` and ``pilot_disagree`` compare in the same way with a student trained on a random half
+    of the round's labels (``pilot_labels``): a subsample pilot, one more point on the label-only curve.
     """
 
     round: int
@@ -52,6 +54,9 @@ class RoundObservation:
     arm_disagree: float | None = None
     arm_prev_labels: int | None = None
     refined: bool = False
+    pilot_dev: float | None = None
+    pilot_disagree: float | None = None
+    pilot_labels: int | None = None
 
     @property
     def distilled(self) -> bool:
@@ -66,6 +71,15 @@ class RoundObservation:
         return Measured("distill" if self.distilled else "annotate", 100 * (self.dev_score - self.arm_prev_dev),
                         paired_se(self.arm_disagree, self.dev_items), self.arm_prev_labels, self.n_labels,
                         self.cost_micro)
+
+    def pilot(self) -> Measured | None:
+        """This label-only student's paired gain over the pilot trained on half its labels (a point on the
+        label-only curve spanning ln 2 whatever the batch size), or None without a pilot."""
+        if self.distilled or self.dev_score is None or None in (self.pilot_dev, self.pilot_disagree,
+                                                                 self.pilot_labels):
+            return None
+        return Measured("annotate", 100 * (self.dev_score - self.pilot_dev),
+                        paired_se(self.pilot_disagree, self.dev_items), self.pilot_labels, self.n_labels, 0)
 
     def measured(self, n_before: int) -> Measured | None:
         """This round's paired gain in points over the student before it, or None when not measured."""
@@ -95,7 +109,7 @@ class PolicyState:
     spent_by_arm: dict[str, int]
     rounds: tuple[RoundObservation, ...]
     label_cost_micro: int  # one item: price per label x overlap
-    retrain_cost_micro: int  # estimated cost of retraining the student after a batch
+    retrain_cost_micro: int  # estimated cost of retraining the student after a batch (and its pilot, if any)
     distill_fixed_cost_micro: int  # teacher fine-tune + student training on the gold labels
     distill_cost_per_1000_micro: int  # soft-labelling + student training per 1000 unlabeled items
     n_labels: int
@@ -185,7 +199,8 @@ class Decision:
     from each arm (score points, 0-100 scale), kept in the ledger with the decision. ``teachers`` is
     how many teacher fine-tunes (different seeds) a distillation averages the soft labels of. ``refine``:
     no distillation can follow this batch's labels, so they fine-tune the latest distilled student (never
-    ending worse on dev than it started) instead of a student trained on labels alone.
+    ending worse on dev than it started) instead of a student trained on labels alone. ``pilot``: the
+    round also trains a student on a random half of its labels, for the label-only learning curve.
     """
 
     arm: str
@@ -195,10 +210,17 @@ class Decision:
     estimates: dict[str, float | None] = field(default_factory=dict)
     teachers: int = 1
     refine: bool = False
+    pilot: bool = False
 
 
 class Policy(ABC):
-    """Picks an arm and an amount each round from a :class:`PolicyState`."""
+    """Picks an arm and an amount each round from a :class:`PolicyState`.
+
+    ``pilots``: the policy reads the label-only curve's subsample pilots, so its label-only rounds (the
+    baseline's too) train one (:attr:`Decision.pilot`).
+    """
+
+    pilots: bool = False
 
     @abstractmethod
     def decide(self, state: PolicyState) -> Decision:
@@ -373,8 +395,9 @@ class Adaptive(Policy):
     @staticmethod
     def curves(state: PolicyState) -> list[Measured]:
         """Each round's paired gain over the last student of its own kind: points on the label-only curve
-        (annotation rounds) and on the distilled curve (distillations after new labels)."""
-        return [m for r in state.rounds if (m := r.along_kind()) is not None]
+        (annotation rounds) and on the distilled curve (distillations after new labels); and each label-only
+        student's gain over its subsample pilot (:meth:`RoundObservation.pilot`), on the label-only curve."""
+        return [m for r in state.rounds for m in (r.along_kind(), r.pilot()) if m is not None]
 
     @classmethod
     def label_gain(cls, state: PolicyState, money: int | None = None, *, distilled: bool = False) -> Gain:
@@ -420,7 +443,14 @@ class Adaptive(Policy):
         return Gain("distill", pooled[0], pooled[1], cost)
 
     # deciding ---------------------------------------------------------------------------------------
+    pilots = True
+
     def decide(self, state: PolicyState) -> Decision:
+        decision = self._decide(state)
+        # a student trained on labels alone also trains a pilot on half of them, for the label-only curve
+        return replace(decision, pilot=True) if decision.arm == "annotate" and not decision.refine else decision
+
+    def _decide(self, state: PolicyState) -> Decision:
         z = z_value(self.stop_confidence)
         distill = self.distill_gain(state)
         free = distill.cost_micro <= self.nearly_free_share * state.granted_micro

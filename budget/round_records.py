@@ -89,7 +89,7 @@ class RoundPlan:
     def from_json(cls, data: dict[str, Any]) -> RoundPlan:
         decision = Decision(data["arm"], int(data.get("n_items", 0)), int(data.get("amount_micro", 0)),
                             data.get("reason", ""), dict(data.get("estimates") or {}), int(data.get("teachers", 1)),
-                            bool(data.get("refine", False)))
+                            bool(data.get("refine", False)), bool(data.get("pilot", False)))
         raw = data.get("compute_estimate_raw", data.get("compute_estimate"))
         return cls(decision, data.get("compute_estimate"), None if raw is None else float(raw),
                    dict(data.get("compute_estimate_phases") or {}))
@@ -109,6 +109,9 @@ class RoundSummary:
     together with ``dev`` they measure what the round bought on the same items. ``arm_prev_dev`` and
     ``arm_disagree`` do the same against the last student of the round's own kind (label-only or
     distilled), trained on ``arm_prev_labels`` labels: how the labels bought since moved that curve.
+    ``pilot_dev`` and ``pilot_disagree`` compare in the same way with a student trained on a random half of
+    the round's training labels (``pilot_labels`` labels, dev items counted as in ``n_labels``): one more
+    point on the label-only learning curve, from labels already bought.
     """
 
     n_labels: int = 0
@@ -134,6 +137,9 @@ class RoundSummary:
     arm_prev_dev: float | None = None
     arm_disagree: float | None = None
     arm_prev_labels: int | None = None
+    pilot_dev: float | None = None
+    pilot_disagree: float | None = None
+    pilot_labels: int | None = None
 
     @property
     def stopped_at_cap(self) -> bool:

@@ -15,7 +15,7 @@ from budget.distill_round import run_distill
 from budget.policy import Decision
 from budget.round_records import RoundSummary
 from budget.snapshot import Snapshot
-from budget.steps import compute_step, finish_round, student_step, student_summary
+from budget.steps import compute_step, finish_round, pilot_fields, student_step, student_summary
 
 __all__ = ["RUNNERS", "run_baseline", "run_annotate", "run_distill"]
 
@@ -25,7 +25,8 @@ def run_baseline(ctx: RunContext, rnd: int, decision: Decision, snap: Snapshot) 
     res = ctx.ledger.reserve(decision.amount_micro, key=f"round-{rnd}:baseline", arm="baseline", round=rnd,
                              purpose="student on the seed labels", estimate_micro=decision.amount_micro)
     step = compute_step(ctx, rnd, f"round-{rnd}:student", res.id, student_step(ctx, rnd, snap))
-    return finish_round(ctx, rnd, res.id, student_summary(step, compute_micro=step["cost_micro"]))
+    pilot, pilot_cost = pilot_fields(ctx, rnd, snap, res.id, decision.pilot, step)
+    return finish_round(ctx, rnd, res.id, student_summary(step, compute_micro=step["cost_micro"] + pilot_cost, **pilot))
 
 
 #: the round runner of each arm: ``runner(ctx, round, decision, snapshot) -> summary``

@@ -8,6 +8,7 @@ from the shared :class:`budget.phase_cache.PhaseCache` and charged what it cost 
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ from modeling.models import LoadedModel, load_classifier
 from modeling.train import SoftTargets, TrainConfig, train
 
 __all__ = ["Work", "compute_step", "reserve_once", "eval_margin", "cached",
-           "train_key", "student_step", "student_summary", "finish_round"]
+           "train_key", "student_step", "pilot_step", "pilot_fields", "student_summary", "finish_round"]
 
 #: a compute step: ``work(limit_micro, more_money) -> (result, phase records)``
 Work = Callable[[int, Callable[[int], int]], tuple[dict, list[PhaseRecord]]]
@@ -177,6 +178,64 @@ def student_step(ctx: RunContext, rnd: int, snap: Snapshot, soft: SoftTargets | 
             result, records = {**result, **same}, [*records, *more]
         return result, records
     return work
+
+
+def pilot_step(ctx: RunContext, rnd: int, snap: Snapshot, dev_pred: list[int]) -> Work:
+    """A student trained on a random half of the snapshot's training labels and scored on the same dev items
+    as the round's student (whose dev predictions are ``dev_pred``): a subsample pilot, one more point on
+    the label-only learning curve from labels already bought.
+
+    A batch moves the labels from n to n + k, a span of ln((n + k) / n) that shrinks as labels grow (0.08 at
+    285 -> 309), so its paired gain says little about the curve's slope; the pilot's span is ln 2 in every
+    round, from a retrain on half the labels. Nothing is kept of the pilot's model (the run folder stays
+    small). Without money for it (none left to extend its reservation) it does not run: the result is empty.
+    """
+    def work(limit: int, more_money: Callable[[int], int]) -> tuple[dict, list[PhaseRecord]]:
+        (texts, ys), dev = snap.train_dev()
+        half = len(ys) // 2
+        if half < 2 or not len(dev[1]):
+            return {}, []
+        keep = np.sort(np.random.default_rng([ctx.seed, rnd, 13]).choice(len(ys), half, replace=False))
+        texts, ys = [texts[i] for i in keep], ys[keep]
+        cfg = ctx.train_config("student")
+        out = ctx.round_dir(rnd) / "pilot"
+
+        def run() -> tuple[dict, list[PhaseRecord]]:
+            student = ctx.fresh("student")
+            meter = ctx.meter(f"{rnd}.pilot")
+            margin = eval_margin(ctx, student, list(dev[0]))
+            held = limit if limit >= 2 * margin else limit + more_money(2 * margin - limit)
+            if held < 2 * margin:
+                return {"stopped": "budget"}, []
+            result = train(student.model, student.tokenizer, texts, ys, label_names=ctx.pool.labels, dev=dev,
+                           config=cfg, out_dir=out, meter=meter, phase_name="student_finetune",
+                           limit_micro=held - margin, more_money=more_money)
+            pred = ctx.dev_predictions(student, snap, meter)
+            shutil.rmtree(out, ignore_errors=True)  # only its predictions are kept
+            out.mkdir(parents=True)
+            return {"stopped": result.stopped, "dev_pred": [int(p) for p in pred]}, [result.phase, *meter.records[-1:]]
+
+        key = ctx.phase_cache and {**train_key(ctx, "student", cfg, texts, ys, dev), "pilot": True}
+        result, records = cached(ctx, out, key, limit, more_money, run)
+        shutil.rmtree(out, ignore_errors=True)
+        if "dev_pred" not in result or result.get("stopped") == "budget":
+            return {}, records
+        pilot, main, dev_y = np.asarray(result["dev_pred"]), np.asarray(dev_pred), dev[1]
+        return {"pilot_dev": score_predictions(dev_y, pilot, ctx.pool.labels).get(ctx.config.task.metric),
+                "pilot_disagree": float(np.mean((pilot == dev_y) != (main == dev_y))),
+                "pilot_labels": half + len(dev_y)}, records
+    return work
+
+
+def pilot_fields(ctx: RunContext, rnd: int, snap: Snapshot, reservation_id: int, wanted: bool,
+                 step: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """Run the round's subsample pilot (:func:`pilot_step`) after its student ``step`` when the decision
+    asked for one (``wanted``); its summary fields and what it cost (nothing without a pilot)."""
+    if not wanted or step.get("dev_pred") is None:
+        return {}, 0
+    pilot = compute_step(ctx, rnd, f"round-{rnd}:pilot", reservation_id,
+                         pilot_step(ctx, rnd, snap, step["dev_pred"]))
+    return {k: pilot[k] for k in ("pilot_dev", "pilot_disagree", "pilot_labels") if k in pilot}, pilot["cost_micro"]
 
 
 def _compare_along_kind(ctx: RunContext, rnd: int, snap: Snapshot, previous: str, distilled: bool,

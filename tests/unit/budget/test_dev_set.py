@@ -63,3 +63,37 @@ def test_a_distillation_is_also_compared_with_the_last_distilled_student_on_its_
     assert second.summary.arm_prev_dev is not None and 0 <= second.summary.arm_disagree <= 1
     # the annotation after a distillation is compared with the last label-only student, not the distilled one
     assert rounds[3].summary.arm_prev_labels == rounds[1].summary.n_labels
+
+
+def _two_rounds(tmp_path, policy):
+    """The baseline and one batch of a tiny run: its finished rounds, each round's pilot step (or None), the
+    money spent by round and granted."""
+    project = write_tiny_project(tmp_path, policy=policy)
+    with Controller(load_config(project), tmp_path / "run", progress=False, say=lambda _: None) as run:
+        run.fund(to_micro("40"))
+        run.run(max_rounds=2)
+        rounds = [r for r in run.ledger.rounds() if r.state == "done"]
+        pilots = [run.ledger.step_result(f"round-{r.round}:pilot") for r in rounds]
+        return rounds, pilots, run.ledger.spent_by_round(), run.ledger.totals().granted
+
+
+def test_adaptive_measures_each_label_only_student_against_a_pilot_on_half_its_labels(tmp_path):
+    rounds, pilots, spent, granted = _two_rounds(tmp_path, "adaptive")
+    assert [r.arm for r in rounds] == ["baseline", "annotate"]
+    for r, pilot in zip(rounds, pilots, strict=True):
+        s = r.summary
+        assert r.plan.decision.pilot and pilot is not None
+        # on the same dev items as the round's student, trained on half its training labels
+        n_dev = s.dev_items
+        assert s.pilot_labels == (s.n_labels - n_dev) // 2 + n_dev
+        assert 0 <= s.pilot_dev <= 1 and 0 <= s.pilot_disagree <= 1
+        # paid for inside the round, and its model is not kept in the run folder
+        assert 0 < pilot["cost_micro"] < s.compute_micro <= spent[r.round]
+        assert not (tmp_path / "run" / "models" / f"round-{r.round:03d}" / "pilot").exists()
+    assert sum(spent.values()) <= granted
+
+
+def test_annotate_only_trains_no_pilot(tmp_path):
+    rounds, pilots, _, _ = _two_rounds(tmp_path, "annotate")
+    assert len(rounds) == 2 and pilots == [None, None]
+    assert all(r.summary.pilot_dev is None and not r.plan.decision.pilot for r in rounds)

@@ -2,6 +2,7 @@
 
 import math
 import re
+from dataclasses import replace
 
 import pytest
 
@@ -493,3 +494,50 @@ def test_a_stop_for_want_of_money_says_so_when_only_a_distillation_of_nothing_ne
     assert d.arm == "stop"
     assert d.reason.startswith("the money left pays for neither a batch nor a distillation")
     assert "every label bought is already distilled" in d.reason
+
+
+def pilot_round(rnd, n, gain, pilot_gain, *, dev_items=40, disagree=0.2, pilot_disagree=0.25, cost=25 * USD):
+    """An annotation round from ``n`` to 1.5 n labels that gained ``gain`` points over the student before it,
+    and ``pilot_gain`` over its pilot on half the labels (same dev items)."""
+    after = int(n * 1.5)
+    return RoundObservation(rnd, "annotate", cost, after, 0.7, 0.7 - gain / 100, disagree, dev_items,
+                            0.7 - gain / 100, disagree, n, pilot_dev=0.7 - pilot_gain / 100,
+                            pilot_disagree=pilot_disagree, pilot_labels=after // 2)
+
+
+def test_a_pilot_on_half_the_labels_is_a_point_on_the_label_only_curve():
+    s = state([RoundObservation(0, "baseline", 1000, 100, 0.6, dev_items=40), pilot_round(1, 100, 2.0, 6.0)],
+              n_labels=150)
+    points = [m for m in Adaptive.curves(s) if m.arm == "annotate"]
+    assert [(m.n_before, m.n_after) for m in points] == [(100, 150), (75, 150)]
+    assert points[1].gain == pytest.approx(6.0)
+    # its span is ln 2, not ln 1.5: with it, the slope's range is narrower than from the batch alone
+    without = state([RoundObservation(0, "baseline", 1000, 100, 0.6, dev_items=40),
+                     replace(pilot_round(1, 100, 2.0, 6.0), pilot_dev=None)], n_labels=150)
+    narrow, wide = Adaptive.label_gain(s), Adaptive.label_gain(without)
+    assert narrow.se < wide.se
+
+
+def test_a_flat_round_does_not_stop_a_run_whose_pilots_show_labels_still_pay():
+    # the held-out failure: one batch measured no gain and the run stopped. The pilots on half the labels (same
+    # dev items, a span of ln 2) show the curve still rising: the run buys labels.
+    rounds = [RoundObservation(0, "baseline", 1000, 100, 0.52, dev_items=300, pilot_dev=0.45, pilot_disagree=0.1,
+                               pilot_labels=50),
+              pilot_round(1, 100, -1.5, 7.0, dev_items=300, disagree=0.08, pilot_disagree=0.1),
+              distilled(2, 150, -3.0, 0.70, dev_items=300, disagree=0.08)]
+    policy = Adaptive(min_points_per_100usd=5.0)
+    stopped = policy.decide(state([replace(r, pilot_dev=None) for r in rounds], n_labels=150, available=40 * USD))
+    assert stopped.arm == "stop" and "under 5 points" in stopped.reason
+    d = policy.decide(state(rounds, n_labels=150, available=40 * USD))
+    assert d.arm == "annotate" and d.pilot
+    assert re.search(r"labels \+8\.\d+ points per \$100", d.reason)
+
+
+def test_only_adaptive_asks_for_pilots_and_never_on_a_refined_student():
+    assert Adaptive.pilots and not AnnotateOnly.pilots and not FixedSplit(0.3).pilots
+    assert not AnnotateOnly().decide(state()).pilot
+    assert Adaptive().decide(state(plain_rounds([100]))).pilot  # exploring labels: a label-only student
+    # labels no distillation can follow refine the distilled student that leads: it is not on the label-only curve
+    s = state(plain_rounds([100, 150]) + [distilled(3, 150, 10.0, curve(150))], n_labels=150, available=2 * USD)
+    d = Adaptive().decide(s)
+    assert d.arm == "annotate" and d.refine and not d.pilot
