@@ -6,6 +6,7 @@ from budget.config import load_config
 from budget.controller import Controller
 from budget.money import to_micro
 from budget.round_records import best_round
+from tests.utils.kills import KillPoint, fingerprint, killed_run, reference_run
 from tests.utils.projects import write_tiny_project
 
 
@@ -97,3 +98,14 @@ def test_annotate_only_trains_no_pilot(tmp_path):
     rounds, pilots, _, _ = _two_rounds(tmp_path, "annotate")
     assert len(rounds) == 2 and pilots == [None, None]
     assert all(r.summary.pilot_dev is None and not r.plan.decision.pilot for r in rounds)
+
+
+def test_a_run_killed_inside_a_pilot_ends_like_the_uninterrupted_run(tmp_path):
+    project = write_tiny_project(tmp_path, models_dir=tmp_path / "models")
+    args = ["--config", str(project), "--spend", "40", "--policy", "adaptive", "--seed", "0", "--quiet"]
+    sequence = reference_run([*args, "--run-dir", str(tmp_path / "whole")], tmp_path / "points.log")
+    plan = [KillPoint("compute", "1.pilot", 1), KillPoint("compute-done", "1.pilot", 1)]
+    assert all((p.name, p.where) in sequence for p in plan), sorted(set(sequence))
+    fired = killed_run([*args, "--run-dir", str(tmp_path / "killed")], plan)
+    assert fired == plan
+    assert fingerprint(tmp_path / "killed") == fingerprint(tmp_path / "whole")  # the pilot paid once
