@@ -88,6 +88,14 @@ def eval_margin(ctx: RunContext, model: LoadedModel, texts: list) -> int:
     return 2 * ctx.pricer.estimate(2.0 * model.n_params * tokens * 1.5, device, phase="evaluation") + 1
 
 
+def _hold_for_training(limit: int, more_money: Callable[[int], int], margin: int) -> int:
+    """The money a training and its evaluations may hold: the reservation's ``limit``, extended (while money
+    is available) to twice ``margin``, the evaluations' price held back after training; 0 when even that
+    is not there (the training does not start)."""
+    held = limit if limit >= 2 * margin else limit + more_money(2 * margin - limit)
+    return held if held >= 2 * margin else 0
+
+
 def cached(ctx: RunContext, out: Path, key: dict[str, Any] | None, limit: int, more_money: Callable[[int], int],
            run: Callable[[], tuple[dict, list[PhaseRecord]]]) -> tuple[dict, list[PhaseRecord]]:
     """Run a training step, or, in a study, reuse the same step another cell finished (same content key).
@@ -148,8 +156,8 @@ def student_step(ctx: RunContext, rnd: int, snap: Snapshot, soft: SoftTargets | 
             meter = ctx.meter(f"{rnd}.student")
             # Hold back the evaluation after training; with less than twice that, do not start at all.
             margin = eval_margin(ctx, student, list(dev[0])) * (2 if previous else 1)
-            held = limit if limit >= 2 * margin else limit + more_money(2 * margin - limit)
-            if held < 2 * margin:
+            held = _hold_for_training(limit, more_money, margin)
+            if not held:
                 return {"stopped": "budget", "n_labels": len(ys) + len(dev[1]),
                         "reason": "no money left to train the student"}, []
             result = train(student.model, student.tokenizer, texts, ys, label_names=ctx.pool.labels, dev=dev,
@@ -204,8 +212,8 @@ def pilot_step(ctx: RunContext, rnd: int, snap: Snapshot, dev_pred: list[int]) -
             student = ctx.fresh("student")
             meter = ctx.meter(f"{rnd}.pilot")
             margin = eval_margin(ctx, student, list(dev[0]))
-            held = limit if limit >= 2 * margin else limit + more_money(2 * margin - limit)
-            if held < 2 * margin:
+            held = _hold_for_training(limit, more_money, margin)
+            if not held:
                 return {"stopped": "budget"}, []
             result = train(student.model, student.tokenizer, texts, ys, label_names=ctx.pool.labels, dev=dev,
                            config=cfg, out_dir=out, meter=meter, phase_name="student_finetune",
