@@ -31,7 +31,7 @@ from modeling.models import LoadedModel, load_classifier
 from modeling.train import SoftTargets, TrainConfig, train
 
 __all__ = ["Work", "compute_step", "reserve_once", "eval_margin", "cached",
-           "train_key", "student_step", "pilot_step", "pilot_fields", "student_summary", "finish_round"]
+           "train_key", "student_step", "pilot_fields", "student_summary", "finish_round"]
 
 #: a compute step: ``work(limit_micro, more_money) -> (result, phase records)``
 Work = Callable[[int, Callable[[int], int]], tuple[dict, list[PhaseRecord]]]
@@ -188,7 +188,7 @@ def student_step(ctx: RunContext, rnd: int, snap: Snapshot, soft: SoftTargets | 
     return work
 
 
-def pilot_step(ctx: RunContext, rnd: int, snap: Snapshot, dev_pred: list[int]) -> Work:
+def _pilot_step(ctx: RunContext, rnd: int, snap: Snapshot, dev_pred: list[int]) -> Work:
     """A student trained on a random half of the snapshot's training labels and scored on the same dev items
     as the round's student (whose dev predictions are ``dev_pred``): a subsample pilot, one more point on
     the label-only learning curve from labels already bought.
@@ -237,12 +237,12 @@ def pilot_step(ctx: RunContext, rnd: int, snap: Snapshot, dev_pred: list[int]) -
 
 def pilot_fields(ctx: RunContext, rnd: int, snap: Snapshot, reservation_id: int, wanted: bool,
                  step: dict[str, Any]) -> tuple[dict[str, Any], int]:
-    """Run the round's subsample pilot (:func:`pilot_step`) after its student ``step`` when the decision
+    """Run the round's subsample pilot (:func:`_pilot_step`) after its student ``step`` when the decision
     asked for one (``wanted``); its summary fields and what it cost (nothing without a pilot)."""
     if not wanted or step.get("dev_pred") is None:
         return {}, 0
     pilot = compute_step(ctx, rnd, f"round-{rnd}:pilot", reservation_id,
-                         pilot_step(ctx, rnd, snap, step["dev_pred"]))
+                         _pilot_step(ctx, rnd, snap, step["dev_pred"]))
     return {k: pilot[k] for k in ("pilot_dev", "pilot_disagree", "pilot_labels") if k in pilot}, pilot["cost_micro"]
 
 
