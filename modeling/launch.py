@@ -18,6 +18,7 @@ add money (``more_money``), the processes are started again and resume from it, 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import pickle
@@ -40,6 +41,10 @@ __all__ = ["Processes", "TrainJob", "SoftLabelJob", "LaunchError", "launch_train
 STRATEGIES = ("ddp", "fsdp")
 _TRACEBACK = re.compile(r"^(\[rank\d+\]: )?Traceback \(most recent call last\):")
 _RANK = re.compile(r"^\[rank\d+\]:")
+_LOST = re.compile(r"failed \(exitcode: (?P<code>-?\d+)\) local_rank: (?P<rank>\d+)")  # torchrun's line
+_START = "==> launch"  # begins the line each launch writes first in its output, and its note on restarts
+
+log = logging.getLogger(__name__)
 
 
 class LaunchError(RuntimeError):
@@ -189,9 +194,13 @@ def _launch(launch_dir: Path, spec: dict, where: Processes, log: Path | None) ->
     with open(path.with_suffix(".tmp"), "wb") as f:
         pickle.dump({**spec, "launch_dir": launch_dir}, f)
     path.with_suffix(".tmp").replace(path)
-    _run(where.command(path), where.threads_per_process(), log or launch_dir / "launch.log")
+    output = log or launch_dir / "launch.log"
+    _run(where.command(path), where.threads_per_process(), output)
     records = [PhaseRecord(**json.loads(p.read_text())) for p in sorted(launch_dir.glob("phase-rank*.json"))]
-    return json.loads((launch_dir / "result.json").read_text()), records
+    done = json.loads((launch_dir / "result.json").read_text())
+    if restarted := done.pop("attempt"):
+        _note_restarts(output, restarted)
+    return done, records
 
 
 def _with_paths(result: TrainResult, job: TrainJob, records: list[PhaseRecord]) -> TrainResult:
@@ -200,17 +209,38 @@ def _with_paths(result: TrainResult, job: TrainJob, records: list[PhaseRecord]) 
                        [tuple(h) for h in result.dev_history], Path(job.out_dir), first, result.losses)
 
 
-def _run(cmd: list[str], threads: int, log: Path) -> None:
+def _note_restarts(output: Path, restarted: int) -> None:
+    """Say in the launch's output, and in the log, that its processes were started again, and why: the
+    process torchrun saw fail first, and the first exception a process of this launch printed."""
+    lines = _this_launch(output)
+    lost = next((m for line in lines if (m := _LOST.search(line))), None)
+    which = f"process {lost['rank']} exited with code {lost['code']}; " if lost else ""
+    line = (f"{_START}: its processes were started again {restarted} time(s) and then finished; the first "
+            f"failure: {which}the first exception printed: {_first_error(lines)}")
+    with open(output, "a") as out:
+        out.write(line + "\n")
+    log.warning("%s (all output: %s)", line.removeprefix(_START + ": "), output)
+
+
+def _this_launch(output: Path) -> list[str]:
+    """The lines of the last launch written to ``output`` (a log may hold a killed launch's lines before)."""
+    lines = output.read_text(errors="replace").strip().splitlines()
+    return lines[max((i for i, line in enumerate(lines) if line.startswith(_START)), default=0):]
+
+
+def _run(cmd: list[str], threads: int, output: Path) -> None:
     root = str(Path(__file__).resolve().parents[1])  # the processes import this package as the caller does
     # each start of the processes gets a store of its own: in the rendezvous's shared one, processes started
     # again read the addresses the lost ones left there, and fail to connect
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1",
            "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
-    with open(log, "ab") as out:
+    with open(output, "ab") as out:
+        out.write(f"{_START}: {' '.join(cmd)}\n".encode())  # where this launch's lines begin in the file
+        out.flush()
         code = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
     if code != 0:
-        cause = _first_error(log.read_text(errors="replace").strip().splitlines())
-        raise LaunchError(f"The launched training exited with code {code}: {cause} (all output: {log})")
+        cause = _first_error(_this_launch(output))
+        raise LaunchError(f"The launched training exited with code {code}: {cause} (all output: {output})")
 
 
 def _first_error(lines: list[str]) -> str:
@@ -262,7 +292,7 @@ def _worker(path: Path) -> None:
     phase, result = run(job, spec, acc)
     _write_json(spec["launch_dir"] / f"phase-rank{acc.process_index}.json", asdict(phase))
     if acc.is_main_process:
-        _write_json(spec["launch_dir"] / "result.json", result)
+        _write_json(spec["launch_dir"] / "result.json", {**result, "attempt": _attempt()})
     acc.wait_for_everyone()
     acc.end_training()
 
@@ -280,7 +310,7 @@ def _train(job: TrainJob, spec: dict, acc) -> tuple[PhaseRecord, dict]:
     if spec.get("strategy") == "fsdp":
         shard(loaded.model, acc.device)
         held = sum(p.to_local().numel() for p in loaded.model.parameters())
-        print(f"[rank{acc.process_index}] fsdp: this process holds {held:,} of "
+        print(f"[rank{acc.process_index}] attempt {_attempt()}: fsdp: this process holds {held:,} of "
               f"{sum(p.numel() for p in loaded.model.parameters()):,} weights", flush=True)
     limit = None if spec["limit_micro"] is None else spec["limit_micro"] // acc.num_processes
     result = train(loaded.model, loaded.tokenizer, job.texts, job.y, label_names=job.labels, config=job.config,
@@ -300,6 +330,11 @@ def _soft_labels(job: SoftLabelJob, spec: dict, acc) -> tuple[PhaseRecord, dict]
                        checkpoint_id=job.checkpoint_id, max_length=job.max_length, chunk_size=job.chunk_size,
                        accelerator=acc, meter=Meter(price=job.price), progress=False)
     return soft.phase, {"path": str(soft.path), "cached": soft.cached}
+
+
+def _attempt() -> int:
+    """How many times torchrun has started this launch's processes again (0 the first time)."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
 
 
 def _write_json(path: Path, value: dict) -> None:
