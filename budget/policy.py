@@ -335,7 +335,9 @@ class Adaptive(Policy):
     points per $100 mean nothing: distillation simply runs whenever new labels arrived, and the
     money decides only how many labels to buy. It stops running once the run's distillations, pooled,
     are unlikely (at ``stop_confidence``) to beat the label-only students they followed: the last
-    student is then trained on the labels alone. The compute that is nearly free also buys steadiness:
+    student is then trained on the labels alone. The last distillation of a run (no batch follows it)
+    runs only when that pooled gain is expected not to lose: optimism buys what later decisions learn,
+    and the last one has none after it. The compute that is nearly free also buys steadiness:
     a distillation then averages the soft labels of up to ``teacher_ensemble`` teachers fine-tuned
     with different seeds (as many as keep it nearly free). A teacher fine-tuned on a few dozen labels
     varies from seed to seed, and the student distilled from it varies more.
@@ -509,17 +511,28 @@ class Adaptive(Policy):
     def _nearly_free(self, state: PolicyState, labels: Gain, distill: Gain, pending: bool, z: float,
                      est: dict) -> Decision:
         note = "compute is nearly free here: distillation runs whenever new labels arrive"
+        runs = sum(m.arm == "distill" for m in self.measurements(state))
+        last = False
         if not self._worth(distill, z):
             # nearly free in money, but the distillations so far, pooled, are unlikely to beat the label-only
             # student they followed: the labels train the student alone, and that student ends the run
-            runs = sum(m.arm == "distill" for m in self.measurements(state))
             note = (f"compute is nearly free here, but distillation no longer runs: {runs} so far, pooled, "
                     f"{distill.describe(z, self.stop_confidence)} over the label-only student")
         elif pending:
-            return self._distill(state, state.available_micro, note, est, self.teachers(state))
+            teachers = self.teachers(state)
+            after = state.available_micro - state.distill_cost(state.n_unlabeled, teachers)
+            # optimism (the upper bound) pays for what a later decision learns; the last distillation has no
+            # later decision, so it runs only when the pooled gain is expected (its mean) not to lose
+            last = not (self._worth(labels, z) and state.affordable_labels(after) > 0)
+            if not last or distill.points is None or distill.points >= 0:
+                return self._distill(state, state.available_micro, note, est, teachers)
+            note = (f"compute is nearly free here, but the last distillation does not run: {runs} so far, pooled, "
+                    f"{distill.describe(z, self.stop_confidence)} over the label-only student, which ends the run")
         if self._worth(labels, z):
             return self._annotate(state, state.available_micro, f"{labels.describe(z, self.stop_confidence)}; {note}",
                                   est)
+        if last:
+            return Decision("stop", reason=f"{labels.describe(z, self.stop_confidence)}; {note}", estimates=est)
         return self._stop(state, f"{labels.describe(z, self.stop_confidence)}; {note}", est)
 
     def _choose(self, state: PolicyState, labels: Gain, distill: Gain, pending: bool, reserve: bool, z: float,

@@ -255,6 +255,27 @@ def test_nearly_free_distillation_stops_once_the_pooled_gain_is_unlikely_to_be_p
     assert Adaptive().decide(state(rounds, n_labels=n, **cheap)).arm == "distill"
 
 
+def test_the_last_nearly_free_distillation_runs_only_when_its_pooled_gain_is_expected_not_to_lose():
+    cheap = dict(distill_fixed=10, per_1000=1, available=40 * USD)
+    # two distillations 3 and 2 points under the label-only student on 60 noisy items: the 80% range still
+    # reaches above zero, so while batches follow, the next labels are distilled too (they may teach)
+    rounds, n = _losing_distillations([-0.03, -0.02])
+    assert Adaptive.distill_gain(state(rounds, n_labels=n, **cheap)).quantile(0.84) > 0
+    assert Adaptive().decide(state(rounds, n_labels=n, **cheap)).arm == "distill"
+    # the pool is all labelled: no batch follows, nothing later learns from this distillation, and it is
+    # expected to lose: the student trained on the labels alone ends the run
+    last = Adaptive().decide(state(rounds, n_labels=n, n_available=0, **cheap))
+    assert last.arm == "stop" and "the last distillation does not run: 2 so far, pooled" in last.reason
+    assert "which ends the run" in last.reason
+    # ...the same when the money left buys no batch after it
+    poor = Adaptive().decide(state(rounds, n_labels=n, **{**cheap, "available": USD // 4}))
+    assert poor.arm == "stop" and "the last distillation does not run" in poor.reason
+    # expected to win (or to tie), the last distillation runs
+    for gains in ([0.04, -0.03], [0.0, 0.0]):
+        rounds, n = _losing_distillations(gains)
+        assert Adaptive().decide(state(rounds, n_labels=n, n_available=0, **cheap)).arm == "distill"
+
+
 def test_the_distillation_gain_pools_every_distillation_not_only_the_last():
     # two distillations: +6 points on 400 dev items, then -2 on 100 noisy ones. The last alone would say
     # distilling loses; pooled by inverse variance, the precise +6 weighs most
