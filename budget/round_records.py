@@ -225,9 +225,10 @@ def teacher_suffix(member: int) -> str:
 
 
 def compute_steps(ledger: Ledger, rnd: int) -> list[dict[str, Any]]:
-    """The results of round ``rnd``'s finished compute steps: its student, and each teacher's fine-tune
-    and soft labels (none for a retraining round)."""
-    steps = [ledger.step_result(f"round-{rnd}:student")]
+    """The results of round ``rnd``'s finished compute steps: its student, its subsample pilot (a label-only
+    student's, when the policy asked for one), and each teacher's fine-tune and soft labels (none for a
+    retraining round)."""
+    steps = [ledger.step_result(f"round-{rnd}:student"), ledger.step_result(f"round-{rnd}:pilot")]
     for member in count():
         teacher = ledger.step_result(f"round-{rnd}:teacher{teacher_suffix(member)}")
         if teacher is None:

@@ -5,7 +5,7 @@ from pathlib import Path
 from budget.config import load_config
 from budget.controller import Controller
 from budget.money import to_micro
-from budget.round_records import best_round
+from budget.round_records import best_round, compute_steps
 from tests.utils.kills import KillPoint, fingerprint, killed_run, reference_run
 from tests.utils.projects import write_tiny_project
 
@@ -75,13 +75,14 @@ def _two_rounds(tmp_path, policy):
         run.run(max_rounds=2)
         rounds = [r for r in run.ledger.rounds() if r.state == "done"]
         pilots = [run.ledger.step_result(f"round-{r.round}:pilot") for r in rounds]
-        return rounds, pilots, run.ledger.spent_by_round(), run.ledger.totals().granted
+        steps = [compute_steps(run.ledger, r.round) for r in rounds]
+        return rounds, pilots, steps, run.ledger.spent_by_round(), run.ledger.totals().granted
 
 
 def test_adaptive_measures_each_label_only_student_against_a_pilot_on_half_its_labels(tmp_path):
-    rounds, pilots, spent, granted = _two_rounds(tmp_path, "adaptive")
+    rounds, pilots, steps, spent, granted = _two_rounds(tmp_path, "adaptive")
     assert [r.arm for r in rounds] == ["baseline", "annotate"]
-    for r, pilot in zip(rounds, pilots, strict=True):
+    for r, pilot, done in zip(rounds, pilots, steps, strict=True):
         s = r.summary
         assert r.plan.decision.pilot and pilot is not None
         # on the same dev items as the round's student, trained on half its training labels
@@ -91,11 +92,13 @@ def test_adaptive_measures_each_label_only_student_against_a_pilot_on_half_its_l
         # paid for inside the round, and its model is not kept in the run folder
         assert 0 < pilot["cost_micro"] < s.compute_micro <= spent[r.round]
         assert not (tmp_path / "run" / "models" / f"round-{r.round:03d}" / "pilot").exists()
+        # ...and counted with its round's compute where the study compares FLOPs and estimates
+        assert pilot in done and len(done) == 2
     assert sum(spent.values()) <= granted
 
 
 def test_annotate_only_trains_no_pilot(tmp_path):
-    rounds, pilots, _, _ = _two_rounds(tmp_path, "annotate")
+    rounds, pilots, _, _, _ = _two_rounds(tmp_path, "annotate")
     assert len(rounds) == 2 and pilots == [None, None]
     assert all(r.summary.pilot_dev is None and not r.plan.decision.pilot for r in rounds)
 
