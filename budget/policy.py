@@ -323,10 +323,8 @@ class Adaptive(Policy):
     it on the same dev items (:mod:`budget.estimates`), so an estimate carries an interval that is
     wide while the dev set is small or the arm is barely tried.
 
-    1. Explore the cheaper arm first: labels, then a distillation (over the part of the pool half the
-       money pays for when a full one is dear: a pilot). Where compute is nearly free, the distillation
-       is the cheaper one and runs first, on the labels the run starts with: a run that can buy one batch
-       then decides the distillation after it on a measurement, not by exploring it last.
+    1. Explore: labels first (the cheapest arm to measure), then a distillation (over the part of the
+       pool half the money pays for when a full one is dear: a pilot).
     2. Choose optimistically: the arm whose upper bound (at ``stop_confidence``) of points per $100
        is higher. An arm that looks bad only because of a noisy dev set still gets tried.
     3. Stop when $100 more is expected to add fewer than ``min_points_per_100usd`` points on either
@@ -470,30 +468,24 @@ class Adaptive(Policy):
         tried = {r.arm for r in state.rounds if r.dev_score is not None}  # a round stopped early tells nothing
         pending = not self._distilled_since_last_labels(state) and "annotate" in tried
         reserve = self.keep_final_distill and can_distill
-        # 1. explore the cheaper arm first: labels, then a distillation (a pilot over part of the pool when a
-        # full one is dear); where compute is nearly free, the distillation first, on the labels the run has
-        for arm in ("distill", "annotate") if free else ("annotate", "distill"):
-            if arm not in tried:
-                decision = self._explore(state, arm, distill.cost_micro, free, reserve, est)
-                if decision.arm != "stop":
-                    return decision
+        # 1. explore: labels, then a distillation (a pilot over part of the pool when a full one is dear)
+        if "annotate" not in tried:
+            decision = self._annotate(state, self._label_money(state, reserve), "exploring: labels not tried yet",
+                                      est)
+            if decision.arm != "stop":
+                return decision
+        if "distill" not in tried:
+            pilot = distill.cost_micro > state.available_micro // 2 and not free
+            money = state.available_micro // 2 if pilot else state.available_micro
+            what = "a pilot distillation over part of the pool" if pilot else "distillation not tried yet"
+            decision = self._distill(state, money, f"exploring: {what}", est, self.teachers(state) if free else 1)
+            if decision.arm != "stop":
+                return decision
         # 2. compute nearly free: distil whenever labels arrived while it may pay; the money buys labels
         if free:
             return self._nearly_free(state, labels, distill, pending, z, est)
         # 3. choose optimistically; 4. stop when both upper bounds are below X
         return self._choose(state, labels, distill, pending, reserve, z, est)
-
-    def _explore(self, state: PolicyState, arm: str, distill_cost: int, free: bool, reserve: bool,
-                 est: dict) -> Decision:
-        """The first round of an arm not tried yet: a batch of labels (leaving a distillation's price when
-        ``reserve``), or a distillation of the whole pool, over the part of it half the money pays for when a
-        full one is dear (a pilot), with the nearly-free teacher ensemble when compute is nearly free."""
-        if arm == "annotate":
-            return self._annotate(state, self._label_money(state, reserve), "exploring: labels not tried yet", est)
-        pilot = distill_cost > state.available_micro // 2 and not free
-        money = state.available_micro // 2 if pilot else state.available_micro
-        what = "a pilot distillation over part of the pool" if pilot else "distillation not tried yet"
-        return self._distill(state, money, f"exploring: {what}", est, self.teachers(state) if free else 1)
 
     def teachers(self, state: PolicyState) -> int:
         """How many teachers a distillation averages while compute is nearly free: up to ``teacher_ensemble``,

@@ -49,42 +49,38 @@ def test_a_pool_item_is_in_dev_the_same_way_in_any_run(tmp_path):
 
 
 def test_a_distillation_is_also_compared_with_the_last_distilled_student_on_its_own_dev_items(tmp_path):
-    # compute nearly free: adaptive distils the seed labels first, then whenever labels arrived, so distilled
-    # students alternate with label-only ones; each is compared with the previous round's and the last of its
-    # kind. The tiny teacher's first distillation loses by far on a few dev items: only a lead who asks for 99%
-    # confidence before giving up on distillation keeps distilling after it.
-    project = write_tiny_project(tmp_path, policy="adaptive", overrides={"prices": {"reference_gpu_hour": "2.00"},
-                                                                         "policy": {"stop_confidence": 0.99}})
+    # compute nearly free: adaptive distils whenever labels arrived, so distilled students alternate
+    # with label-only ones; each is compared with the previous round's and the last of its own kind
+    project = write_tiny_project(tmp_path, policy="adaptive", overrides={"prices": {"reference_gpu_hour": "2.00"}})
     with Controller(load_config(project), tmp_path / "run", progress=False, say=lambda _: None) as run:
         run.fund(to_micro("40"))
-        run.run(max_rounds=4)
+        run.run(max_rounds=5)
         rounds = [r for r in run.ledger.rounds() if r.state == "done"]
     arms = [r.arm for r in rounds]
-    assert arms[:4] == ["baseline", "distill", "annotate", "distill"]
-    first, second = rounds[1], rounds[3]
+    assert arms[:5] == ["baseline", "annotate", "distill", "annotate", "distill"]
+    first, second = rounds[2], rounds[4]
     assert first.summary.arm_prev_dev is None  # no distilled student before it
     assert second.summary.arm_prev_labels == first.summary.n_labels < second.summary.n_labels
     assert second.summary.arm_prev_dev is not None and 0 <= second.summary.arm_disagree <= 1
     # the annotation after a distillation is compared with the last label-only student, not the distilled one
-    assert rounds[2].summary.arm_prev_labels == rounds[0].summary.n_labels
+    assert rounds[3].summary.arm_prev_labels == rounds[1].summary.n_labels
 
 
-def _two_rounds(tmp_path, policy, max_rounds=2):
-    """The baseline and one batch of a tiny run of ``max_rounds`` rounds: its finished label-only rounds, each
-    one's pilot step (or None), the money spent by round and granted."""
+def _two_rounds(tmp_path, policy):
+    """The baseline and one batch of a tiny run: its finished rounds, each round's pilot step (or None), the
+    money spent by round and granted."""
     project = write_tiny_project(tmp_path, policy=policy)
     with Controller(load_config(project), tmp_path / "run", progress=False, say=lambda _: None) as run:
         run.fund(to_micro("40"))
-        run.run(max_rounds=max_rounds)
-        rounds = [r for r in run.ledger.rounds() if r.state == "done" and r.arm != "distill"]
+        run.run(max_rounds=2)
+        rounds = [r for r in run.ledger.rounds() if r.state == "done"]
         pilots = [run.ledger.step_result(f"round-{r.round}:pilot") for r in rounds]
         steps = [compute_steps(run.ledger, r.round) for r in rounds]
         return rounds, pilots, steps, run.ledger.spent_by_round(), run.ledger.totals().granted
 
 
 def test_adaptive_measures_each_label_only_student_against_a_pilot_on_half_its_labels(tmp_path):
-    # compute is nearly free in the tiny project: the seed labels' distillation comes before the first batch
-    rounds, pilots, steps, spent, granted = _two_rounds(tmp_path, "adaptive", max_rounds=3)
+    rounds, pilots, steps, spent, granted = _two_rounds(tmp_path, "adaptive")
     assert [r.arm for r in rounds] == ["baseline", "annotate"]
     for r, pilot, done in zip(rounds, pilots, steps, strict=True):
         s = r.summary
@@ -111,7 +107,7 @@ def test_a_run_killed_inside_a_pilot_ends_like_the_uninterrupted_run(tmp_path):
     project = write_tiny_project(tmp_path, models_dir=tmp_path / "models")
     args = ["--config", str(project), "--spend", "40", "--policy", "adaptive", "--seed", "0", "--quiet"]
     sequence = reference_run([*args, "--run-dir", str(tmp_path / "whole")], tmp_path / "points.log")
-    plan = [KillPoint("compute", "2.pilot", 1), KillPoint("compute-done", "2.pilot", 1)]  # round 1 distils
+    plan = [KillPoint("compute", "1.pilot", 1), KillPoint("compute-done", "1.pilot", 1)]
     assert all((p.name, p.where) in sequence for p in plan), sorted(set(sequence))
     fired = killed_run([*args, "--run-dir", str(tmp_path / "killed")], plan)
     assert fired == plan

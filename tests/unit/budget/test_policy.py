@@ -276,36 +276,6 @@ def test_the_last_nearly_free_distillation_runs_only_when_its_pooled_gain_is_exp
         assert Adaptive().decide(state(rounds, n_labels=n, n_available=0, **cheap)).arm == "distill"
 
 
-def test_where_compute_is_nearly_free_the_distillation_is_explored_first_and_decides_the_last_one():
-    # $10 buys one batch of 25 labels at $0.36 and its retrain; a distillation costs a thousandth of a cent
-    one_batch = dict(granted=10 * USD, label=364_000, batch=25, min_batch=6, n_labels=60, n_available=140,
-                     n_unlabeled=200, distill_fixed=10, per_1000=1, teacher=10, teacher_per_1000=1)
-    baseline = RoundObservation(0, "baseline", 40, 60, 0.30, dev_items=20)
-    policy = Adaptive()
-    first = policy.decide(state([baseline], available=10 * USD - 40, **one_batch))
-    assert first.arm == "distill" and first.reason.startswith("exploring: distillation not tried yet")
-    assert first.teachers == 3  # the ensemble that nearly-free compute buys
-    for gain, last_arm in ((-0.05, "stop"), (+0.05, "distill")):
-        # the distilled student of the seed labels scored `gain` over the baseline on the same 20 dev items
-        seed_distill = RoundObservation(1, "distill", 30, 60, 0.30 + gain, 0.30, 0.15, 20)
-        second = policy.decide(state([baseline, seed_distill], available=10 * USD - 70, **one_batch))
-        assert second.arm == "annotate" and second.n_items == 25 and "exploring: labels" in second.reason
-        labels = RoundObservation(2, "annotate", second.amount_micro, 85, 0.33, 0.30 + gain, 0.2, 20,
-                                  arm_prev_dev=0.30, arm_disagree=0.2, arm_prev_labels=60)
-        after = state([baseline, seed_distill, labels], available=10 * USD - 70 - second.amount_micro,
-                      **{**one_batch, "n_labels": 85, "n_available": 115})
-        # no batch is left: the distillation after this one is the last, decided on the one measured
-        last = policy.decide(after)
-        assert last.arm == last_arm
-        if last_arm == "stop":
-            assert "the last distillation does not run: 1 so far, pooled, distillation -5 points" in last.reason
-
-
-def test_where_compute_is_dear_labels_are_explored_before_a_distillation():
-    rounds = [RoundObservation(0, "baseline", 1000, 100, 0.6, dev_items=40)]
-    assert Adaptive().decide(state(rounds, distill_fixed=20 * USD)).reason == "exploring: labels not tried yet"
-
-
 def test_the_distillation_gain_pools_every_distillation_not_only_the_last():
     # two distillations: +6 points on 400 dev items, then -2 on 100 noisy ones. The last alone would say
     # distilling loses; pooled by inverse variance, the precise +6 weighs most
