@@ -40,7 +40,7 @@ __all__ = ["Processes", "TrainJob", "SoftLabelJob", "LaunchError", "launch_train
 
 STRATEGIES = ("ddp", "fsdp")
 _TRACEBACK = re.compile(r"^(\[rank\d+\]: )?Traceback \(most recent call last\):")
-_RANK = re.compile(r"^\[rank\d+\]:")
+_RANK = re.compile(r"^\[rank\d+\]")  # a line a process of the group printed (torchrun's prefix or ours)
 _LOST = re.compile(r"failed \(exitcode: (?P<code>-?\d+)\) local_rank: (?P<rank>\d+)")  # torchrun's line
 _START = "==> launch"  # begins the line each launch writes first in its output, and its note on restarts
 

@@ -22,7 +22,15 @@ import torch
 
 from budget.tiny import LABELS, build_tiny_llama, make_task
 from modeling.infer import soft_labels
-from modeling.launch import LaunchError, Processes, SoftLabelJob, TrainJob, launch_soft_labels, launch_training
+from modeling.launch import (
+    LaunchError,
+    Processes,
+    SoftLabelJob,
+    TrainJob,
+    _first_error,
+    launch_soft_labels,
+    launch_training,
+)
 from modeling.lora import is_adapter, with_lora
 from modeling.models import load_classifier
 from modeling.train import TrainConfig, train
@@ -84,12 +92,14 @@ def test_sharded_processes_each_hold_half_the_weights_and_follow_the_one_process
     np.testing.assert_allclose(result.losses, alone.losses, atol=TOLERANCE)
     assert result.best_dev == pytest.approx(alone.best_dev)
     total = sum(p.numel() for p in one.model.parameters())
-    held = re.findall(r"attempt (\d+): fsdp: this process holds ([\d,]+) of ([\d,]+) weights",
-                      (tmp_path / "fsdp" / "launch" / "launch.log").read_text())
-    last = max(int(a) for a, _, _ in held)  # torchrun starts the processes again if one is lost (a busy machine)
-    held = [(h, of) for a, h, of in held if int(a) == last]  # the two that trained the model
-    assert len(held) == 2 and all(int(of.replace(",", "")) == total for _, of in held)
-    assert all(int(h.replace(",", "")) < 0.55 * total for h, _ in held)  # each about half, not all
+    lines = re.findall(r"\[rank(\d+)\] attempt \d+: fsdp: this process holds ([\d,]+) of ([\d,]+) weights",
+                       (tmp_path / "fsdp" / "launch" / "launch.log").read_text())
+    # torchrun starts the processes again if one is lost (a busy machine), so a rank may print more than
+    # once: its last line is the process that trained the model
+    held = {int(rank): (int(h.replace(",", "")), int(of.replace(",", ""))) for rank, h, of in lines}
+    assert sorted(held) == [0, 1] and all(of == total for _, of in held.values())
+    assert all(h < 0.55 * total for h, _ in held.values())  # each about half, not all
+    assert sum(h for h, _ in held.values()) == total  # and together all of it, once
     saved = load_classifier(str(tmp_path / "fsdp"), list(LABELS), seed=0)  # gathered into one model folder
     for name, weight in one.model.state_dict().items():
         torch.testing.assert_close(saved.model.state_dict()[name], weight, atol=1e-4, rtol=1e-3)
@@ -182,6 +192,18 @@ def test_a_process_lost_part_way_is_started_again_and_the_training_ends_as_if_it
     with pytest.raises(LaunchError, match="exited with code 1"):  # with no restarts left, the loss is an error
         launch_training(_job(llama, data, tmp_path / "unlucky", config=config, price=DiesOnceAfterCheckpoint(
             tmp_path / "unlucky" / "ckpt.pt")), Processes(processes=2, threads=1, restarts=0), limit_micro=10**9)
+
+
+def test_the_cause_of_a_failure_is_an_exception_line_not_a_process_s_own_output():
+    lines = ["Traceback (most recent call last):",  # torchrun's own, unprefixed
+             "  File \"run.py\", line 1, in <module>",
+             "[rank1] attempt 1: fsdp: this process holds 11,120 of 22,272 weights",  # a process's print between
+             "RuntimeError: the store closed",
+             "[rank0]: Traceback (most recent call last):",
+             "[rank0]:   File \"train.py\", line 9, in step",
+             "[rank0]: ValueError: a bad batch"]
+    assert _first_error(lines) == "ValueError: a bad batch"  # a process's own exception comes first
+    assert _first_error(lines[:4]) == "RuntimeError: the store closed"
 
 
 def test_a_failing_process_is_one_error_with_its_last_lines(llama, data, tmp_path):
