@@ -100,7 +100,8 @@ def soft_label_throughput(work: Path, n: int) -> dict:
 
 def quick_cell(work: Path) -> dict:
     from budget.config import load_config
-    from budget.study import Cell, quick_study, run_cell
+    from budget.study import quick_study
+    from budget.study_cells import Cell, run_cell
 
     study = quick_study(work / "study")
     cell = Cell("keywords", study.projects[0], "cheap", "16", 0, "adaptive")

@@ -19,7 +19,8 @@ A study file (TOML) names the grid; project paths are taken from its folder::
 
 ``python -m budget.study --quick`` needs no file: it writes a tiny task and tiny models into the
 study folder and runs a small grid in a minute or two. ``--ray ADDRESS`` runs the cells as tasks on a
-Ray cluster instead of one after another (``budget/study_ray.py``).
+Ray cluster instead of one after another (``budget/study_ray.py``). One cell's run and its ``cell.json``
+are :mod:`budget.study_cells`.
 
 The cells share finished compute steps through ``<study folder>/phase-cache`` (:mod:`budget.phase_cache`);
 at the end the study prints its size, and ``--prune-cache-gb N`` removes its least recently used steps
@@ -31,12 +32,11 @@ took: a cell that fills the disk dies half-way.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import time
 import tomllib
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import click
@@ -45,23 +45,15 @@ from tqdm.auto import tqdm
 from budget.cli_errors import InputError
 from budget.config import ConfigError, ProjectConfig, load_config
 from budget.controller import Controller
-from budget.costs import ComputePricer
 from budget.exceptions import UsageError
-from budget.ledger import Ledger
 from budget.money import format_usd, parse_usd
-from budget.phase_cache import PhaseCache
 from budget.policy import make_policy
-from budget.records import RoundRecord
 from budget.regimes import REGIMES, regime_scale
-from budget.round_records import best_round, compute_steps
 from budget.runfolder import format_bytes
+from budget.study_cells import Cell, CellResult, format_score, phase_cache, read_result, run_cell, write_result
 from budget.study_report import write_outputs
-from modeling.meter import PhaseRecord
 
-__all__ = ["Cell", "CellResult", "Study", "load_study", "quick_study", "run_study"]
-
-FIXED_POLICIES = ("annotate", "distill", "split")  # what "best fixed policy in hindsight" chooses among
-
+__all__ = ["Study", "load_study", "quick_study", "run_study"]
 
 @dataclass(frozen=True)
 class Study:
@@ -91,50 +83,6 @@ class Study:
                 for p in self.projects for regime in self.regimes
                 for budget in sorted(self.budgets, key=lambda b: parse_usd(b)) for seed in self.seeds
                 for policy in self.policies]
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One controller run of the grid."""
-
-    task: str
-    project: Path
-    regime: str
-    budget: str
-    seed: int
-    policy: str
-
-    @property
-    def folder(self) -> str:
-        return f"{self.task}/{self.regime}/usd{self.budget}/seed{self.seed}/{self.policy.replace(':', '-')}"
-
-
-@dataclass(frozen=True)
-class CellResult:
-    """What one cell bought; money in micro-dollars, scores 0-1 on the simulated test set (reports only)."""
-
-    task: str
-    regime: str
-    budget: str
-    seed: int
-    policy: str
-    spent_annotate_micro: int
-    spent_distill_micro: int
-    spent_baseline_micro: int
-    unspent_micro: int
-    rounds: int
-    final_test: float | None
-    picked_test: float | None  # the test score of the student the report picks (best on dev)
-    wall_seconds: float
-    flops: float  # compute the cell was charged for, in FLOPs
-    flops_saved: float  # of those, reused from another cell through the phase cache (not run again)
-    curve: tuple[tuple[int, float], ...] = ()  # (cumulative micro-dollars, test score) after each round
-    # (what: 'round:<arm>' or 'phase:<name>', estimated, actual) micro-dollars of each finished round
-    estimates: tuple[tuple[str, int, int], ...] = field(default=())
-
-    @property
-    def spent_micro(self) -> int:
-        return self.spent_annotate_micro + self.spent_distill_micro + self.spent_baseline_micro
 
 
 def load_study(path: str | Path, out: str | Path | None = None) -> Study:
@@ -206,87 +154,6 @@ def _scales(study: Study, configs: dict[Path, ProjectConfig]) -> dict[str, dict[
     return known
 
 
-def _flops(ledger: Ledger, rnd: int) -> tuple[float, float]:
-    """FLOPs a round's compute steps were charged for, and those of them reused from the study's cache."""
-    steps = compute_steps(ledger, rnd)
-    return (sum(p["flops"] for step in steps for p in step.get("phases", [])),
-            sum(step.get("reused_flops", 0.0) for step in steps))
-
-
-def _estimates(r: RoundRecord, ledger: Ledger, pricer: ComputePricer) -> list[tuple[str, int, int]]:
-    """(what, estimated, actual) micro-dollars of a finished round: the round's compute as the policy
-    estimated it ('round:<arm>'), and each metered phase kind ('phase:<name>')."""
-    out = []
-    estimate, actual = r.plan.compute_estimate_micro, r.summary.compute_micro
-    if estimate and actual:
-        out.append((f"round:{r.arm}", int(estimate), int(actual)))
-    spent: dict[str, int] = {}
-    for step in compute_steps(ledger, r.round):
-        for p in step.get("phases", []):
-            spent[p["name"]] = spent.get(p["name"], 0) + pricer.price(PhaseRecord(**p))
-    for phase, est in r.plan.compute_estimate_phases.items():
-        if spent.get(phase) and est >= 1:
-            out.append((f"phase:{phase}", round(est), spent[phase]))
-    return out
-
-
-def phase_cache(shared: Path) -> PhaseCache:
-    """The finished compute steps the cells of the study folder ``shared`` share."""
-    return PhaseCache(shared / "phase-cache")
-
-
-def run_cell(cell: Cell, config: ProjectConfig, run_dir: Path, shared: Path) -> CellResult:
-    """Run (or resume) one cell to the end of its budget and read what it bought from its ledger.
-
-    ``shared`` holds what cells share: finished compute steps (``phase-cache``) and joined models. A
-    finished cell keeps its ledger and report; its models and soft labels (hundreds of MB, never read
-    again: the phase cache keeps what other cells reuse) are removed.
-    """
-    started = time.monotonic()
-    controller = Controller(config, run_dir, seed=cell.seed, policy=cell.policy, progress=False, say=lambda _: None,
-                            phase_cache=phase_cache(shared), model_cache_dir=shared / ".model-cache")
-    try:
-        controller.open()
-        controller.set_budget(parse_usd(cell.budget, positive=True))
-        controller.run()
-        controller.report()
-        ledger = controller.ledger
-        rounds = [r for r in ledger.rounds() if r.state == "done"]
-        by_arm, spent, totals = ledger.spent_by_arm(), ledger.spent_by_round(), ledger.totals()
-        curve, total, estimates = [], 0, []
-        for r in rounds:
-            total += spent.get(r.round, 0)
-            if r.summary.test is not None:
-                curve.append((total, float(r.summary.test)))
-            if not r.summary.stopped_at_cap:
-                estimates += _estimates(r, ledger, ComputePricer(config))
-        best = best_round(rounds)
-        picked = next(r for r in rounds if r.round == best[0]) if best else None
-        for folder in (run_dir / "models", run_dir / "cache"):
-            shutil.rmtree(folder, ignore_errors=True)
-        return CellResult(cell.task, cell.regime, cell.budget, cell.seed, cell.policy,
-                          by_arm.get("annotate", 0), by_arm.get("distill", 0), by_arm.get("baseline", 0),
-                          totals.available, len(rounds), curve[-1][1] if curve else None,
-                          picked.summary.test if picked else None, time.monotonic() - started,
-                          sum(_flops(ledger, r.round)[0] for r in rounds),
-                          sum(_flops(ledger, r.round)[1] for r in rounds), tuple(curve), tuple(estimates))
-    finally:
-        controller.close()
-
-
-def _read_result(path: Path) -> CellResult:
-    raw = json.loads(path.read_text())
-    raw["curve"] = tuple(tuple(p) for p in raw["curve"])
-    raw["estimates"] = tuple(tuple(e) for e in raw["estimates"])
-    return CellResult(**raw)
-
-
-def _write_result(done: Path, result: CellResult) -> None:
-    tmp = done.with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(result)))
-    os.replace(tmp, done)  # the cell counts as finished only once its result is whole
-
-
 def run_study(study: Study, *, progress: bool = True, run: bool = True, selection: str | None = None,
               ray_address: str | None = None, ray_cpus_per_cell: int = 1) -> list[CellResult]:
     """Run every cell not finished yet, then write results.csv, summary.md and score_vs_budget.png.
@@ -319,7 +186,7 @@ def run_study(study: Study, *, progress: bool = True, run: bool = True, selectio
         folder = study.out / "cells" / cell.folder
         done = folder / "cell.json"
         if done.exists():
-            results.append(_read_result(done))
+            results.append(read_result(done))
         elif run:
             free = _free_bytes(study.out)
             if free < taken:  # the next cell is likely to fill the disk half-way: stop before it starts
@@ -330,10 +197,10 @@ def run_study(study: Study, *, progress: bool = True, run: bool = True, selectio
                                  "--prune-cache-gb N), then run the study again; its finished cells are kept.")
             config = _with_scale(configs[cell.project], scales[cell.task][cell.regime])
             result = run_cell(cell, config, folder, study.out)
-            _write_result(done, result)
+            write_result(done, result)
             results.append(result)
             taken = max(0, free - _free_bytes(study.out))
-            bar.set_postfix_str(f"{cell.folder}: test {_pct(result.final_test)}")
+            bar.set_postfix_str(f"{cell.folder}: test {format_score(result.final_test)}")
         bar.update(1)
     bar.close()
     write_outputs(results, study.out, scales)
@@ -355,10 +222,6 @@ def _cache_line(out: Path, prune_gb: float | None) -> str:
     freed = cache.prune(int(prune_gb * 1e9))
     return (f"Phase cache: {format_bytes(size - freed)} in {cache.root} "
             f"(pruned to {prune_gb:g} GB: {format_bytes(freed)} freed).")
-
-
-def _pct(score: float | None) -> str:
-    return "-" if score is None or math.isnan(score) else f"{100 * score:.1f}"
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

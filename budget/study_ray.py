@@ -1,6 +1,6 @@
 """The decision study on a Ray cluster: ``python -m budget.study ... --ray ADDRESS``.
 
-Each unfinished cell becomes one Ray task that runs :func:`budget.study.run_cell` in the cell's own
+Each unfinished cell becomes one Ray task that runs :func:`budget.study_cells.run_cell` in the cell's own
 run folder under the study folder, with the study's shared phase cache beside the cells. The driver
 (the machine that ran the command) writes each cell's ``cell.json`` as its task returns, so a study
 stopped half-way resumes like the serial one: finished cells are read back, cells killed half-way
@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from budget.config import ProjectConfig
 from budget.exceptions import UsageError
-from budget.study import Cell, CellResult, _pct, _read_result, _write_result, run_cell
+from budget.study_cells import Cell, CellResult, format_score, read_result, run_cell, write_result
 
 __all__ = ["run_cells", "task_options"]
 
@@ -58,7 +58,7 @@ def run_cells(out: Path, jobs: list[tuple[Cell, ProjectConfig]], *, address: str
     for cell, config in jobs:
         done = out / "cells" / cell.folder / "cell.json"
         if done.exists():
-            results[cell] = _read_result(done)
+            results[cell] = read_result(done)
         else:
             todo.append((cell, config))
     if todo:
@@ -98,9 +98,9 @@ def _collect(ray, pending: dict, out: Path, *, progress: bool, total: int, finis
                 failed.append((cell, exc))
                 bar.set_postfix_str(f"{cell.folder}: failed")
                 continue
-            _write_result(out / "cells" / cell.folder / "cell.json", result)
+            write_result(out / "cells" / cell.folder / "cell.json", result)
             results[cell] = result
-            bar.set_postfix_str(f"{cell.folder}: test {_pct(result.final_test)}")
+            bar.set_postfix_str(f"{cell.folder}: test {format_score(result.final_test)}")
             bar.update(1)
     if failed:
         cell, exc = failed[0]

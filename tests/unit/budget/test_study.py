@@ -52,6 +52,24 @@ def test_quick_study_runs_every_cell_as_a_real_controller_run(quick):
     assert (out / "score_vs_budget.png").stat().st_size > 10_000
 
 
+def test_a_cell_json_holds_every_round_s_scores_so_the_output_s_choice_replays_from_it(quick):
+    out, _, _ = quick
+    from budget.study_cells import read_result
+
+    for path in (out / "cells").rglob("cell.json"):
+        result = read_result(path)
+        assert [s[0] for s in result.scores] == list(range(len(result.scores))) and result.rounds == len(result.scores)
+        assert result.scores[-1][6] == result.final_test
+        # the output is the best on the largest dev set, or the student before the first round scored on it
+        scored = [s for s in result.scores if s[3] is not None]
+        largest = max(s[4] or 0 for s in scored)
+        first = next(i for i, s in enumerate(scored) if (s[4] or 0) == largest)
+        candidates = [(s[3], -s[0], s[6]) for s in scored[first:] if (s[4] or 0) == largest]
+        if first and scored[first][5] is not None:
+            candidates.append((scored[first][5], -scored[first - 1][0], scored[first - 1][6]))
+        assert max(candidates)[2] == result.picked_test, path
+
+
 def test_the_study_ends_with_the_size_and_folder_of_its_phase_cache(quick):
     out, result, _ = quick
     last = result.output.strip().splitlines()[-1]
@@ -60,7 +78,8 @@ def test_the_study_ends_with_the_size_and_folder_of_its_phase_cache(quick):
 
 
 def test_prune_cache_gb_prunes_the_phase_cache_to_that_size(tmp_path):
-    from budget.study import _cache_line, phase_cache
+    from budget.study import _cache_line
+    from budget.study_cells import phase_cache
 
     cache = phase_cache(tmp_path)
     for key, used in (("old", 1_000), ("new", 2_000)):
@@ -118,7 +137,8 @@ def test_a_cell_run_again_reuses_every_phase_from_the_cache_and_its_ledger_charg
     import budget.steps
     import modeling.infer
     from budget.config import load_config
-    from budget.study import Cell, _with_scale, run_cell
+    from budget.study import _with_scale
+    from budget.study_cells import Cell, run_cell
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("a cached phase was computed again")

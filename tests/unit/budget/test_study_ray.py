@@ -71,7 +71,7 @@ def test_a_cell_task_runs_with_as_many_threads_as_cpus_it_reserved(cluster):
 
 
 def test_a_failed_cell_is_named_once_the_others_are_saved(cluster, tmp_path):
-    from budget.study import Cell
+    from budget.study_cells import Cell
     from budget.study_ray import _collect
 
     def boom():
