@@ -55,6 +55,7 @@ from budget.study_report import write_outputs
 
 __all__ = ["Study", "load_study", "quick_study", "run_study"]
 
+
 @dataclass(frozen=True)
 class Study:
     """A grid of cells and the folder they run in."""
