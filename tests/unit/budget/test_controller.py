@@ -80,11 +80,6 @@ def test_simulated_annotators_error_and_skip_rates_match_their_settings(tmp_path
     assert abs(skip_rate - 0.1) < 0.04, skip_rate
 
 
-def _cmd(project, run_dir, *extra):
-    return [sys.executable, "-m", "budget.controller", "--config", str(project), "--run-dir", str(run_dir),
-            "--policy", "adaptive", "--quiet", *extra]
-
-
 def _summary(run_dir):
     with ledger_of(run_dir) as ledger:
         t = ledger.totals()
@@ -92,16 +87,13 @@ def _summary(run_dir):
         return (t.granted, t.spent, t.reserved), batches, [r.arm for r in ledger.rounds()]
 
 
-def test_run_killed_mid_round_resumes_to_the_same_ledger_and_batches(tmp_path, models_dir):
-    project = write_tiny_project(tmp_path, models_dir=models_dir)
+def test_run_killed_mid_round_resumes_to_the_same_ledger_and_batches(adaptive_reference, tmp_path):
+    # the uninterrupted run of the same command is the shared reference (tests/unit/budget/conftest.py)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
-    whole = subprocess.run(_cmd(project, tmp_path / "whole", "--spend", "40"), env=env, capture_output=True,
-                           text=True, timeout=300)
-    assert whole.returncode == 0, whole.stderr[-2000:]
+    command = [sys.executable, "-m", "budget.controller", *adaptive_reference.command(tmp_path / "killed")]
 
-    # Kill the second run with SIGKILL as soon as round 2 has started (inside the round).
-    proc = subprocess.Popen(_cmd(project, tmp_path / "killed", "--spend", "40"), env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
+    # Kill the run with SIGKILL from outside as soon as round 2 has started (inside the round).
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     for line in proc.stdout:
         if line.startswith("round 2:"):
             proc.send_signal(signal.SIGKILL)
@@ -110,11 +102,14 @@ def test_run_killed_mid_round_resumes_to_the_same_ledger_and_batches(tmp_path, m
     assert proc.returncode == -signal.SIGKILL
     with ledger_of(tmp_path / "killed") as ledger:
         assert ledger.rounds()[-1].state == "started"  # it died inside the round
-    resumed = subprocess.run(_cmd(project, tmp_path / "killed"), env=env, capture_output=True, text=True, timeout=300)
+    spend = command.index("--spend")
+    resume = command[:spend] + command[spend + 2:]  # as a person resumes: the same command, no new grant
+    resumed = subprocess.run(resume, env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert _summary(tmp_path / "killed") == _summary(tmp_path / "whole")
+    whole = _summary(adaptive_reference.run_dir)
+    assert _summary(tmp_path / "killed") == whole
     platform = json.loads((tmp_path / "killed" / "simulated-platform.json").read_text())
-    assert len(platform["tasks"]) == sum(len(ids) for _, ids in _summary(tmp_path / "whole")[1])  # none pushed twice
+    assert len(platform["tasks"]) == sum(len(ids) for _, ids in whole[1])  # none pushed twice
 
 
 @pytest.mark.parametrize(("args", "message"), [

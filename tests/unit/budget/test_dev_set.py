@@ -6,7 +6,7 @@ from budget.config import load_config
 from budget.controller import Controller
 from budget.money import to_micro
 from budget.round_records import best_round, compute_steps
-from tests.utils.kills import KillPoint, fingerprint, killed_run, reference_run
+from tests.utils.kills import KillPoint, fingerprint, killed_run
 from tests.utils.projects import write_tiny_project
 
 
@@ -103,12 +103,9 @@ def test_annotate_only_trains_no_pilot(tmp_path):
     assert all(r.summary.pilot_dev is None and not r.plan.decision.pilot for r in rounds)
 
 
-def test_a_run_killed_inside_a_pilot_ends_like_the_uninterrupted_run(tmp_path):
-    project = write_tiny_project(tmp_path, models_dir=tmp_path / "models")
-    args = ["--config", str(project), "--spend", "40", "--policy", "adaptive", "--seed", "0", "--quiet"]
-    sequence = reference_run([*args, "--run-dir", str(tmp_path / "whole")], tmp_path / "points.log")
+def test_a_run_killed_inside_a_pilot_ends_like_the_uninterrupted_run(adaptive_reference, tmp_path):
     plan = [KillPoint("compute", "1.pilot", 1), KillPoint("compute-done", "1.pilot", 1)]
-    assert all((p.name, p.where) in sequence for p in plan), sorted(set(sequence))
-    fired = killed_run([*args, "--run-dir", str(tmp_path / "killed")], plan)
+    assert all((p.name, p.where) in adaptive_reference.sequence for p in plan), sorted(set(adaptive_reference.sequence))
+    fired = killed_run(adaptive_reference.command(tmp_path / "killed"), plan)
     assert fired == plan
-    assert fingerprint(tmp_path / "killed") == fingerprint(tmp_path / "whole")  # the pilot paid once
+    assert fingerprint(tmp_path / "killed") == fingerprint(adaptive_reference.run_dir)  # the pilot paid once
