@@ -52,6 +52,30 @@ def data():
     return texts[:180], y[:180], (texts[180:], y[180:])
 
 
+@pytest.fixture(scope="module")
+def alone(llama, data):
+    """The one-process training the two-process ones are compared with: its result and trained weights."""
+    texts, y, dev = data
+    one = load_classifier(str(llama), list(LABELS), seed=0)
+    result = train(one.model, one.tokenizer, texts, y, label_names=LABELS, config=_config(), dev=dev)
+    return result, one.model.state_dict()
+
+
+@pytest.fixture(scope="module")
+def full(llama, data, tmp_path_factory):
+    """``full(where)``: the uninterrupted two-process training of ``data`` on ``where`` (priced at a
+    micro-dollar per example), launched once for every test that compares with it; (folder, result, records)."""
+    runs = {}
+
+    def launched(where: Processes):
+        if where not in runs:
+            out = tmp_path_factory.mktemp(where.strategy) / "model"
+            runs[where] = (out, *launch_training(_job(llama, data, out, price=per_example), where))
+        return runs[where]
+
+    return launched
+
+
 def _config(**kw) -> TrainConfig:
     return TrainConfig(**{"epochs": 2, "batch_size": 8, "lr": 2e-3, "seed": 0, "device": "cpu",
                           "precision": "fp32", "progress": False, "patience": 0, **kw})
@@ -67,43 +91,35 @@ def _job(llama: Path, data, out: Path, **kw) -> TrainJob:
 per_example = operator.attrgetter("examples")
 
 
-def test_two_processes_follow_the_one_process_loss_curve_and_save_the_same_model(llama, data, tmp_path):
-    texts, y, dev = data
-    one = load_classifier(str(llama), list(LABELS), seed=0)
-    alone = train(one.model, one.tokenizer, texts, y, label_names=LABELS, config=_config(), dev=dev)
+def test_two_processes_follow_the_one_process_loss_curve_and_save_the_same_model(alone, full):
+    (single, weights), (out, result, _) = alone, full(TWO)
 
-    result, records = launch_training(_job(llama, data, tmp_path / "two"), TWO)
-
-    assert result.steps == alone.steps == result.total_steps
-    np.testing.assert_allclose(result.losses, alone.losses, atol=TOLERANCE)
-    assert result.best_dev == pytest.approx(alone.best_dev)
-    saved = load_classifier(str(tmp_path / "two"), list(LABELS), seed=0)  # the main process wrote the folder
-    for name, weight in one.model.state_dict().items():
+    assert result.steps == single.steps == result.total_steps
+    np.testing.assert_allclose(result.losses, single.losses, atol=TOLERANCE)
+    assert result.best_dev == pytest.approx(single.best_dev)
+    saved = load_classifier(str(out), list(LABELS), seed=0)  # the main process wrote the folder
+    for name, weight in weights.items():
         torch.testing.assert_close(saved.model.state_dict()[name], weight, atol=1e-4, rtol=1e-3)
 
 
-def test_sharded_processes_each_hold_half_the_weights_and_follow_the_one_process_curve(llama, data, tmp_path):
-    texts, y, dev = data
-    one = load_classifier(str(llama), list(LABELS), seed=0)
-    alone = train(one.model, one.tokenizer, texts, y, label_names=LABELS, config=_config(), dev=dev)
+def test_sharded_processes_each_hold_half_the_weights_and_follow_the_one_process_curve(llama, data, alone, full):
+    (single, weights), (out, result, _) = alone, full(SHARDED)
 
-    result, _ = launch_training(_job(llama, data, tmp_path / "fsdp"), SHARDED)
-
-    np.testing.assert_allclose(result.losses, alone.losses, atol=TOLERANCE)
-    assert result.best_dev == pytest.approx(alone.best_dev)
-    total = sum(p.numel() for p in one.model.parameters())
+    np.testing.assert_allclose(result.losses, single.losses, atol=TOLERANCE)
+    assert result.best_dev == pytest.approx(single.best_dev)
+    total = sum(w.numel() for w in weights.values())
     lines = re.findall(r"\[rank(\d+)\] attempt \d+: fsdp: this process holds ([\d,]+) of ([\d,]+) weights",
-                       (tmp_path / "fsdp" / "launch" / "launch.log").read_text())
+                       (out / "launch" / "launch.log").read_text())
     # torchrun starts the processes again if one is lost (a busy machine), so a rank may print more than
     # once: its last line is the process that trained the model
     held = {int(rank): (int(h.replace(",", "")), int(of.replace(",", ""))) for rank, h, of in lines}
     assert sorted(held) == [0, 1] and all(of == total for _, of in held.values())
     assert all(h < 0.55 * total for h, _ in held.values())  # each about half, not all
     assert sum(h for h, _ in held.values()) == total  # and together all of it, once
-    saved = load_classifier(str(tmp_path / "fsdp"), list(LABELS), seed=0)  # gathered into one model folder
-    for name, weight in one.model.state_dict().items():
+    saved = load_classifier(str(out), list(LABELS), seed=0)  # gathered into one model folder
+    for name, weight in weights.items():
         torch.testing.assert_close(saved.model.state_dict()[name], weight, atol=1e-4, rtol=1e-3)
-    again, _ = launch_training(_job(llama, data, tmp_path / "fsdp"), SHARDED)  # finished: loaded, not trained
+    again, _ = launch_training(_job(llama, data, out, price=per_example), SHARDED)  # finished: loaded, not trained
     assert again.steps == result.steps and again.best_dev == result.best_dev
 
 
@@ -119,8 +135,9 @@ def test_a_sharded_lora_teacher_trains_its_adapters_as_one_process_does(llama, d
 
 
 @pytest.mark.parametrize("where", [TWO, SHARDED], ids=["ddp", "fsdp"])
-def test_the_meter_charges_every_process_and_stops_them_together_at_the_money_limit(llama, data, tmp_path, where):
-    full, records = launch_training(_job(llama, data, tmp_path / "full", price=per_example), where)
+def test_the_meter_charges_every_process_and_stops_them_together_at_the_money_limit(llama, data, full, tmp_path,
+                                                                                     where):
+    _, whole, records = full(where)
     assert len(records) == 2 and all(r.examples > 0 and r.seconds > 0 for r in records)
     assert sum(r.examples for r in records) == 2 * len(data[0])  # two epochs, each row once per epoch
     assert sum(r.cost_micro for r in records) == 2 * len(data[0])  # both processes are charged
@@ -137,7 +154,7 @@ def test_the_meter_charges_every_process_and_stops_them_together_at_the_money_li
     done, records = launch_training(_job(llama, data, tmp_path / "half", price=per_example), where,
                                     limit_micro=len(data[0]), more_money=lambda m: asked.append(m) or m)
     assert asked and done.stopped == "completed" and done.steps == done.total_steps
-    np.testing.assert_allclose(done.losses, full.losses, atol=TOLERANCE)
+    np.testing.assert_allclose(done.losses, whole.losses, atol=TOLERANCE)
 
 
 def _launch_and_kill(launcher: str, job, tmp_path: Path, ready, where: Processes = TWO) -> None:
