@@ -54,11 +54,11 @@ def data():
 
 @pytest.fixture(scope="module")
 def alone(llama, data):
-    """The one-process training the two-process ones are compared with: its result and trained weights."""
+    """The one-process training the two-process ones are compared with: its result and trained model."""
     texts, y, dev = data
     one = load_classifier(str(llama), list(LABELS), seed=0)
     result = train(one.model, one.tokenizer, texts, y, label_names=LABELS, config=_config(), dev=dev)
-    return result, one.model.state_dict()
+    return result, one.model
 
 
 @pytest.fixture(scope="module")
@@ -92,22 +92,22 @@ per_example = operator.attrgetter("examples")
 
 
 def test_two_processes_follow_the_one_process_loss_curve_and_save_the_same_model(alone, full):
-    (single, weights), (out, result, _) = alone, full(TWO)
+    (single, model), (out, result, _) = alone, full(TWO)
 
     assert result.steps == single.steps == result.total_steps
     np.testing.assert_allclose(result.losses, single.losses, atol=TOLERANCE)
     assert result.best_dev == pytest.approx(single.best_dev)
     saved = load_classifier(str(out), list(LABELS), seed=0)  # the main process wrote the folder
-    for name, weight in weights.items():
+    for name, weight in model.state_dict().items():
         torch.testing.assert_close(saved.model.state_dict()[name], weight, atol=1e-4, rtol=1e-3)
 
 
 def test_sharded_processes_each_hold_half_the_weights_and_follow_the_one_process_curve(llama, data, alone, full):
-    (single, weights), (out, result, _) = alone, full(SHARDED)
+    (single, model), (out, result, _) = alone, full(SHARDED)
 
     np.testing.assert_allclose(result.losses, single.losses, atol=TOLERANCE)
     assert result.best_dev == pytest.approx(single.best_dev)
-    total = sum(w.numel() for w in weights.values())
+    total = sum(p.numel() for p in model.parameters())
     lines = re.findall(r"\[rank(\d+)\] attempt \d+: fsdp: this process holds ([\d,]+) of ([\d,]+) weights",
                        (out / "launch" / "launch.log").read_text())
     # torchrun starts the processes again if one is lost (a busy machine), so a rank may print more than
@@ -117,7 +117,7 @@ def test_sharded_processes_each_hold_half_the_weights_and_follow_the_one_process
     assert all(h < 0.55 * total for h, _ in held.values())  # each about half, not all
     assert sum(h for h, _ in held.values()) == total  # and together all of it, once
     saved = load_classifier(str(out), list(LABELS), seed=0)  # gathered into one model folder
-    for name, weight in weights.items():
+    for name, weight in model.state_dict().items():
         torch.testing.assert_close(saved.model.state_dict()[name], weight, atol=1e-4, rtol=1e-3)
     again, _ = launch_training(_job(llama, data, out, price=per_example), SHARDED)  # finished: loaded, not trained
     assert again.steps == result.steps and again.best_dev == result.best_dev
