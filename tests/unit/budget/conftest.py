@@ -16,7 +16,6 @@ class ReferenceRun:
     """An uninterrupted run of the tiny project: its command (without ``--run-dir``), its folder, and the
     failpoints it reached in order, as (name, round)."""
 
-    project: Path
     args: tuple[str, ...]
     run_dir: Path
     sequence: tuple[tuple[str, str], ...]
@@ -35,4 +34,4 @@ def adaptive_reference(tmp_path_factory) -> ReferenceRun:
     args = ("--config", str(project), "--spend", "40", "--policy", "adaptive", "--seed", "0", "--quiet")
     whole = root / "whole"
     sequence = reference_run([*args, "--run-dir", str(whole)], root / "points.log")
-    return ReferenceRun(project, args, whole, tuple(sequence))
+    return ReferenceRun(args, whole, tuple(sequence))
