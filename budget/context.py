@@ -25,6 +25,7 @@ from connectors.base import Clock, Connector
 from modeling.infer import evaluate, predict_logits
 from modeling.lora import with_lora
 from modeling.meter import Meter, PhaseRecord
+from modeling.metrics import Scores
 from modeling.metrics import score as score_predictions
 from modeling.models import LoadedModel, load_classifier
 from modeling.train import TrainConfig
@@ -124,15 +125,21 @@ class RunContext:
         """Dev score (metered, decisions use it) with the dev predictions, and, in simulation, test scores
         (reports only)."""
         _, (_, dev_y) = snap.train_dev()
-        kw = dict(max_length=self.config.models.max_length, progress=False)
         pred = self.dev_predictions(model, snap, meter)
         dev = score_predictions(dev_y, pred, self.pool.labels)
         out = {"dev": dev.get(self.config.task.metric), "dev_accuracy": dev.accuracy, "dev_macro_f1": dev.macro_f1,
                "dev_items": len(dev_y), "dev_pred": [int(p) for p in pred]}
-        if len(self.split.test):
-            test_texts = [self.pool.texts[i] for i in self.split.test]
-            test = evaluate(model.model, model.tokenizer, test_texts, self.pool.gold[self.split.test],
-                            self.pool.labels, **kw)  # not metered: the test set exists only in simulation
+        test = self.test_scores(model)
+        if test is not None:
             out.update(test=test.get(self.config.task.metric), test_accuracy=test.accuracy,
                        test_macro_f1=test.macro_f1)
         return out
+
+    def test_scores(self, model: LoadedModel) -> Scores | None:
+        """The model's scores on the simulated test set (reports and studies only: not metered, never read by a
+        decision), or None outside a simulation."""
+        if not len(self.split.test):
+            return None
+        texts = [self.pool.texts[i] for i in self.split.test]
+        return evaluate(model.model, model.tokenizer, texts, self.pool.gold[self.split.test], self.pool.labels,
+                        max_length=self.config.models.max_length, progress=False)

@@ -46,7 +46,7 @@ from modeling.meter import PhaseRecord
 from modeling.models import LoadedModel, load_classifier
 from modeling.train import SoftTargets, TrainConfig, train
 
-__all__ = ["run_distill", "teacher_proba"]
+__all__ = ["round_soft_targets", "run_distill", "teacher_proba"]
 
 
 def run_distill(ctx: RunContext, rnd: int, decision: Decision, snap: Snapshot) -> RoundSummary:
@@ -252,6 +252,16 @@ def teacher_proba(ctx: RunContext, candidates: np.ndarray) -> np.ndarray | None:
             out[rows] = softmax(logits[src])
         return out
     return None
+
+
+def round_soft_targets(ctx: RunContext, rnd: int) -> SoftTargets | None:
+    """The soft targets distillation round ``rnd``'s student was distilled from (its teachers' mean logits on the
+    pool items they soft-labelled), read back from the round's files; None when they are no longer on disk."""
+    labelled = _soft_label_steps(ctx, rnd)
+    if not labelled:
+        return None
+    logits, items = _averaged(labelled)
+    return SoftTargets([ctx.pool.texts[i] for i in items], logits)
 
 
 def _soft_label_steps(ctx: RunContext, rnd: int) -> list[dict]:

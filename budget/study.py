@@ -16,6 +16,12 @@ A study file (TOML) names the grid; project paths are taken from its folder::
     budgets = ["10", "25", "50"]        # dollars, as strings: money is never a binary float
     seeds = [0, 1]
     regimes = ["cheap", "paper"]         # cheap | batch | several | paper (budget/regimes.py)
+    student_seeds = 4                    # optional: each cell's final student trained with 4 seeds (default 1)
+
+With ``student_seeds`` above one, each finished cell's final student is trained again with that many
+training seeds on the same data (:mod:`budget.study_reseed`: a student on a hundred labels moves by 1-2
+points with its seed alone), and the summary compares policies on the mean where every cell of a task x
+regime x budget has one.
 
 ``python -m budget.study --quick`` needs no file: it writes a tiny task and tiny models into the
 study folder and runs a small grid in a minute or two. ``--ray ADDRESS`` runs the cells as tasks on a
@@ -66,6 +72,7 @@ class Study:
     seeds: tuple[int, ...]
     regimes: tuple[str, ...]
     out: Path
+    student_seeds: int = 1
 
     def __post_init__(self) -> None:
         for name in self.policies:
@@ -75,12 +82,15 @@ class Study:
                 raise ValueError(f"Unknown regime {name!r} in [study] regimes; choose {', '.join(REGIMES)}.")
         for budget in self.budgets:
             parse_usd(budget, positive=True)
+        if isinstance(self.student_seeds, bool) or not isinstance(self.student_seeds, int) or self.student_seeds < 1:
+            raise ValueError(f"[study] student_seeds must be an int >= 1 (training seeds of each cell's final "
+                             f"student); got {self.student_seeds!r}.")
         if not (self.projects and self.policies and self.budgets and self.seeds and self.regimes):
             raise ValueError("[study] needs at least one each of projects, policies, budgets, seeds and regimes.")
 
     def cells(self, tasks: dict[Path, str]) -> list[Cell]:
         """Every cell, in the order they run (all policies of a seed together, cheap budgets first)."""
-        return [Cell(tasks[p], p, regime, budget, seed, policy)
+        return [Cell(tasks[p], p, regime, budget, seed, policy, self.student_seeds)
                 for p in self.projects for regime in self.regimes
                 for budget in sorted(self.budgets, key=lambda b: parse_usd(b)) for seed in self.seeds
                 for policy in self.policies]
@@ -97,7 +107,7 @@ def load_study(path: str | Path, out: str | Path | None = None) -> Study:
         raise ConfigError(f"Study file '{path}' is not valid TOML: {exc}.") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"Study file '{path}' has no [study] table.")
-    allowed = {"projects", "policies", "budgets", "seeds", "regimes", "out"}
+    allowed = {"projects", "policies", "budgets", "seeds", "regimes", "out", "student_seeds"}
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise ConfigError(f"Unknown key(s) {unknown} in [study] of {path}; allowed: {', '.join(sorted(allowed))}.")
@@ -106,7 +116,8 @@ def load_study(path: str | Path, out: str | Path | None = None) -> Study:
                      policies=tuple(raw.get("policies", ["annotate", "distill", "split:0.5", "adaptive"])),
                      budgets=tuple(str(b) for b in raw.get("budgets", [])), seeds=tuple(raw.get("seeds", [0])),
                      regimes=tuple(raw.get("regimes", ["cheap"])),
-                     out=Path(out or path.parent / raw.get("out", path.stem)))
+                     out=Path(out or path.parent / raw.get("out", path.stem)),
+                     student_seeds=raw.get("student_seeds", 1))
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{exc} ({path})") from exc
 

@@ -13,7 +13,7 @@ import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from budget.config import ProjectConfig
@@ -24,6 +24,7 @@ from budget.money import parse_usd
 from budget.phase_cache import PhaseCache
 from budget.records import RoundRecord
 from budget.round_records import best_round, compute_steps
+from budget.study_reseed import reseeded_tests
 from modeling.meter import PhaseRecord
 
 __all__ = [
@@ -41,6 +42,7 @@ class Cell:
     budget: str
     seed: int
     policy: str
+    student_seeds: int = 1  # the final student trained with this many seeds (budget/study_reseed.py)
 
     @property
     def folder(self) -> str:
@@ -73,6 +75,9 @@ class CellResult:
     # round: what the choice of the run's output (its best student on dev) saw, so that another choice can be
     # replayed from cell.json alone (the ledger is not kept in git); empty in cells run before 2026-11-30
     scores: tuple[tuple[int, str, int, float | None, int | None, float | None, float | None], ...] = ()
+    # the final student's test score trained with each of the study's student seeds, the run's own first
+    # (budget/study_reseed.py); empty with one seed, or where the final student could not be trained again
+    final_tests: tuple[float, ...] = ()
 
     @property
     def spent_micro(self) -> int:
@@ -111,6 +116,8 @@ def phase_cache(shared: Path) -> PhaseCache:
 def run_cell(cell: Cell, config: ProjectConfig, run_dir: Path, shared: Path) -> CellResult:
     """Run (or resume) one cell to the end of its budget and read what it bought from its ledger.
 
+    With ``cell.student_seeds`` above one, the final student is then trained again with that many seeds
+    (:func:`budget.study_reseed.reseeded_tests`, ``CellResult.final_tests``).
     ``shared`` holds what cells share: finished compute steps (``phase-cache``) and joined models. A
     finished cell keeps its ledger and report; its models and soft labels (hundreds of MB, never read
     again: the phase cache keeps what other cells reuse) are removed.
@@ -123,7 +130,9 @@ def run_cell(cell: Cell, config: ProjectConfig, run_dir: Path, shared: Path) -> 
         controller.set_budget(parse_usd(cell.budget, positive=True))
         controller.run()
         controller.report()
-        result = cell_result(cell, controller.ledger, config, time.monotonic() - started)
+        reseeded = reseeded_tests(controller.ctx, cell.student_seeds) if cell.student_seeds > 1 else ()
+        result = replace(cell_result(cell, controller.ledger, config, time.monotonic() - started),
+                         final_tests=reseeded)
     finally:
         controller.close()
     for folder in (run_dir / "models", run_dir / "cache"):
@@ -161,6 +170,7 @@ def read_result(path: Path) -> CellResult:
     raw["curve"] = tuple(tuple(p) for p in raw["curve"])
     raw["estimates"] = tuple(tuple(e) for e in raw["estimates"])
     raw["scores"] = tuple(tuple(s) for s in raw.get("scores", ()))
+    raw["final_tests"] = tuple(raw.get("final_tests", ()))
     return CellResult(**raw)
 
 

@@ -21,7 +21,7 @@ __all__ = ["COLUMNS", "read_results", "summary_markdown", "write_outputs"]
 
 COLUMNS = ("task", "regime", "budget", "seed", "policy", "spent_annotate_usd", "spent_distill_usd",
            "spent_baseline_usd", "unspent_usd", "rounds", "final_test", "picked_test", "wall_seconds", "flops",
-           "flops_saved", "curve", "estimates")
+           "flops_saved", "curve", "estimates", "final_tests")
 
 
 def _usd(micro: int) -> str:
@@ -41,7 +41,8 @@ def write_outputs(results: Sequence, out: Path, scales: dict) -> dict[str, Path]
                         _usd(r.spent_distill_micro), _usd(r.spent_baseline_micro), _usd(r.unspent_micro), r.rounds,
                         "" if r.final_test is None else f"{r.final_test:.4f}",
                         "" if r.picked_test is None else f"{r.picked_test:.4f}", f"{r.wall_seconds:.1f}",
-                        f"{r.flops:.4g}", f"{r.flops_saved:.4g}", json.dumps(d["curve"]), json.dumps(d["estimates"])])
+                        f"{r.flops:.4g}", f"{r.flops_saved:.4g}", json.dumps(d["curve"]), json.dumps(d["estimates"]),
+                        json.dumps([round(t, 4) for t in r.final_tests])])
     rows = read_results(paths["csv"])
     paths["summary"].write_text(summary_markdown(rows, scales))
     if rows:
@@ -63,6 +64,7 @@ def read_results(path: Path) -> list[dict[str, Any]]:
                 row[key] = float(raw[key])
             row["curve"] = [tuple(p) for p in json.loads(raw["curve"])]
             row["estimates"] = [tuple(e) for e in json.loads(raw["estimates"])]
+            row["final_tests"] = json.loads(raw.get("final_tests") or "[]")
             rows.append(row)
     return rows
 
@@ -108,7 +110,11 @@ def summary_markdown(rows: list[dict[str, Any]], scales: dict) -> str:
     regrets = []
     for (task, regime, budget), group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1],
                                                                                 parse_usd(kv[0][2]))):
+        group, reseeded = _reseeded(group)
         by_policy, note = _on_common_seeds(group)
+        if reseeded:
+            note += [f"Final students' test scores here are each the mean of {reseeded} training seeds (the run's "
+                     "own and others on the same data: budget/study_reseed.py), not one training's.", ""]
         targets = {r["seed"]: r["final_test"] for r in by_policy.get("annotate", []) if r["final_test"] is not None}
         lines += [f"## {task}, {regime} compute, ${budget}", "", *note,
                   "| policy | test | picked by dev | spent on labels | on compute | unspent | rounds | "
@@ -173,6 +179,16 @@ def summary_markdown(rows: list[dict[str, Any]], scales: dict) -> str:
         lines += [""]
     lines += _estimate_lines(rows) + _cost_lines(rows, scales)
     return "\n".join(lines) + "\n"
+
+
+def _reseeded(group: list[dict]) -> tuple[list[dict], int]:
+    """The cells of one task x regime x budget with each final test score replaced by the mean over its training
+    seeds, and the fewest seeds a cell has, where every cell has at least two (policies are compared on the same
+    footing); else the cells as they are and 0."""
+    counts = [len(r.get("final_tests") or ()) for r in group]
+    if not counts or min(counts) < 2:
+        return group, 0
+    return [{**r, "final_test": statistics.fmean(r["final_tests"])} for r in group], min(counts)
 
 
 def _on_common_seeds(group: list[dict]) -> tuple[dict[str, list[dict]], list[str]]:

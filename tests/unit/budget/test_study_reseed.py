@@ -1,0 +1,49 @@
+"""A study's final students trained again with other seeds: the run's own is reproduced, the summary uses the mean."""
+
+import statistics
+
+import pytest
+
+from budget.config import ConfigError
+from budget.study import Study, load_study, run_study
+from budget.study_report import read_results
+from budget.tiny import write_tiny_project
+
+
+@pytest.fixture(scope="module")
+def reseeded(tmp_path_factory):
+    root = tmp_path_factory.mktemp("reseed")
+    project = write_tiny_project(root / "task", n=400, overrides={
+        "split": {"seed_size": 60, "test_size": 120}, "prices": {"per_label": "0.10"},
+        "annotation": {"batch_size": 25}, "policy": {"teacher_ensemble": 1}})
+    study = Study(projects=(project,), policies=("annotate", "distill", "adaptive"), budgets=("8",), seeds=(0,),
+                  regimes=("cheap",), out=root / "study", student_seeds=3)
+    return study, run_study(study, progress=False)
+
+
+def test_each_final_student_is_trained_with_every_seed_and_the_run_s_own_comes_first(reseeded):
+    _, results = reseeded
+    assert {r.policy for r in results} == {"annotate", "distill", "adaptive"}
+    for r in results:
+        assert len(r.final_tests) == 3, r.policy
+        # the first is the run's own student trained again with the run's seed on the same data: the same model
+        assert r.final_tests[0] == pytest.approx(r.final_test, abs=1e-9), r.policy
+        assert all(0.0 <= t <= 1.0 for t in r.final_tests)
+
+
+def test_the_summary_compares_policies_on_the_mean_over_training_seeds(reseeded):
+    study, results = reseeded
+    rows = read_results(study.out / "results.csv")
+    assert {r["policy"]: r["final_tests"] for r in rows} == {
+        r.policy: [round(t, 4) for t in r.final_tests] for r in results}
+    summary = (study.out / "summary.md").read_text()
+    assert "each the mean of 3 training seeds" in summary
+    for r in results:  # one seed: the table's mean is that cell's mean over its training seeds
+        assert f"| {r.policy} | {100 * statistics.fmean(r.final_tests):.1f} ± 0.0 |" in summary
+
+
+def test_student_seeds_below_one_is_a_one_line_error_naming_the_key(tmp_path):
+    path = tmp_path / "study.toml"
+    path.write_text('[study]\nprojects = ["p.toml"]\nbudgets = ["10"]\nstudent_seeds = 0\n')
+    with pytest.raises(ConfigError, match=r"^\[study\] student_seeds must be an int >= 1 .*got 0\."):
+        load_study(path)
