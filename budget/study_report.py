@@ -110,12 +110,14 @@ def summary_markdown(rows: list[dict[str, Any]], scales: dict) -> str:
     regrets = []
     for (task, regime, budget), group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1],
                                                                                 parse_usd(kv[0][2]))):
+        # the dollars to reach annotate-only's score read one training's curve: its target is one training's too
+        targets = {r["seed"]: r["final_test"] for r in group
+                   if r["policy"] == "annotate" and r["final_test"] is not None}
         group, reseeded = _reseeded(group)
         by_policy, note = _on_common_seeds(group)
         if reseeded:
             note += [f"Final students' test scores here are each the mean of {reseeded} training seeds (the run's "
                      "own and others on the same data: budget/study_reseed.py), not one training's.", ""]
-        targets = {r["seed"]: r["final_test"] for r in by_policy.get("annotate", []) if r["final_test"] is not None}
         lines += [f"## {task}, {regime} compute, ${budget}", "", *note,
                   "| policy | test | picked by dev | spent on labels | on compute | unspent | rounds | "
                   "$ to annotate-only |", "|---|---|---|---|---|---|---|---|"]
