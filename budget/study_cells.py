@@ -117,12 +117,16 @@ def run_cell(cell: Cell, config: ProjectConfig, run_dir: Path, shared: Path) -> 
     """Run (or resume) one cell to the end of its budget and read what it bought from its ledger.
 
     With ``cell.student_seeds`` above one, the final student is then trained again with that many seeds
-    (:func:`budget.study_reseed.reseeded_tests`, ``CellResult.final_tests``).
+    (:func:`budget.study_reseed.reseeded_tests`, ``CellResult.final_tests``); the run keeps every model
+    until then (``[models] keep = "all"``), so a student refined by labels after a distillation is trained
+    again from the student it started from.
     ``shared`` holds what cells share: finished compute steps (``phase-cache``) and joined models. A
     finished cell keeps its ledger and report; its models and soft labels (hundreds of MB, never read
     again: the phase cache keeps what other cells reuse) are removed.
     """
     started = time.monotonic()
+    if cell.student_seeds > 1:  # a refined final student is trained again from the one it was refined from
+        config = config.replace(models={"keep": "all"})  # which pruning would remove (they go with the cell)
     controller = Controller(config, run_dir, seed=cell.seed, policy=cell.policy, progress=False, say=lambda _: None,
                             phase_cache=phase_cache(shared), model_cache_dir=shared / ".model-cache")
     try:

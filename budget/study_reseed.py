@@ -39,8 +39,10 @@ def reseeded_tests(ctx: RunContext, n_seeds: int) -> tuple[float, ...]:
     The final student is the last finished round's with a test score (the study's ``final_test``). It is
     trained again from its round's data: the labels and dev set of the run's last snapshot (which must hold
     as many labels as that round's student saw), the round's soft targets for a distilled student, and the
-    distilled student it started from for one that later labels refined. Where those are gone (a pruned
-    start, soft labels removed) nothing is trained.
+    distilled student it started from for one that later labels refined (only that last training is done again:
+    the start keeps the luck of its own; a study cell keeps every model until then, see
+    :func:`budget.study_cells.run_cell`). Where those are gone (a pruned start, soft labels removed) nothing
+    is trained.
     """
     final = _final_round(ctx)
     if final is None or n_seeds < 1:

@@ -4,10 +4,14 @@ import statistics
 
 import pytest
 
-from budget.config import ConfigError
+from budget.config import ConfigError, load_config
+from budget.controller import Controller
+from budget.money import to_micro
 from budget.study import Study, load_study, run_study
 from budget.study_report import read_results
+from budget.study_reseed import reseeded_tests
 from budget.tiny import write_tiny_project
+from tests.utils.scripted import RefineScript
 
 
 @pytest.fixture(scope="module")
@@ -47,3 +51,23 @@ def test_student_seeds_below_one_is_a_one_line_error_naming_the_key(tmp_path):
     path.write_text('[study]\nprojects = ["p.toml"]\nbudgets = ["10"]\nstudent_seeds = 0\n')
     with pytest.raises(ConfigError, match=r"^\[study\] student_seeds must be an int >= 1 .*got 0\."):
         load_study(path)
+
+
+@pytest.mark.parametrize("keep", ["all", 1])
+def test_a_refined_final_student_is_trained_again_from_the_student_it_started_from(tmp_path, keep):
+    # labels, a distillation, labels that refine it: the final student started from the distilled one. A study
+    # cell with student_seeds keeps every model (keep = "all") so that start is still there to train from;
+    # with the default keep it is pruned and the cell keeps its one training.
+    project = write_tiny_project(tmp_path / "task", overrides={
+        "split": {"test_size": 120}, "models": {"keep": keep}})
+    with Controller(load_config(project), tmp_path / "run", progress=False, say=lambda _: None) as run:
+        run.policy = RefineScript()
+        run.fund(to_micro("40"))
+        run.run()
+        final = [r for r in run.ledger.rounds() if r.state == "done"][-1]
+        assert final.summary.refined
+        tests = reseeded_tests(run.ctx, 2)
+    if keep == 1:
+        assert tests == ()
+    else:
+        assert len(tests) == 2 and tests[0] == pytest.approx(final.summary.test, abs=1e-9)
