@@ -2,11 +2,13 @@
 
 Cells of a study repeat each other's work: the round-0 student of a seed is the same for every
 policy and budget, and a teacher fine-tuned on the same labels is the same teacher. A step's key
-hashes everything that fixes its outcome (the model it starts from, its training and dev data, its
-soft targets, its settings and seed); a finished step stores its result, its metered phase records
-and its model folder under ``<root>/<key>/``. A cell that meets the same key copies the model
-(hard links where the file system allows) and is charged what the phases cost when they ran, so its
-ledger is what an independent run would show; the FLOPs that did not run are counted as saved.
+hashes everything that fixes its outcome: the model it starts from, its training and dev data, its
+soft targets, its settings and seed, and the source of the code that computes it (:data:`CODE_FILES`:
+a cache filled before the training code changed is not served to cells run after the change). A
+finished step stores its result, its metered phase records and its model folder under ``<root>/<key>/``.
+A cell that meets the same key copies the model (hard links where the file system allows) and is
+charged what the phases cost when they ran, so its ledger is what an independent run would show; the
+FLOPs that did not run are counted as saved.
 
 Outside a study there is no shared cache, and nothing is charged for work that did not run.
 
@@ -19,6 +21,7 @@ are never removed. Model files hard-linked from run folders stay on disk until t
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -31,7 +34,22 @@ import numpy as np
 
 from modeling.meter import PhaseRecord
 
-__all__ = ["CachedStep", "PhaseCache", "data_fingerprint", "folder_digest"]
+__all__ = ["CODE_FILES", "CachedStep", "PhaseCache", "code_digest", "data_fingerprint", "folder_digest"]
+
+#: the source files whose code fixes a step's outcome: the modeling package (training, inference, models)
+#: and the steps that call it
+CODE_FILES: tuple[Path, ...] = (*sorted((Path(__file__).resolve().parents[1] / "modeling").glob("*.py")),
+                                Path(__file__).resolve().parent / "steps.py")
+
+
+@functools.cache
+def code_digest(files: tuple[Path, ...] = CODE_FILES) -> str:
+    """A short hash of ``files``' source, read once per process: part of every step's key."""
+    h = hashlib.blake2b(digest_size=16)
+    for f in files:
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
 
 
 def data_fingerprint(texts: list, labels: np.ndarray | None = None) -> str:
@@ -91,7 +109,9 @@ class PhaseCache:
 
     @staticmethod
     def key(**parts: Any) -> str:
-        """The key of a step from everything that fixes its outcome (JSON-able values)."""
+        """The key of a step from everything that fixes its outcome (JSON-able values) and the code that
+        computes it (:func:`code_digest`)."""
+        parts = {**parts, "code": code_digest()}
         return hashlib.blake2b(json.dumps(parts, sort_keys=True, default=str).encode(), digest_size=16).hexdigest()
 
     def get(self, key: str) -> CachedStep | None:

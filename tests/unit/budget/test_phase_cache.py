@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from budget import phase_cache
 from budget.phase_cache import PhaseCache
 from budget.steps import cached
 from modeling.meter import PhaseRecord
@@ -104,3 +105,22 @@ def test_a_pruned_step_is_a_cache_miss_and_runs_again(tmp_path):
     assert cache.prune(0) > 0 and not any(cache.root.iterdir())
     assert step() == ({"n_labels": 10}, [RECORD]) and len(runs) == 2  # a miss: computed again, no error
     assert step()[0]["reused_flops"] == 5.0 and len(runs) == 2  # and stored again
+
+
+def test_a_step_computed_by_other_training_code_is_a_cache_miss(tmp_path, monkeypatch):
+    # a study folder's cache outlives code changes: a training recipe changed since a step was stored must
+    # train again, not serve the old recipe's model to the cells run after the change
+    train = tmp_path / "train.py"
+    train.write_text("EPOCHS = 4\n")
+    digest = phase_cache.code_digest.__wrapped__  # read the file every time (a process reads it once)
+    monkeypatch.setattr(phase_cache, "code_digest", lambda: digest((train,)))
+    key = PhaseCache.key(model="student", data="abc", seed=0)
+    assert PhaseCache.key(model="student", data="abc", seed=0) == key  # the same step, the same code
+    train.write_text("EPOCHS = 5\n")
+    assert PhaseCache.key(model="student", data="abc", seed=0) != key
+
+
+def test_the_code_digest_covers_the_training_code():
+    names = {f.name for f in phase_cache.CODE_FILES}
+    assert {"train.py", "infer.py", "models.py", "steps.py"} <= names
+    assert all(f.exists() for f in phase_cache.CODE_FILES)
