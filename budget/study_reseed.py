@@ -23,6 +23,7 @@ from budget.context import RunContext
 from budget.distill_round import round_soft_targets
 from budget.records import RoundRecord
 from budget.round_records import compute_steps
+from modeling.meter import Meter
 from modeling.models import load_classifier
 from modeling.train import train
 
@@ -42,7 +43,9 @@ def reseeded_tests(ctx: RunContext, n_seeds: int) -> tuple[float, ...]:
     distilled student it started from for one that later labels refined (only that last training is done again:
     the start keeps the luck of its own; a study cell keeps every model until then, see
     :func:`budget.study_cells.run_cell`). Where those are gone (a pruned start, soft labels removed) nothing
-    is trained.
+    is trained. A student whose training the run stopped at its money limit (a last distillation that got
+    less than it needed) is trained again with the same money, priced as the run priced it, so each seed
+    stops where the run's did: the run bought a cut-short training, and that is what the study scores.
     """
     final = _final_round(ctx)
     if final is None or n_seeds < 1:
@@ -55,6 +58,8 @@ def reseeded_tests(ctx: RunContext, n_seeds: int) -> tuple[float, ...]:
     if (final.arm == "distill" and soft is None) or (final.summary.refined and start is None):
         return ()
     (texts, ys), dev = snap.train_dev()
+    role, phase = ("distill", "student_distill") if soft else ("student", "student_finetune")
+    limit = _money_it_stopped_at(ctx, final.round, phase, ctx.train_config(role).batch_size)
     folder = ctx.run_dir / "models" / "reseed"
     scores = []
     for j in range(n_seeds):
@@ -62,14 +67,25 @@ def reseeded_tests(ctx: RunContext, n_seeds: int) -> tuple[float, ...]:
         model = ctx.fresh("student", seed) if start is None else load_classifier(start, ctx.pool.labels, seed=seed)
         shutil.rmtree(folder, ignore_errors=True)  # a killed study's half-trained model would resume otherwise
         train(model.model, model.tokenizer, texts, ys, label_names=ctx.pool.labels, dev=dev, soft=soft,
-              config=ctx.train_config("distill" if soft else "student", seed), out_dir=folder,
-              phase_name="student_distill" if soft else "student_finetune", keep_start=start is not None)
+              config=ctx.train_config(role, seed), out_dir=folder, phase_name=phase, keep_start=start is not None,
+              meter=None if limit is None else Meter(price=ctx.pricer.price), limit_micro=limit)
         test = ctx.test_scores(model)
         if test is None:
             return ()
         scores.append(test.get(ctx.config.task.metric))
     shutil.rmtree(folder, ignore_errors=True)
     return tuple(scores)
+
+
+def _money_it_stopped_at(ctx: RunContext, rnd: int, phase: str, batch_size: int) -> int | None:
+    """Where round ``rnd``'s student training stopped at its money limit (the run's last distillation got less
+    than it needed), a limit that stops a training on the same data at the same step: what the run's training
+    cost plus half a step (it stops before a step projected to pass it). None when it was not stopped so."""
+    step = next((s for s in compute_steps(ctx.ledger, rnd) if "student" in s), None)
+    if step is None or step.get("stopped") != "budget":
+        return None
+    run = next(p for p in step["phases"] if p["name"] == phase)
+    return run["cost_micro"] + run["cost_micro"] * batch_size // (2 * max(1, run["examples"]))
 
 
 def _final_round(ctx: RunContext) -> RoundRecord | None:

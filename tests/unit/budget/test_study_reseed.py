@@ -4,13 +4,16 @@ import statistics
 
 import pytest
 
+from budget import study_reseed
 from budget.config import ConfigError, load_config
 from budget.controller import Controller
 from budget.money import to_micro
+from budget.policy import Decision, Policy, PolicyState
 from budget.study import Study, load_study, run_study
 from budget.study_report import read_results
 from budget.study_reseed import reseeded_tests
 from budget.tiny import write_tiny_project
+from modeling.train import train
 from tests.utils.scripted import RefineScript
 
 
@@ -71,3 +74,39 @@ def test_a_refined_final_student_is_trained_again_from_the_student_it_started_fr
         assert tests == ()
     else:
         assert len(tests) == 2 and tests[0] == pytest.approx(final.summary.test, abs=1e-9)
+
+
+class _DistillAllThatIsLeft(Policy):
+    """The baseline, then one distillation given all the money left, which falls short of what it needs."""
+
+    def decide(self, state: PolicyState) -> Decision:
+        if [r.arm for r in state.rounds] == ["baseline"]:
+            d = self._distill(state, state.available_micro, "a distillation")
+            return Decision("distill", d.n_items, state.available_micro, d.reason, d.estimates, d.teachers)
+        return Decision("stop", reason="done")
+
+
+def test_a_final_student_the_money_cut_short_is_trained_again_with_the_same_money(tmp_path, monkeypatch):
+    # the run's last distillation ran out of money part-way through the student's training: the run bought
+    # that cut-short student, so each seed is stopped where the run's was, not trained to the end
+    trainings = []
+
+    def recorded(*args, **kwargs):
+        trainings.append(train(*args, **kwargs))
+        return trainings[-1]
+
+    monkeypatch.setattr(study_reseed, "train", recorded)
+    project = write_tiny_project(tmp_path / "task", overrides={
+        "split": {"test_size": 120}, "policy": {"teacher_ensemble": 1}})
+    with Controller(load_config(project), tmp_path / "run", progress=False, say=lambda _: None) as run:
+        run.policy = _DistillAllThatIsLeft()
+        run.fund(650)  # micro-dollars: the baseline and the teacher, and part of the student's distillation
+        run.run()
+        final = [r for r in run.ledger.rounds() if r.state == "done"][-1]
+        student = run.ledger.step_result(f"round-{final.round}:student")
+        assert final.arm == "distill" and student["stopped"] == "budget"
+        tests = reseeded_tests(run.ctx, 2)
+    assert len(tests) == 2 and tests[0] == pytest.approx(final.summary.test, abs=1e-9)
+    assert [t.stopped for t in trainings] == ["budget", "budget"]
+    ran = next(p for p in student["phases"] if p["name"] == "student_distill")
+    assert trainings[0].phase.examples == ran["examples"]  # the run's own seed: the very same steps
