@@ -16,9 +16,15 @@ from budget.config import ProjectConfig, check_phase_scale
 from budget.prices import compute_cost, flop_cost
 from modeling.meter import PhaseRecord
 
-__all__ = ["ComputePricer", "CostModel"]
+__all__ = ["ComputePricer", "CostModel", "training_epochs"]
 
 _DEFAULT_FLOPS_PER_SECOND = {"cpu": 2e11, "mps": 2e12, "cuda": 1e14}  # effective training throughput guesses
+
+
+def training_epochs(n_items: int, epochs: int, min_steps: int, batch_size: int) -> int:
+    """The passes a training over ``n_items`` makes (:func:`modeling.train.train`'s rule): ``epochs``, more when
+    they make fewer than ``min_steps`` steps of ``batch_size``."""
+    return max(epochs, math.ceil(min_steps / max(1, math.ceil(n_items / batch_size))))
 
 
 def _price_kind(device: str, known: set[str]) -> str:
@@ -95,14 +101,10 @@ class CostModel:
     #: dynamic padding computes the longest item of each batch: about this many positions per real token
     padding_factor: float = 1.3
 
-    def _epochs(self, n_items: int, epochs: int) -> int:
-        # modeling.train's rule: ``epochs`` passes, more when they make fewer than ``min_steps`` steps
-        return max(epochs, math.ceil(self.min_steps / max(1, math.ceil(n_items / self.batch_size))))
-
     def _flops_train(self, params: int, n_items: int, epochs: int, *, part_of: int = 0) -> float:
         """``n_items`` items of a training over ``part_of`` items (default: those alone), whose size sets the
         epochs."""
-        epochs = self._epochs(part_of or n_items, epochs)
+        epochs = training_epochs(part_of or n_items, epochs, self.min_steps, self.batch_size)
         return 6.0 * params * self.tokens_per_item * self.padding_factor * n_items * epochs
 
     def _flops_student_distill(self, n_train: int, n_items: int) -> float:

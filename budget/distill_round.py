@@ -15,6 +15,7 @@ A lead approves compute above ``[policy] approve_compute_micro`` as they approve
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from budget.context import RunContext
+from budget.costs import training_epochs
 from budget.exceptions import AwaitingApproval, BatchNotFoundError
 from budget.ledger import Reservation
 from budget.policy import Decision
@@ -61,6 +63,7 @@ def run_distill(ctx: RunContext, rnd: int, decision: Decision, snap: Snapshot) -
     out = ctx.round_dir(rnd)
     items = snap.unlabeled_for_distill(decision.n_items, ctx.seed)
     texts = [ctx.pool.texts[i] for i in items]
+    student_need = _student_need(ctx, rnd, len(snap.train_dev()[0][1]), len(items))
     steps: list[dict] = []  # every compute step of the round so far, for its cost and time
     teacher_devs, labelled = [], []  # each finished teacher's dev score and soft-label step
     for member in range(max(1, decision.teachers)):
@@ -71,10 +74,13 @@ def run_distill(ctx: RunContext, rnd: int, decision: Decision, snap: Snapshot) -
         if t["stopped"] == "budget":
             break
         s = compute_step(ctx, rnd, f"round-{rnd}:soft_labels{teacher_suffix(member)}", res.id,
-                         _soft_label_step(ctx, rnd, out, items, texts, trained, member))
+                         _soft_label_step(ctx, rnd, out, items, texts, trained, member, student_need))
         steps.append(s)
         if s["n_items"] == 0:
             break
+        if member == 0 and s["n_items"] < len(items):
+            ctx.say(f"round {rnd}: the money left after the teacher pays for soft labels on {s['n_items']} of "
+                    f"{len(items)} items and the student's distillation on them; the student trains to its end.")
         teacher_devs.append(t.get("teacher_dev"))
         labelled.append(s)
     cost, seconds = sum(x["cost_micro"] for x in steps), sum(x["seconds"] for x in steps)
@@ -170,15 +176,41 @@ def _launched_teacher(ctx: RunContext, out: Path, cfg: TrainConfig, data: tuple[
     return {"stopped": result.stopped, "teacher_dev": result.best_dev, "processes": len(records)}, records
 
 
+def _student_need(ctx: RunContext, rnd: int, n_gold: int, n_planned: int) -> Callable[[int], int]:
+    """What the round's plan expects the student's distillation over ``n_gold`` labels and ``n`` soft rows to
+    cost, with its evaluations: the plan's estimate for ``n_planned`` soft rows scaled by rows x epochs.
+
+    The soft labels leave this much for the student: a teacher whose fine-tune ran over its estimate (its
+    early stopping landed later than in the rounds that corrected the estimate) then leaves the student
+    fewer soft rows to train on to the end, not all of them and a training the money cuts short (on MultiPIT
+    that student predicted one class). A plan without phase estimates (ledgers from before them) holds back
+    nothing."""
+    plan = next((r.plan for r in ctx.ledger.rounds() if r.round == rnd), None)
+    phases = plan.compute_estimate_phases if plan else {}
+    student = phases.get("student_distill", 0.0)
+    if not student:
+        return lambda n: 0
+    m = ctx.config.models
+
+    def rows_x_epochs(n: int) -> int:
+        rows = n_gold + n
+        return rows * training_epochs(rows, m.distill_epochs, m.min_steps, m.batch_size)
+
+    per = student / max(1, rows_x_epochs(n_planned))
+    return lambda n: math.ceil(per * rows_x_epochs(n) + 2 * phases.get("evaluation", 0.0))
+
+
 def _soft_label_step(ctx: RunContext, rnd: int, out: Path, items: np.ndarray, texts: list,
-                     trained: list[LoadedModel], member: int = 0) -> Work:
-    """Teacher ``member``'s logits on as many of ``texts`` (pool ``items``) as the money pays for (cached on
-    disk by content); which pool items they are is kept beside them for routing (:func:`teacher_proba`)."""
+                     trained: list[LoadedModel], member: int = 0,
+                     student_need: Callable[[int], int] = lambda n: 0) -> Work:
+    """Teacher ``member``'s logits on as many of ``texts`` (pool ``items``) as the money pays for, beside the
+    ``student_need`` of a distillation over them (cached on disk by content); which pool items they are is
+    kept beside them for routing (:func:`teacher_proba`)."""
     def work(limit: int, more_money: Callable[[int], int]) -> tuple[dict, list[PhaseRecord]]:
         folder = out / f"teacher{teacher_suffix(member)}"
         teacher = trained[-1] if trained else load_classifier(folder, ctx.pool.labels)
         cache_dir = ctx.phase_cache.root / "soft-labels" if ctx.phase_cache else ctx.run_dir / "cache"
-        n = _affordable_prefix(ctx, teacher, texts, limit, more_money)
+        n = _affordable_prefix(ctx, teacher, texts, limit, more_money, student_need)
         if n == 0:
             return {"n_items": 0, "stopped": "budget"}, []
         soft, phases = _soft_labels(ctx, folder, teacher, texts[:n], cache_dir)
@@ -212,8 +244,9 @@ def _soft_labels(ctx: RunContext, folder: Path, teacher: LoadedModel, texts: lis
 
 
 def _affordable_prefix(ctx: RunContext, teacher: LoadedModel, texts: list, limit: int,
-                       more_money: Callable[[int], int]) -> int:
-    """How many of ``texts`` the teacher can soft-label with the money held (extended while there is more).
+                       more_money: Callable[[int], int], after: Callable[[int], int] = lambda n: 0) -> int:
+    """How many of ``texts`` the teacher can soft-label with the money held (extended while there is more),
+    leaving ``after(n)`` for what follows a prefix of ``n`` (the student's distillation over it).
 
     The price of a prefix is computed as the meter will measure it: 2N FLOPs per padded position, with
     the batches :func:`modeling.infer.soft_labels` makes (length-sorted within chunks, padded to multiples of 8).
@@ -226,12 +259,15 @@ def _affordable_prefix(ctx: RunContext, teacher: LoadedModel, texts: list, limit
                      for s in range(0, n, CHUNK) for b in sorted_batches(lengths[s:min(n, s + CHUNK)], 64))
         return ctx.pricer.estimate(2.0 * teacher.n_params * padded, device, phase="soft_labels")
 
-    if cost(len(texts)) > limit:
-        limit += more_money(cost(len(texts)) - limit)
-    lo, hi = 0, len(texts)  # the largest n with cost(n) <= limit
+    def need(n: int) -> int:
+        return cost(n) + after(n)
+
+    if need(len(texts)) > limit:
+        limit += more_money(need(len(texts)) - limit)
+    lo, hi = 0, len(texts)  # the largest n with need(n) <= limit (need grows with n)
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        lo, hi = (mid, hi) if cost(mid) <= limit else (lo, mid - 1)
+        lo, hi = (mid, hi) if need(mid) <= limit else (lo, mid - 1)
     return lo
 
 
