@@ -26,6 +26,7 @@ from budget.context import RunContext
 from budget.costs import training_epochs
 from budget.exceptions import AwaitingApproval, BatchNotFoundError
 from budget.ledger import Reservation
+from budget.money import format_usd
 from budget.policy import Decision
 from budget.round_records import BatchPayload, RoundSummary, compute_steps, teacher_suffix
 from budget.snapshot import Snapshot
@@ -77,6 +78,10 @@ def run_distill(ctx: RunContext, rnd: int, decision: Decision, snap: Snapshot) -
                          _soft_label_step(ctx, rnd, out, items, texts, trained, member, student_need))
         steps.append(s)
         if s["n_items"] == 0:
+            if member == 0:
+                ctx.say(f"round {rnd}: the money left after the teacher does not cover the student's distillation "
+                        f"(estimated {format_usd(student_need(0))} with no soft labels): no student this round, "
+                        f"rather than one the money cuts off part-way; what is left goes back to the budget.")
             break
         if member == 0 and s["n_items"] < len(items):
             ctx.say(f"round {rnd}: the money left after the teacher pays for soft labels on {s['n_items']} of "
@@ -183,8 +188,9 @@ def _student_need(ctx: RunContext, rnd: int, n_gold: int, n_planned: int) -> Cal
     The soft labels leave this much for the student: a teacher whose fine-tune ran over its estimate (its
     early stopping landed later than in the rounds that corrected the estimate) then leaves the student
     fewer soft rows to train on to the end, not all of them and a training the money cuts short (on MultiPIT
-    that student predicted one class). A plan without phase estimates (ledgers from before them) holds back
-    nothing."""
+    that student predicted one class). Where the student's steps are set by ``min_steps`` (a small pool) fewer
+    rows do not make it cheaper: when even none leave it its estimate, no student is trained and the money left
+    goes back to the budget. A plan without phase estimates (ledgers from before them) holds back nothing."""
     plan = next((r.plan for r in ctx.ledger.rounds() if r.round == rnd), None)
     phases = plan.compute_estimate_phases if plan else {}
     student = phases.get("student_distill", 0.0)
