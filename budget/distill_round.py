@@ -9,7 +9,8 @@ was in. A teacher the money stops leaves the average to the teachers before it.
 With ``[compute]`` processes or machines above one, the teacher's fine-tune and its soft labels run in
 that many processes (:mod:`modeling.launch`). The round's compute steps share one reservation of twice the policy's
 FLOP estimate (as far as the money allows); each phase stops at what the reservation holds and asks for
-more before it stops.
+more before it stops. The soft labels leave the student's estimated distillation its money: a teacher that
+ran over its estimate costs the student soft rows, not the end of its training.
 A lead approves compute above ``[policy] approve_compute_micro`` as they approve annotation batches.
 """
 
