@@ -79,7 +79,7 @@ def run_distill(ctx: RunContext, rnd: int, decision: Decision, snap: Snapshot) -
                          _soft_label_step(ctx, rnd, out, items, texts, trained, member, student_need))
         steps.append(s)
         if s["n_items"] == 0:
-            if member == 0:
+            if member == 0 and student_need(0):  # the plan's student alone is more than the money left
                 ctx.say(f"round {rnd}: the money left after the teacher does not cover the student's distillation "
                         f"(estimated {format_usd(student_need(0))} with no soft labels): no student this round, "
                         f"rather than one the money cuts off part-way; what is left goes back to the budget.")
