@@ -9,8 +9,10 @@ was in. A teacher the money stops leaves the average to the teachers before it.
 With ``[compute]`` processes or machines above one, the teacher's fine-tune and its soft labels run in
 that many processes (:mod:`modeling.launch`). The round's compute steps share one reservation of twice the policy's
 FLOP estimate (as far as the money allows); each phase stops at what the reservation holds and asks for
-more before it stops. The soft labels leave the student's estimated distillation its money: a teacher that
-ran over its estimate costs the student soft rows, not the end of its training.
+more before it stops. Each phase leaves the phases after it the money the round's plan expects them to cost:
+a teacher whose fine-tune runs past its estimate stops at what leaves its soft labels and the student theirs, and
+its best checkpoint so far teaches the student; soft labels that cost more than expected leave the student fewer
+soft rows, not a training the money cuts off part-way.
 A lead approves compute above ``[policy] approve_compute_micro`` as they approve annotation batches.
 """
 
@@ -65,16 +67,29 @@ def run_distill(ctx: RunContext, rnd: int, decision: Decision, snap: Snapshot) -
     out = ctx.round_dir(rnd)
     items = snap.unlabeled_for_distill(decision.n_items, ctx.seed)
     texts = [ctx.pool.texts[i] for i in items]
-    student_need = _student_need(ctx, rnd, len(snap.train_dev()[0][1]), len(items))
+    phases = _plan_phases(ctx, rnd)
+    student_need = _student_need(ctx, phases, len(snap.train_dev()[0][1]), len(items))
+    teachers = max(1, decision.teachers)
+    # a teacher may run past its estimate only into money its soft labels and the student do not need
+    teacher_estimate = math.ceil(phases.get("teacher_finetune", 0.0) / teachers)
+    after_teacher = math.ceil(phases.get("soft_labels", 0.0) / teachers) + student_need(len(items))
     steps: list[dict] = []  # every compute step of the round so far, for its cost and time
     teacher_devs, labelled = [], []  # each finished teacher's dev score and soft-label step
-    for member in range(max(1, decision.teachers)):
+    for member in range(teachers):
         trained: list[LoadedModel] = []  # the teacher as trained in this process, handed to the soft-labelling step
         t = compute_step(ctx, rnd, f"round-{rnd}:teacher{teacher_suffix(member)}", res.id,
-                         _teacher_step(ctx, rnd, snap, out, trained, member))
+                         _held_back(_teacher_step(ctx, rnd, snap, out, trained, member), after_teacher,
+                                    teacher_estimate))
         steps.append(t)
         if t["stopped"] == "budget":
-            break
+            # the first teacher stopped where the money held back starts teaches from its best checkpoint; a
+            # teacher stopped before any (or another of an ensemble) leaves the soft labels to those before it
+            if member > 0 or t.get("teacher_dev") is None:
+                break
+            ctx.say(f"round {rnd}: the teacher's fine-tune cost {format_usd(t['cost_micro'])} against "
+                    f"{format_usd(teacher_estimate)} estimated and stopped "
+                    f"where the money for its soft labels and the student begins; its best checkpoint "
+                    f"(dev {t['teacher_dev']:.3f}) teaches the student.")
         s = compute_step(ctx, rnd, f"round-{rnd}:soft_labels{teacher_suffix(member)}", res.id,
                          _soft_label_step(ctx, rnd, out, items, texts, trained, member, student_need))
         steps.append(s)
@@ -182,18 +197,29 @@ def _launched_teacher(ctx: RunContext, out: Path, cfg: TrainConfig, data: tuple[
     return {"stopped": result.stopped, "teacher_dev": result.best_dev, "processes": len(records)}, records
 
 
-def _student_need(ctx: RunContext, rnd: int, n_gold: int, n_planned: int) -> Callable[[int], int]:
+def _plan_phases(ctx: RunContext, rnd: int) -> dict[str, float]:
+    """The round plan's estimate of each phase's cost (empty in ledgers from before phase estimates)."""
+    plan = next((r.plan for r in ctx.ledger.rounds() if r.round == rnd), None)
+    return dict(plan.compute_estimate_phases) if plan else {}
+
+
+def _held_back(work: Work, hold: int, estimate: int) -> Work:
+    """``work`` given what its reservation holds less ``hold`` (the phases after it keep their money), but never
+    less than its own ``estimate`` while the reservation holds that; more money it asks for is added from the
+    budget as for any phase."""
+    return lambda limit, more_money: work(max(min(limit, estimate), limit - hold), more_money)
+
+
+def _student_need(ctx: RunContext, phases: dict[str, float], n_gold: int, n_planned: int) -> Callable[[int], int]:
     """What the round's plan expects the student's distillation over ``n_gold`` labels and ``n`` soft rows to
     cost, with its evaluations: the plan's estimate for ``n_planned`` soft rows scaled by rows x epochs.
 
-    The soft labels leave this much for the student: a teacher whose fine-tune ran over its estimate (its
-    early stopping landed later than in the rounds that corrected the estimate) then leaves the student
-    fewer soft rows to train on to the end, not all of them and a training the money cuts short (on MultiPIT
-    that student predicted one class). Where the student's steps are set by ``min_steps`` (a small pool) fewer
-    rows do not make it cheaper: when even none leave it its estimate, no student is trained and the money left
-    goes back to the budget. A plan without phase estimates (ledgers from before them) holds back nothing."""
-    plan = next((r.plan for r in ctx.ledger.rounds() if r.round == rnd), None)
-    phases = plan.compute_estimate_phases if plan else {}
+    The teacher and the soft labels leave this much for the student: soft labels that cost more than their
+    estimate then leave the student fewer soft rows to train on to the end, not all of them and a training the
+    money cuts short (on MultiPIT such a student predicted one class). Where the student's steps are set by
+    ``min_steps`` (a small pool) fewer rows do not make it cheaper: when even none leave it its estimate, no
+    student is trained and the money left goes back to the budget. A plan without phase estimates (ledgers from
+    before them) holds back nothing."""
     student = phases.get("student_distill", 0.0)
     if not student:
         return lambda n: 0

@@ -1,4 +1,4 @@
-"""A distillation whose teacher costs more than its estimate leaves the student money to train to its end."""
+"""A distillation whose teacher costs more than its estimate still gives a student trained to its end."""
 
 import pytest
 
@@ -19,26 +19,37 @@ class _DistillThePool(Policy):
         return Decision("stop", reason="done")
 
 
+class _DistillWhatTheEstimateAffords(Policy):
+    """The baseline, then one distillation over as many pool items as its estimate fits in 85% of the money left:
+    the round holds the rest too, a slack smaller than the teacher's overrun."""
+
+    def decide(self, state: PolicyState) -> Decision:
+        if [r.arm for r in state.rounds] == ["baseline"]:
+            n = state.affordable_distill_items(state.available_micro * 85 // 100)
+            return Decision("distill", n, state.distill_cost(n), "what the money pays for")
+        return Decision("stop", reason="done")
+
+
 @pytest.fixture
 def teacher_underestimated(monkeypatch):
-    """The plan expects the teacher's fine-tune to cost half what it does (as when the run's correction came
-    from an earlier teacher whose early stopping landed sooner); the other phases' estimates are as they were."""
-    phases = CostModel.phases
+    """Every estimate of the teacher's fine-tune is half what it costs (as when the run's correction came from an
+    earlier teacher whose early stopping landed sooner); the other phases' estimates are as they were."""
+    flops_train = CostModel._flops_train
 
-    def low(self, arm, *args, **kwargs):
-        out = phases(self, arm, *args, **kwargs)
-        return {**out, "teacher_finetune": out["teacher_finetune"] / 2} if arm == "distill" else out
+    def low(self, params, *args, **kwargs):
+        out = flops_train(self, params, *args, **kwargs)
+        return out / 2 if params == self.teacher_params else out
 
-    monkeypatch.setattr(CostModel, "phases", low)
+    monkeypatch.setattr(CostModel, "_flops_train", low)
 
 
-def _distill(tmp_path, name):
+def _distill(tmp_path, name, policy=_DistillThePool):
     # min_steps 0: the student's epochs do not grow as its rows shrink, so fewer soft rows cost less
     project = write_tiny_project(tmp_path / "task", overrides={
         "split": {"test_size": 120}, "policy": {"teacher_ensemble": 1}, "models": {"min_steps": 0}})
     config = load_config(project)
     with Controller(config, tmp_path / name, progress=False, say=lambda _: None) as run:
-        run.policy = _DistillThePool()
+        run.policy = policy()
         run.fund(490)  # micro-dollars: the baseline, the teacher, and about half the soft labels and student
         run.run()
         rnd = run.ledger.rounds()[-1]
@@ -53,16 +64,36 @@ def _distill(tmp_path, name):
     return rnd, steps, share
 
 
-def test_the_student_trains_to_its_end_on_fewer_soft_labels_when_the_teacher_ran_over(tmp_path, teacher_underestimated,
-                                                                                     monkeypatch):
+def test_a_teacher_over_its_estimate_stops_where_the_soft_labels_and_student_money_begins(tmp_path,
+                                                                                         teacher_underestimated,
+                                                                                         monkeypatch):
+    rnd, steps, share = _distill(tmp_path, "run", _DistillWhatTheEstimateAffords)
+    estimate, planned = rnd.plan.compute_estimate_phases["teacher_finetune"], rnd.plan.decision.n_items
+    assert steps["teacher"]["stopped"] == "budget" and steps["teacher"]["teacher_dev"] is not None
+    assert steps["teacher"]["cost_micro"] > 1.3 * estimate  # it ran past its estimate, into the round's slack...
+    assert steps["soft_labels"]["n_items"] >= 0.95 * planned  # ...not into the soft labels' money (estimates
+    assert share >= 0.9  # are rounded to a micro-dollar) nor the student's: it trains (nearly) to its end
+
+    # a teacher that takes what it needs leaves the soft labels (and the student) fewer rows
+    monkeypatch.setattr(distill_round, "_held_back", lambda work, *hold: work)
+    _, before, _ = _distill(tmp_path, "before", _DistillWhatTheEstimateAffords)
+    assert before["teacher"]["stopped"] != "budget" and before["teacher"]["cost_micro"] > steps["teacher"]["cost_micro"]
+    assert before["soft_labels"]["n_items"] < 0.9 * planned
+
+
+def test_soft_labels_leave_the_student_its_money_when_nothing_was_kept_from_the_teacher(tmp_path,
+                                                                                      teacher_underestimated,
+                                                                                      monkeypatch):
+    # the teacher takes what it needs (as before the teacher's hold): the soft labels are what gives way
+    monkeypatch.setattr(distill_round, "_held_back", lambda work, *hold: work)
     rnd, steps, share = _distill(tmp_path, "run")
     assert steps["teacher"]["cost_micro"] > rnd.plan.compute_estimate_phases["teacher_finetune"] * 1.5
     planned = rnd.plan.decision.n_items
     assert 0 < steps["soft_labels"]["n_items"] < planned  # fewer soft rows...
     assert share >= 0.9  # ...and the student trained through (nearly) all of its epochs on them
 
-    # without the student's money held back, the soft labels take the whole pool and the money cuts the
-    # student's distillation off around half-way
+    # with nothing held back for the student either, the soft labels take the whole pool and the money cuts
+    # the student's distillation off around half-way
     monkeypatch.setattr(distill_round, "_student_need", lambda *args: (lambda n: 0))
     _, before, before_share = _distill(tmp_path, "before")
     assert before["soft_labels"]["n_items"] == planned and before["student"]["stopped"] == "budget"
