@@ -82,9 +82,10 @@ def run_distill(ctx: RunContext, rnd: int, decision: Decision, snap: Snapshot) -
                                     teacher_estimate))
         steps.append(t)
         if t["stopped"] == "budget":
-            # the first teacher stopped where the money held back starts teaches from its best checkpoint; a
-            # teacher stopped before any (or another of an ensemble) leaves the soft labels to those before it
-            if member > 0 or t.get("teacher_dev") is None:
+            # the first teacher stopped where the money held back starts teaches from its best checkpoint; one
+            # stopped before any, one of an ensemble after the first, or one that held nothing back (a plan
+            # without phase estimates: the reservation's end) leaves the soft labels to the teachers before it
+            if member > 0 or t.get("teacher_dev") is None or not after_teacher:
                 break
             ctx.say(f"round {rnd}: the teacher's fine-tune cost {format_usd(t['cost_micro'])} against "
                     f"{format_usd(teacher_estimate)} estimated and stopped "
