@@ -297,7 +297,8 @@ class Controller:
         ``pool``: the unlabeled items a distillation is over (its student's epochs depend on them).
 
         Retraining and distillation are corrected separately (actual / raw estimate of each kind's
-        finished rounds, within 0.2-5x): a regime can price their phases very differently.
+        finished rounds, within 0.2-5x): a regime can price their phases very differently. A round whose
+        training the money cut short (:attr:`RoundSummary.cut_short`) tells nothing of the estimate's error.
         """
         m, init = self.config.models, self.init
         model = CostModel(ComputePricer(self.config), "cpu" if m.device == "auto" else m.device,
@@ -309,7 +310,7 @@ class Controller:
         sums = {"retrain": [0.0, 0.0], "distill": [0.0, 0.0]}
         for r in self.ledger.rounds():
             s, raw = r.summary, r.plan.compute_estimate_raw
-            if r.state == "done" and s and s.compute_micro and raw and not s.stopped_at_cap:
+            if r.state == "done" and s and s.compute_micro and raw and not s.cut_short:
                 kind = sums["distill" if r.arm == "distill" else "retrain"]
                 kind[0], kind[1] = kind[0] + raw, kind[1] + s.compute_micro
         if sums["retrain"][0]:

@@ -75,12 +75,14 @@ def run_distill(ctx: RunContext, rnd: int, decision: Decision, snap: Snapshot) -
     after_teacher = math.ceil(phases.get("soft_labels", 0.0) / teachers) + student_need(len(items))
     steps: list[dict] = []  # every compute step of the round so far, for its cost and time
     teacher_devs, labelled = [], []  # each finished teacher's dev score and soft-label step
+    held = False  # a teacher stopped short for want of money: the round's cost is no measure of its estimate
     for member in range(teachers):
         trained: list[LoadedModel] = []  # the teacher as trained in this process, handed to the soft-labelling step
         t = compute_step(ctx, rnd, f"round-{rnd}:teacher{teacher_suffix(member)}", res.id,
                          _held_back(_teacher_step(ctx, rnd, snap, out, trained, member), after_teacher,
                                     teacher_estimate))
         steps.append(t)
+        held = held or t["stopped"] == "budget"
         if t["stopped"] == "budget":
             # the first teacher stopped where the money held back starts teaches from its best checkpoint; one
             # stopped before any, one of an ensemble after the first, or one that held nothing back (a plan
@@ -117,7 +119,7 @@ def run_distill(ctx: RunContext, rnd: int, decision: Decision, snap: Snapshot) -
     devs = [d for d in teacher_devs if d is not None]
     return finish_round(ctx, rnd, res.id, student_summary(
         st, unlabeled_used=len(logits), teacher_dev=sum(devs) / len(devs) if devs else None,
-        teachers=len(labelled) if decision.teachers > 1 else None,
+        teachers=len(labelled) if decision.teachers > 1 else None, teacher_stopped="budget" if held else None,
         compute_micro=cost + st["cost_micro"], seconds=seconds + st["seconds"]))
 
 

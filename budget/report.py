@@ -60,8 +60,10 @@ def round_rows(ledger: Ledger) -> list[RoundRow]:
         note = r.plan.decision.reason
         if s.rejected:
             note = "batch rejected"
-        elif s.stopped_at_cap:
-            note = "training stopped at the cap"
+        elif s.cut_short:
+            note = "; ".join(why for why, ok in (
+                ("the teacher stopped where its soft labels' and student's money began", s.teacher_stopped == "budget"),
+                ("training stopped at the cap", s.stopped_at_cap)) if ok)
         rows.append(RoundRow(r.round, r.arm, r.state, spent.get(r.round, 0), total, s.labels_bought, s.n_labels,
                              float(s.seconds or 0.0), s.dev, s.test, note))
     return rows

@@ -140,11 +140,19 @@ class RoundSummary:
     pilot_dev: float | None = None
     pilot_disagree: float | None = None
     pilot_labels: int | None = None
+    teacher_stopped: str | None = None  # 'budget': a teacher stopped where the money held for later phases began
 
     @property
     def stopped_at_cap(self) -> bool:
         """True when the round's training stopped at the money cap."""
         return self.stopped == "budget"
+
+    @property
+    def cut_short(self) -> bool:
+        """True when some of the round's training stopped before its end for want of money (its student at the
+        cap, or a teacher where the money held for its soft labels and student began): what the round cost then
+        says how much money there was, not how far off its estimate was."""
+        return self.stopped_at_cap or self.teacher_stopped == "budget"
 
     def to_json(self) -> dict[str, Any]:
         return _set_fields(self)

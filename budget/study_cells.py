@@ -155,7 +155,7 @@ def cell_result(cell: Cell, ledger: Ledger, config: ProjectConfig, wall_seconds:
         total += spent.get(r.round, 0)
         if r.summary.test is not None:
             curve.append((total, float(r.summary.test)))
-        if not r.summary.stopped_at_cap:
+        if not r.summary.cut_short:
             estimates += _estimates(r, ledger, ComputePricer(config))
     best = best_round(rounds)
     picked = next(r for r in rounds if r.round == best[0]) if best else None

@@ -15,6 +15,8 @@ from budget.config import load_config
 from budget.controller import Controller
 from budget.ledger import Ledger
 from budget.money import to_micro
+from budget.policy import Decision
+from budget.round_records import RoundPlan, RoundSummary
 from budget.runfolder import best_student_round
 from tests.utils.projects import write_tiny_project
 from tests.utils.tiny_models import LABELS
@@ -279,3 +281,19 @@ def test_the_policy_sees_what_a_distillation_would_cost_after_each_size_of_the_n
     assert len(set(after)) > 1  # the estimate moves with the labels, so the look-ahead matters
     b = state.batch_size
     assert state.distill_cost(100, after=b) == after[b] + state.distill_cost(100) - after[0]
+
+
+def test_a_distillation_cut_short_by_money_does_not_correct_the_next_estimate(tmp_path, models_dir):
+    # the next distillation's estimate is scaled by what finished ones cost against their raw estimates; one whose
+    # teacher stopped where its soft labels' and student's money began cost what the money allowed, not what its
+    # training needed, and would pull the correction down
+    project = write_tiny_project(tmp_path, policy="adaptive", models_dir=models_dir)
+    with Controller(load_config(project), tmp_path / "run", progress=False, say=lambda _: None) as run:
+        run.fund(to_micro("5"))
+        run.run(max_rounds=1)  # the baseline
+        for rnd, cost, summary in ((1, 2000, {}), (2, 1100, {"teacher_stopped": "budget"}),
+                                   (3, 900, {"stopped": "budget"})):
+            run.ledger.start_round(rnd, "distill", RoundPlan(Decision("distill", 10, 1000), 1000, 1000.0))
+            run.ledger.finish_round(rnd, RoundSummary(n_labels=40, compute_micro=cost, **summary))
+        correction = run.cost_model().distill_correction
+    assert correction == pytest.approx(2.0)  # the one distillation that ran to its end: twice its estimate

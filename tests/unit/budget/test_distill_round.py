@@ -1,5 +1,7 @@
 """A distillation whose teacher costs more than its estimate still gives a student trained to its end."""
 
+from typing import NamedTuple
+
 import pytest
 
 from budget import distill_round
@@ -7,6 +9,8 @@ from budget.config import load_config
 from budget.controller import Controller
 from budget.costs import CostModel, training_epochs
 from budget.policy import Decision, Policy, PolicyState
+from budget.records import RoundRecord
+from budget.report import round_rows
 from budget.tiny import write_tiny_project
 
 
@@ -43,7 +47,14 @@ def teacher_underestimated(monkeypatch):
     monkeypatch.setattr(CostModel, "_flops_train", low)
 
 
-def _distill(tmp_path, name, policy=_DistillThePool):
+class _Distilled(NamedTuple):
+    rnd: RoundRecord  # the distillation round
+    steps: dict  # its teacher's, soft labels' and student's step results
+    share: float  # the share of its planned epochs the student trained
+    note: str  # what the report says of the round
+
+
+def _distill(tmp_path, name, policy=_DistillThePool) -> _Distilled:
     # min_steps 0: the student's epochs do not grow as its rows shrink, so fewer soft rows cost less
     project = write_tiny_project(tmp_path / "task", overrides={
         "split": {"test_size": 120}, "policy": {"teacher_ensemble": 1}, "models": {"min_steps": 0}})
@@ -56,28 +67,32 @@ def _distill(tmp_path, name, policy=_DistillThePool):
         steps = {k: run.ledger.step_result(f"round-{rnd.round}:{k}") for k in ("teacher", "soft_labels", "student")}
         n_gold = len(run.ctx.snapshot().train_dev()[0][1])
         totals = run.ledger.totals()
+        note = round_rows(run.ledger)[-1].note
     m = config.models
     rows = n_gold + steps["soft_labels"]["n_items"]
     trained = next(p for p in steps["student"]["phases"] if p["name"] == "student_distill")["examples"]
     share = trained / (rows * training_epochs(rows, m.distill_epochs, m.min_steps, m.batch_size))
     assert totals.spent <= totals.granted and totals.reserved == 0
-    return rnd, steps, share
+    return _Distilled(rnd, steps, share, note)
 
 
 def test_a_teacher_over_its_estimate_stops_where_the_soft_labels_and_student_money_begins(tmp_path,
                                                                                          teacher_underestimated,
                                                                                          monkeypatch):
-    rnd, steps, share = _distill(tmp_path, "run", _DistillWhatTheEstimateAffords)
+    rnd, steps, share, note = _distill(tmp_path, "run", _DistillWhatTheEstimateAffords)
     estimate, planned = rnd.plan.compute_estimate_phases["teacher_finetune"], rnd.plan.decision.n_items
     assert steps["teacher"]["stopped"] == "budget" and steps["teacher"]["teacher_dev"] is not None
     assert steps["teacher"]["cost_micro"] > 1.3 * estimate  # it ran past its estimate, into the round's slack...
     assert steps["soft_labels"]["n_items"] >= 0.95 * planned  # ...not into the soft labels' money (estimates
     assert share >= 0.9  # are rounded to a micro-dollar) nor the student's: it trains (nearly) to its end
+    # the round says so, and a teacher cut short is no measure of how far off the distillation's estimate was
+    assert rnd.summary.teacher_stopped == "budget" and "teacher stopped" in note
 
     # a teacher that takes what it needs leaves the soft labels (and the student) fewer rows
     monkeypatch.setattr(distill_round, "_held_back", lambda work, *hold: work)
-    _, before, _ = _distill(tmp_path, "before", _DistillWhatTheEstimateAffords)
+    before_rnd, before, *_ = _distill(tmp_path, "before", _DistillWhatTheEstimateAffords)
     assert before["teacher"]["stopped"] != "budget" and before["teacher"]["cost_micro"] > steps["teacher"]["cost_micro"]
+    assert before_rnd.summary.teacher_stopped is None
     assert before["soft_labels"]["n_items"] < 0.9 * planned
 
 
@@ -86,7 +101,7 @@ def test_soft_labels_leave_the_student_its_money_when_nothing_was_kept_from_the_
                                                                                       monkeypatch):
     # the teacher takes what it needs (as before the teacher's hold): the soft labels are what gives way
     monkeypatch.setattr(distill_round, "_held_back", lambda work, *hold: work)
-    rnd, steps, share = _distill(tmp_path, "run")
+    rnd, steps, share, *_ = _distill(tmp_path, "run")
     assert steps["teacher"]["cost_micro"] > rnd.plan.compute_estimate_phases["teacher_finetune"] * 1.5
     planned = rnd.plan.decision.n_items
     assert 0 < steps["soft_labels"]["n_items"] < planned  # fewer soft rows...
@@ -95,6 +110,6 @@ def test_soft_labels_leave_the_student_its_money_when_nothing_was_kept_from_the_
     # with nothing held back for the student either, the soft labels take the whole pool and the money cuts
     # the student's distillation off around half-way
     monkeypatch.setattr(distill_round, "_student_need", lambda *args: (lambda n: 0))
-    _, before, before_share = _distill(tmp_path, "before")
+    _, before, before_share, *_ = _distill(tmp_path, "before")
     assert before["soft_labels"]["n_items"] == planned and before["student"]["stopped"] == "budget"
     assert before_share < 0.6
