@@ -82,8 +82,8 @@ def run_distill(ctx: RunContext, rnd: int, decision: Decision, snap: Snapshot) -
                          _held_back(_teacher_step(ctx, rnd, snap, out, trained, member), after_teacher,
                                     teacher_estimate))
         steps.append(t)
-        held = held or t["stopped"] == "budget"
         if t["stopped"] == "budget":
+            held = True
             # the first teacher stopped where the money held back starts teaches from its best checkpoint; one
             # stopped before any, one of an ensemble after the first, or one that held nothing back (a plan
             # without phase estimates: the reservation's end) leaves the soft labels to the teachers before it

@@ -85,7 +85,7 @@ def test_a_teacher_over_its_estimate_stops_where_the_soft_labels_and_student_mon
     assert steps["teacher"]["cost_micro"] > 1.3 * estimate  # it ran past its estimate, into the round's slack...
     assert steps["soft_labels"]["n_items"] >= 0.95 * planned  # ...not into the soft labels' money (estimates
     assert share >= 0.9  # are rounded to a micro-dollar) nor the student's: it trains (nearly) to its end
-    # the round says so, and a teacher cut short is no measure of how far off the distillation's estimate was
+    # the round records it (a teacher cut short then stays out of the cost correction: test_controller.py)
     assert rnd.summary.teacher_stopped == "budget" and "teacher stopped" in note
 
     # a teacher that takes what it needs leaves the soft labels (and the student) fewer rows
