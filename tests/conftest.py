@@ -13,6 +13,15 @@ import pytest  # noqa: E402
 from budget.ledger import Ledger  # noqa: E402
 
 
+def pytest_collection_modifyitems(items):
+    """Keep each test file on one pytest-xdist worker (its module fixtures run once) and every test against the
+    annotation servers on one worker, one after another, as they were written (they share accounts and
+    datasets): ``scripts/test.sh`` runs ``-n 2 --dist loadgroup``."""
+    for item in items:
+        group = "servers" if "integration" in item.path.parts else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture
 def fresh_ledger():
     """An empty ledger in memory, closed after the test."""
