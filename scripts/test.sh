@@ -28,4 +28,4 @@ fi
 .venv/bin/ruff check .
 # Two workers (pytest-xdist), one per core: each test file stays on one worker and the server tests run on one,
 # in order (tests/conftest.py). PYTEST_WORKERS=0 runs everything in this process.
-.venv/bin/python -m pytest -n "${PYTEST_WORKERS:-2}" --dist loadgroup "$@"
+.venv/bin/python -m pytest -n "${PYTEST_WORKERS:-2}" "$@"

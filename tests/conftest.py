@@ -13,13 +13,23 @@ import pytest  # noqa: E402
 from budget.ledger import Ledger  # noqa: E402
 
 
-def pytest_collection_modifyitems(items):
-    """Keep each test file on one pytest-xdist worker (its module fixtures run once) and every test against the
-    annotation servers on one worker, one after another, as they were written (they share accounts and
-    datasets): ``scripts/test.sh`` runs ``-n 2 --dist loadgroup``."""
-    for item in items:
-        group = "servers" if "integration" in item.path.parts else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))
+def pytest_xdist_make_scheduler(config, log):
+    """Under ``pytest -n N`` (``scripts/test.sh`` runs two workers): each test file runs on one worker (its module
+    fixtures run once), and every test against the annotation servers runs on one worker, one after another, as
+    they were written. An explicit ``--dist`` other than the default ``load`` is honoured instead.
+
+    Written here because pytest-xdist's own ``--dist loadgroup`` does not group under pytest 9 (it renames
+    ``item._nodeid``, which pytest 9 no longer reads), and ``loadfile`` cannot put several files together."""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByFileServersTogether(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "servers" if path.startswith("tests/integration/") else path
+
+    return ByFileServersTogether(config, log)
 
 
 @pytest.fixture
