@@ -13,6 +13,7 @@ import pytest  # noqa: E402
 from budget.ledger import Ledger  # noqa: E402
 
 
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: unknown, and never called, without it
 def pytest_xdist_make_scheduler(config, log):
     """Under ``pytest -n N`` (``scripts/test.sh`` runs two workers): each test file runs on one worker (its module
     fixtures run once), and every test against the annotation servers runs on one worker, one after another, as
