@@ -63,8 +63,8 @@ def test_student_seeds_below_one_is_a_one_line_error_naming_the_key(tmp_path):
 def test_a_refined_final_student_is_trained_again_from_the_student_it_started_from(tmp_path, keep):
     # labels, a distillation, labels that refine it: the final student started from the distilled one. A study
     # cell with student_seeds keeps every model (keep = "all") so that start is still there to train from;
-    # with the default keep it is pruned (unless it is the run's best on dev, which the tiny run's wall-clock
-    # priced money decides) and the cell keeps its one training.
+    # with the default keep it is pruned (unless it is the run's best on dev, which the float sums of the tiny
+    # run's trainings decide: it is with OMP_NUM_THREADS=2, not with 1) and the cell keeps its one training.
     project = write_tiny_project(tmp_path / "task", overrides={
         "split": {"test_size": 120}, "models": {"keep": keep}})
     with Controller(load_config(project), tmp_path / "run", progress=False, say=lambda _: None) as run:
