@@ -6,6 +6,7 @@ The tree (after httpx and small-text)::
     ├── TaskDataError(ValueError)       the task's data file or its config is wrong
     │   ├── DataFileNotFoundError       [task] data names no file
     │   ├── UnsupportedFileError        the file is not .jsonl / .json / .csv / .parquet
+    │   ├── DataParseError              a line of the file is not valid JSON / CSV / TSV
     │   ├── MissingColumnError          a configured column is not in the file
     │   ├── UnknownLabelError           a row's label is not among [task] labels
     │   ├── EmptyTextError              a row's text is empty or null
@@ -26,6 +27,7 @@ __all__ = [
     "TaskDataError",
     "DataFileNotFoundError",
     "UnsupportedFileError",
+    "DataParseError",
     "MissingColumnError",
     "UnknownLabelError",
     "EmptyTextError",
@@ -52,6 +54,10 @@ class DataFileNotFoundError(TaskDataError):
 
 class UnsupportedFileError(TaskDataError):
     """Raised when the data file's suffix is not one polars is asked to read."""
+
+
+class DataParseError(TaskDataError):
+    """Raised when a line of the data file cannot be parsed (not JSON, an unclosed quote, extra fields...)."""
 
 
 class MissingColumnError(TaskDataError):

@@ -86,6 +86,14 @@ class Pool:
         """Indices of the items whose gold label is known."""
         return np.flatnonzero(self.gold >= 0)
 
+    @property
+    def labels_seen(self) -> tuple[str, ...]:
+        """The distinct gold labels of the labeled items, in label order.
+
+        ``len(pool.labels_seen) < 2`` means the data cannot train or test a classifier as it is.
+        """
+        return tuple(self.labels[i] for i in np.unique(self.gold[self.gold >= 0]))
+
     def item_hash(self, i: int) -> str:
         """Short hex sha256 of item ``i``'s text (the k-th repeat of a text hashes it with ``#k``)."""
         return self._item_hashes[i]
@@ -137,13 +145,13 @@ def load_pool(spec: TaskSpec) -> Pool:
     Returns
     -------
     Pool
-        Items in file order; rows with a null label get gold -1.
+        Items in file order; rows with an empty, whitespace-only, null or missing label get gold -1.
 
     Raises
     ------
-    DataFileNotFoundError, UnsupportedFileError, MissingColumnError, UnknownLabelError, EmptyTextError,
-    EmptyPoolError, PairPatternError
-        Each with a one-line message naming the file, the row or column, and the fix
+    DataFileNotFoundError, UnsupportedFileError, DataParseError, MissingColumnError, UnknownLabelError,
+    EmptyTextError, EmptyPoolError, PairPatternError, TaskDataError
+        Each with a one-line message naming the file, the line, row or column, and the fix
         (see :func:`annotation.datafile.read_rows`).
     """
     texts, gold, ids = read_rows(spec)

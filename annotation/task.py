@@ -33,11 +33,12 @@ class TaskSpec:
         A ``.jsonl`` (or ``.ndjson``), ``.json`` (an array of objects), ``.csv``, ``.tsv`` (SST-2 style: tabs,
         no quoting) or ``.parquet`` file.
     labels : tuple of str
-        The label set; the order defines the label ids.
+        The label set, at least two; the order defines the label ids.
     text_fields : tuple of str, default=("text",)
         One text column, or two columns for a pair task.
     label_field : str or None, default="label"
-        The gold label column (null cells are unlabeled rows); None when the file has no labels.
+        The gold label column; rows whose label is empty, whitespace-only, null or missing are unlabeled.
+        None when the file has no labels.
     pair_regex : str, optional
         A regex with two groups that splits ONE text column into a pair, e.g.
         ``r"^claim: (.*?) tweet: (.*)$"``. Only with a single text field.
@@ -49,7 +50,8 @@ class TaskSpec:
     Raises
     ------
     TaskDataError
-        If the fields contradict each other (two text fields and a pair_regex, an unknown metric...).
+        If the fields contradict each other (fewer than two labels, two text fields and a pair_regex, an unknown
+        metric...).
     """
 
     name: str
@@ -70,6 +72,11 @@ class TaskSpec:
         if not self.labels:
             raise TaskDataError(
                 f"Task '{self.name}' declares no labels; set [task] labels, e.g. labels = [\"NO\", \"YES\"]."
+            )
+        if len(self.labels) == 1:
+            raise TaskDataError(
+                f"Task '{self.name}' declares one label {list(self.labels)}; a classifier needs at least two: "
+                "list every label in [task] labels."
             )
         duplicates = sorted({x for x in self.labels if self.labels.count(x) > 1})
         if duplicates:

@@ -26,6 +26,7 @@ from budget.exceptions import LedgerError, LedgerFileError, UsageError
 from budget.ledger import Ledger
 from budget.money import format_usd, parse_usd
 from budget.policy import make_policy
+from budget.preflight import check_budget
 from budget.report import markdown, write_report
 from budget.runfolder import check_keep, folder_bytes, format_bytes, prune
 from budget.web import serve
@@ -55,6 +56,22 @@ def _open(config: str | None, run_dir: str | None, seed: int, policy: str | None
         raise InputError(str(exc).splitlines()[0]) from exc
 
 
+def _check_money(c: Controller, flag: str, amount: int) -> None:
+    """``--add`` needs a run to add to, and no budget may take a run past what the ledger keeps."""
+    if not c.exists:
+        if flag == "--add":
+            raise InputError(f"--add adds money to a run, and '{c.run_dir}' has none yet; start it with --spend "
+                             "DOLLARS.")
+        granted = 0
+    else:
+        with _existing(str(c.run_dir)) as ledger:
+            granted = ledger.totals().granted if flag == "--add" else 0
+    try:
+        check_budget(amount, granted, flag=flag)
+    except UsageError as exc:
+        raise InputError(str(exc)) from exc
+
+
 def _existing(run_dir: str) -> Ledger:
     try:
         return open_ledger(run_dir)
@@ -62,18 +79,45 @@ def _existing(run_dir: str) -> Ledger:
         raise InputError(str(exc)) from exc
 
 
-@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+class _OneLineGroup(click.Group):
+    """Click's group, with a usage error (a bad flag or value) as one ``Error:`` line, exit status 2.
+
+    Click prints the usage and a hint above such an error; a newcomer reads the first line, and a script
+    that checks our one-line errors would read three. ``--help`` still prints the usage.
+    """
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):  # noqa: D102
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            hint = f" (see `{prog_name or 'python -m budget.controller'} --help`)" if exc.ctx is not None else ""
+            click.echo(f"Error: {exc.format_message()}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_OneLineGroup, invoke_without_command=True,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--spend", "spend", metavar="DOLLARS",
               help="The run's budget: raise it to this many dollars (never twice: the same command again resumes).")
 @click.option("--add", "add", metavar="DOLLARS", help="Add this many dollars to the run's budget, then run.")
 @click.option("--config", type=click.Path(dir_okay=False), help="Project file (TOML). Default: the BBC News demo.")
 @click.option("--run-dir", help="Run folder (ledger, models, report). Default: runs/<project file name> or runs/demo.")
 @click.option("--policy", help="annotate | distill | split:F | adaptive (default: [policy] name).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split, selection and training.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of the split, selection and training.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and both arms' estimates; spend nothing.")
 @click.option("--auto-approve-under", metavar="DOLLARS",
               help="Approve annotation batches cheaper than this without a lead (default: the project file's).")
-@click.option("--max-rounds", type=int, help="Stop after this many rounds.")
+@click.option("--max-rounds", type=click.IntRange(min=0),
+              help="Stop after this many rounds (0: take the money, run none).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.pass_context
 def cli(ctx: click.Context, spend, add, config, run_dir, policy, seed, dry_run, auto_approve_under, max_rounds,
@@ -112,6 +156,7 @@ def cli(ctx: click.Context, spend, add, config, run_dir, policy, seed, dry_run, 
         transformers.utils.logging.disable_progress_bar()
     c = _open(config, run_dir, seed, policy, progress=not quiet, auto_approve_under=auto_approve_under,
               say=click.echo)
+    _check_money(c, flag, amount)
     try:
         if dry_run:
             click.echo(c.dry_run(amount, add=flag == "--add"))

@@ -19,13 +19,13 @@ import json
 import shutil
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from annotation.pool import load_pool, split_pool
+from annotation.pool import Pool, PoolSplit, load_pool, split_pool
 from annotation.simulated import SimulatedAnnotators
 from budget import failpoints
 from budget.approvals import LEDGER_FILE
@@ -38,10 +38,12 @@ from budget.ledger import Ledger
 from budget.money import format_usd
 from budget.phase_cache import PhaseCache
 from budget.policy import Decision, Policy, PolicyState, RoundObservation, make_policy
+from budget.preflight import PreflightError, check_connector, check_models, check_run_dir
 from budget.report import write_report
 from budget.round_records import RoundPlan, RoundSummary, RunInit
 from budget.rounds import RUNNERS
 from budget.runfolder import prune
+from budget.runlock import RunLock
 from budget.snapshot import Snapshot
 from connectors.base import Clock, Connector, RealClock
 from connectors.retry import RetryingConnector
@@ -68,6 +70,28 @@ def _config_hash(config: ProjectConfig) -> str:
     fixed["models"] = {k: v for k, v in fixed["models"].items()
                        if k != "keep" and not (k == "class_weight" and v == "auto")}
     return hashlib.sha256(json.dumps(fixed, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _check_labels_in_use(pool: Pool) -> None:
+    """Refuse a simulation whose labeled rows use fewer than two labels: simulated people answer with a
+    row's own label, so such a task has nothing to learn and nothing to measure.
+
+    Raises
+    ------
+    PreflightError
+        Naming the data file and the labels in use.
+    """
+    used = pool.labels_seen
+    if len(used) < 2:
+        raise PreflightError(f"The labeled rows of '{pool.source}' use {len(used)} label(s) {list(used)}; a simulated "
+                             "run needs rows of at least two labels (simulated people answer with a row's own label).")
+
+
+def _answerable(pool: Pool, split: PoolSplit) -> tuple[PoolSplit, int]:
+    """The split without the unlabeled rows simulated people cannot answer (no gold label), and how many
+    rows that leaves out."""
+    keep = split.unlabeled[pool.gold[split.unlabeled] >= 0]
+    return replace(split, unlabeled=keep), len(split.unlabeled) - len(keep)
 
 
 def _correction(raw: float, actual: float) -> float:
@@ -127,12 +151,18 @@ class Controller:
         self.progress = progress
         self.say = say
         self.pool = load_pool(config.task)  # fails with a one-line error before anything is written
+        sim = connector is None and config.simulated or isinstance(connector, SimulatedConnector)
+        if sim:
+            _check_labels_in_use(self.pool)
         # "all": every labeled row is the team's seed (real data); a number draws that many of them
         # (a simulation draws its seed and test set from the labeled rows and buys the rest).
         size = config.split.seed_size
         seed_size = len(self.pool.labeled) if size == "all" else int(size)
         split = split_pool(self.pool, seed=seed, seed_size=seed_size,
                            test_size=config.split.test_size if config.simulated else 0)
+        self.unanswerable = 0  # rows the simulated people cannot label: they have no label to answer with
+        if sim:
+            split, self.unanswerable = _answerable(self.pool, split)
         cap = config.split.max_unlabeled
         if cap and len(split.unlabeled) > cap:
             keep = np.sort(np.random.default_rng(seed).permutation(split.unlabeled)[:cap])
@@ -148,6 +178,12 @@ class Controller:
         self.ledger: Ledger | None = None
         self.ctx: RunContext | None = None
         self.init: RunInit | None = None  # read or measured by open()
+        self._lock = RunLock(self.run_dir)
+        # everything the run needs, checked before open() writes anything (one line each, nothing written)
+        check_run_dir(self.run_dir)
+        check_models(config)
+        if connector is None:
+            check_connector(config)
 
     def _make_policy(self, name: str) -> Policy:
         p = self.config.policy
@@ -224,7 +260,12 @@ class Controller:
             If its ledger file is corrupt or not a ledger.
         """
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.ledger = Ledger(self.ledger_path)
+        self._lock = RunLock(self.run_dir).acquire()  # one controller per run folder; the OS frees it on exit
+        try:
+            self.ledger = Ledger(self.ledger_path)
+        except BaseException:
+            self._lock.release()
+            raise
         init = RunInit.read(self.ledger)
         if init is None:
             run_id = f"{self.config.task.name[:20]}-{uuid.uuid4().hex[:8]}"
@@ -232,6 +273,8 @@ class Controller:
             self.ledger.begin_step(RunInit.STEP)
             self.ledger.finish_step(RunInit.STEP, init.to_json())
             self.ledger.log_event("run_created", run_id=run_id, config=self.config.to_dict(), seed=self.seed)
+            if self.unanswerable:
+                self.say(self._unanswerable_line())
         elif init.config_hash != _config_hash(self.config) or init.seed != self.seed:
             raise UsageError(f"Run folder '{self.run_dir}' was started with another project file or seed "
                              f"(seed {init.seed}); use a new --run-dir or the same --config and --seed.")
@@ -242,6 +285,10 @@ class Controller:
                               ComputePricer(self.config), self.seed, self.progress, self.say,
                               phase_cache=self.phase_cache, model_cache_dir=self.model_cache_dir)
         return self
+
+    def _unanswerable_line(self) -> str:
+        return (f"{self.unanswerable} rows without a label are left out of the pool: simulated people answer with "
+                "a row's own label, so only labeled rows can be bought (a real platform labels them all).")
 
     def _measure_models(self, run_id: str) -> RunInit:
         m = self.config.models
@@ -286,10 +333,13 @@ class Controller:
 
     def close(self) -> None:
         """Close the ledger and the annotation connector; the run folder keeps everything for a resume."""
-        if self.ledger is not None:
-            self.ledger.close()
-        if self.ctx is not None:
-            self.ctx.connector.close()
+        try:
+            if self.ledger is not None:
+                self.ledger.close()
+            if self.ctx is not None:
+                self.ctx.connector.close()
+        finally:
+            self._lock.release()
 
     # --- the policy's view --------------------------------------------------------------------------
     def cost_model(self, corrected: bool = True, *, pool: int = 0) -> CostModel:
@@ -493,6 +543,8 @@ class Controller:
                                                 f"round {rnd}: {decision.arm} {decision.n_items} items for "
                                                 f"{format_usd(decision.amount_micro)} ({decision.reason})."),
                  "Dry run: nothing was spent."]
+        if self.unanswerable:
+            lines.insert(1, self._unanswerable_line())
         return "\n".join(lines)
 
     def report(self) -> dict[str, Path]:

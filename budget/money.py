@@ -12,10 +12,13 @@ import decimal
 import re
 from decimal import ROUND_HALF_EVEN, Decimal
 
-__all__ = ["MICRO_PER_USD", "to_micro", "to_decimal", "format_usd", "parse_usd"]
+__all__ = ["MICRO_PER_USD", "MAX_MICRO", "to_micro", "to_decimal", "format_usd", "parse_usd"]
 
 #: micro-dollars in one US dollar
 MICRO_PER_USD = 1_000_000
+#: the most money an amount typed by a person may be: $1,000,000,000,000. The ledger keeps SQLite's 64-bit
+#: integers (9.2e18 micro-dollars); this bound leaves room for sums of a run's grants, prices and reservations.
+MAX_MICRO = 10**18
 
 _MICRO_PER_CENT = 10_000
 _CONTEXT = decimal.Context(prec=60, rounding=ROUND_HALF_EVEN)
@@ -133,6 +136,9 @@ def parse_usd(text: str, *, positive: bool = False) -> int:
                          "keeps; give at least 0.000001.")
     if positive and micro <= 0:
         raise ValueError(f"The amount must be more than $0. Got {text!r}.")
+    if abs(micro) > MAX_MICRO:
+        raise ValueError(f"{text!r} is more than {format_usd(MAX_MICRO)}, the most the ledger keeps; give a smaller "
+                         "amount.")
     return micro
 
 

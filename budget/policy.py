@@ -588,6 +588,9 @@ def make_policy(name: str, **params) -> Policy:
             share = float(name.split(":", 1)[1])
         except ValueError:
             raise ValueError(f"Policy {name!r}: F in 'split:F' must be a number like split:0.3.") from None
+        if not 0.0 <= share <= 1.0:  # nan fails too
+            raise ValueError(f"Policy {name!r}: F in 'split:F' is the budget's share on compute, from 0 to 1, "
+                             "like split:0.3.")
         return FixedSplit(share)
     if name == "adaptive":
         return Adaptive(**params)

