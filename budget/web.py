@@ -1,52 +1,72 @@
-"""A small web page for leads: ``python -m budget.controller serve --run-dir runs/demo``.
+"""A small web page for leads: ``python -m budget.controller serve --run-dir runs/demo [--user NAME]``.
 
-One page on 127.0.0.1 shows the money (granted, reserved, spent, available), every proposal that waits
-for a lead (items, price, money before and after, the policy's why, a sample of the items) with Approve
-and Reject buttons, the recent decisions, and the score-against-dollars plot. Decisions go through the
-same code as ``approve`` / ``reject`` on the command line, so approving twice pushes once.
+The page shows the money (granted, reserved, spent, available), every proposal that waits for a lead
+(items, price, money before and after, the policy's why, a sample of the items) with Approve and Reject
+buttons, the recent decisions, and the score-against-dollars plot. Decisions go through the same code as
+``approve`` / ``reject`` on the command line (:func:`budget.approvals.decide`), so approving twice pushes once.
 
-Three routes need no web framework: this is the standard library's ``http.server``.
-  GET  /           the page (``?msg=...&kind=ok|note|error&by=NAME`` shows a message and fills the name)
+Logins (:mod:`budget.page_logins`): every page and decision needs a session, started from a person's token;
+a decision is recorded under the session's name, never a name typed in a form. What the page shows is
+:mod:`budget.page_view`; the ``serve`` command is :mod:`budget.cli_serve`.
+
+Routes (the standard library's ``http.server``; no web framework)
+  GET  /           the page; without a session the sign-in form (401); ``?token=T`` signs in (303 to ``/``)
+  GET  /login      the sign-in form
   GET  /plot.png   ``<run-dir>/report/score_vs_dollars.png``, written by the report if it is missing
-  POST /approve    form fields ``batch_id``, ``by``; answers 303 to ``/`` with the outcome
-  POST /reject     form fields ``batch_id``, ``by``, ``why``; likewise
+  POST /login      form field ``token``: 303 to ``/`` with a session, or the form again (401)
+  POST /logout     form field ``csrf``: ends the session, 303 to ``/login``
+  POST /approve    form fields ``batch_id``, ``csrf``: 303 to ``/``, which shows the outcome once
+  POST /reject     form fields ``batch_id``, ``why``, ``csrf``: likewise
+
+Security model
+  - Without a session every page is the sign-in form (401) and every POST but ``/login`` is refused (403)
+    before anything is read from the ledger.
+  - A decision needs the session cookie and the session's CSRF token (a hidden field of each form, compared
+    in constant time), and its Origin, when the browser sends one, must be the page's own. Another site can
+    neither read the CSRF token nor make a browser send the cookie (SameSite=Strict).
+  - Host: on a loopback address (the default) the page answers only to Host ``127.0.0.1``, ``localhost`` or
+    ``[::1]`` with its port, and to the names given with ``--allow-host`` (a reverse proxy's): no other name
+    can be made to resolve to it (DNS rebinding). On any other address (``--host 0.0.0.0`` on a team's GPU
+    machine) every Host is answered, as the login guards the page; a browser's Origin must still be the Host.
+    Plain http carries tokens and cookies in clear: beyond loopback, reach the page through an ssh tunnel or
+    an https reverse proxy.
+  - A request body is read with a deadline (``timeout``, 10 s) and a bound (64 KiB); a malformed request gets
+    a 4xx, and a failure inside a handler (a corrupt ledger) a one-line 500, never a dropped connection.
 Every request opens the ledger afresh, so a controller running in another process sees a decision at once
-and the page sees new proposals on reload. The server listens on a loopback address only and answers only
-requests whose Host (and Origin, when a browser sends one) is that address: no other site can post a
-decision, and no other name can be made to resolve to the server (DNS rebinding).
+and the page sees new proposals on reload.
 """
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
-import json
+import re
 import socket
+import sqlite3
 import sys
-import threading
-from dataclasses import dataclass
+import time
+import traceback
+from collections.abc import Callable, Iterable
 from http import HTTPStatus
+from http.cookies import CookieError, SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import SplitResult, parse_qs, urlencode, urlsplit
 
-import click
+from budget.approvals import open_ledger
+from budget.exceptions import LedgerFileError
+from budget.page_logins import Login, LoginsFileError, Session, Sessions
+from budget.page_view import decide_for_page, ensure_plot, problem, render_login, render_page
 
-from budget.approvals import DecisionError, RunNotFoundError, decide, open_ledger, proposal_lines
-from budget.cli_errors import InputError
-from budget.ledger import Ledger
-from budget.money import format_usd
-from budget.records import BatchRecord
-from budget.report import templates, write_report
-from budget.round_records import RunInit
+__all__ = ["COOKIE", "base_url", "make_server", "is_loopback"]
 
-__all__ = ["serve", "make_server", "is_loopback"]
-
-PLOT = Path("report") / "score_vs_dollars.png"
+COOKIE = "aod_session"
 _MAX_FORM = 64 * 1024  # bytes of a POST body; the forms send a few hundred
-_RECENT = 10  # decisions listed under the proposals
-_REPORT_LOCK = threading.Lock()  # matplotlib's pyplot is not thread-safe
 _CSP = ("default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; form-action 'self'; "
         "frame-ancestors 'none'; base-uri 'none'")
+_TEXT = "text/plain; charset=utf-8"
+_HTML = "text/html; charset=utf-8"
+_SECRET_IN_LOG = re.compile(r"(token=)[^&\s\"]*")
 
 
 def is_loopback(host: str) -> bool:
@@ -59,199 +79,240 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _not_loopback(host: str) -> str:
-    return (f"--host {host!r} is not a loopback address; the page has no login, so it listens only on "
-            "127.0.0.1, ::1 or localhost.")
-
-
-# --- what the page shows -------------------------------------------------------------------------
-
-def _metric(run_dir: Path) -> str:
-    stored = run_dir / "project.json"
-    return json.loads(stored.read_text())["task"]["metric"] if stored.exists() else "score"
-
-
-def _ensure_plot(run_dir: Path, ledger: Ledger) -> Path | None:
-    """The plot, written with the rest of the report if the controller has not written it yet."""
-    path = run_dir / PLOT
-    with _REPORT_LOCK:
-        if not path.exists():
-            try:
-                write_report(ledger, run_dir / "report", _metric(run_dir))
-            except (OSError, ValueError, KeyError) as exc:
-                print(f"[serve] could not write the report: {exc}", file=sys.stderr)
-    return path if path.exists() else None
-
-
-def _when(at: str) -> str:
-    return at[:16].replace("T", " ") + " UTC"
-
-
-@dataclass(frozen=True)
-class _Tile:
-    cls: str  # granted, reserved, spent or available
-    label: str
-    amount: str
-
-
-@dataclass(frozen=True)
-class _Money:
-    tiles: tuple[_Tile, ...]
-    bar: tuple[tuple[str, float], ...]  # (class, percent of the bar's width)
-
-
-@dataclass(frozen=True)
-class _Card:
-    """One pending proposal as the page shows it."""
-
-    batch_id: str
-    round: int | None
-    kind: str  # "labels" or "compute"
-    proposed: str
-    total: str
-    head: str  # what is bought and for how much
-    facts: tuple[tuple[str, str], ...]  # (name, text): money before and after, the policy's why
-    sample: tuple[str, ...]
-    n_items: int
-
-
-@dataclass(frozen=True)
-class _Decision:
-    when: str
-    decision: str  # approved or rejected
-    batch_id: str
-    total: str
-    by: str
-    why: str
-
-
-def _money(ledger: Ledger) -> _Money:
-    t = ledger.totals()
-    tiles = tuple(_Tile(cls, label, format_usd(v)) for cls, label, v in (
-        ("granted", "Granted", t.granted), ("reserved", "Reserved", t.reserved),
-        ("spent", "Spent", t.spent), ("available", "Available", t.available)))
-    whole = max(t.granted, t.spent + t.reserved + max(t.available, 0), 1)
-    bar = tuple((cls, 100 * max(v, 0) / whole) for cls, v in (("spent", t.spent), ("reserved", t.reserved),
-                                                              ("available", t.available)))
-    return _Money(tiles, bar)
-
-
-def _card(rec: BatchRecord) -> _Card:
-    """One pending proposal: the controller's own description of it and its sample items.
-
-    The only place in this module that reads a batch's payload.
-    """
-    p = rec.payload
-    sample = tuple(" / ".join(map(str, t)) if isinstance(t, list | tuple) else str(t) for t in p.sample)
-    lines = proposal_lines(rec)
-    lines = lines[:len(lines) - len(sample)] if sample else lines  # the sample is shown in full below
-    head, facts = lines[0], lines[1:]
-    prefix = f"{rec.batch_id} (round {rec.round}): "
-    head = head[len(prefix):] if head.startswith(prefix) else head
-    pairs = tuple((k, v) for k, _, v in (f.strip().partition(": ") for f in facts))
-    return _Card(rec.batch_id, rec.round, "compute" if p.is_compute else "labels", _when(rec.created_at),
-                 format_usd(rec.total_micro), head, pairs, sample, len(p.item_ids))
-
-
-def _decisions(ledger: Ledger) -> tuple[_Decision, ...]:
-    batches = {b.batch_id: b for b in ledger.batches()}
-    done = sorted((a for b in batches for a in ledger.approvals(b)), key=lambda a: a.at, reverse=True)[:_RECENT]
-    return tuple(_Decision(_when(a.at), a.decision, a.batch_id, format_usd(batches[a.batch_id].total_micro), a.by,
-                           a.why or "-") for a in done)
-
-
-def render_page(run_dir: Path, *, msg: str = "", kind: str = "ok", by: str = "") -> str:
-    """The whole page, read from the ledger now."""
-    with open_ledger(run_dir) as ledger:
-        init = RunInit.read(ledger)
-        cards = tuple(_card(rec) for rec in ledger.batches("proposed"))
-        money, decisions = _money(ledger), _decisions(ledger)
-        plot = _ensure_plot(run_dir, ledger)
-    return templates().get_template("page.html").render(
-        run_name=run_dir.name, run_id=init.run_id if init else "?", run_dir=str(run_dir), msg=msg,
-        kind=kind if kind in {"ok", "note", "error"} else "note", money=money,
-        cards=cards, by=by, decisions=decisions, plot_version=plot.stat().st_mtime_ns if plot else None)
-
-
-# --- deciding ------------------------------------------------------------------------------------
-
-def decide_for_page(run_dir: Path, batch_id: str, verb: str, **kw: str) -> tuple[str, str]:
-    """Approve or reject as the command line does; returns (kind, message) for the page."""
+def base_url(host: str, port: int) -> str:
+    """The address a person opens: the machine's name for a wildcard address such as 0.0.0.0."""
+    name = host.strip("[]")
     try:
-        with open_ledger(run_dir) as ledger:
-            changed, message = decide(ledger, batch_id, verb, **kw)
-    except (DecisionError, RunNotFoundError) as exc:
-        return "error", str(exc)
-    return ("ok" if changed else "note"), message
+        if ipaddress.ip_address(name).is_unspecified:
+            name = socket.gethostname()
+    except ValueError:
+        pass
+    return f"http://[{name}]:{port}/" if ":" in name else f"http://{name}:{port}/"
+
+
+def _split(url: str) -> SplitResult | None:
+    """``urlsplit``, or None for a malformed address (an unclosed ``[``)."""
+    try:
+        return urlsplit(url)
+    except ValueError:
+        return None
+
+
+def _hostname(netloc: str) -> str:
+    """The host name of ``name:port`` (lower case, no brackets); empty when malformed."""
+    parts = _split("//" + netloc)
+    return (parts.hostname or "") if parts else ""
 
 
 # --- the server ----------------------------------------------------------------------------------
+
+class _Refused(Exception):
+    """A request the handler answers with ``status`` and a one-line ``message`` (no traceback)."""
+
+    def __init__(self, status: HTTPStatus, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _fields(query: str) -> dict[str, list[str]]:
+    """A query string or form body as lists of values; 400 for more fields than a form has."""
+    try:
+        return parse_qs(query, keep_blank_values=True, max_num_fields=20)
+    except ValueError as exc:
+        raise _Refused(HTTPStatus.BAD_REQUEST, f"Malformed form or query: {exc}.") from exc
+
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     server_version = "annotate-or-distill"
 
+    def setup(self) -> None:
+        self.timeout = self.server.request_timeout  # each read and write of the socket; a body has a deadline too
+        super().setup()
+
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        if not self._allowed():
-            return
-        url = urlsplit(self.path)
-        if url.path == "/":
-            q = {k: v[-1] for k, v in parse_qs(url.query).items()}
-            try:
-                page = render_page(self.server.run_dir, msg=q.get("msg", "")[:1000], kind=q.get("kind", "ok"),
-                                   by=q.get("by", "")[:80])
-            except RunNotFoundError as exc:  # the run folder lost its ledger
-                return self._send(HTTPStatus.NOT_FOUND, str(exc).encode(), "text/plain; charset=utf-8")
-            return self._send(HTTPStatus.OK, page.encode(), "text/html; charset=utf-8")
-        if url.path == "/plot.png":
-            try:
-                with open_ledger(self.server.run_dir) as ledger:
-                    plot = _ensure_plot(self.server.run_dir, ledger)
-            except RunNotFoundError as exc:
-                return self._send(HTTPStatus.NOT_FOUND, str(exc).encode(), "text/plain; charset=utf-8")
-            if plot is None:
-                return self._send(HTTPStatus.NOT_FOUND, b"no plot yet", "text/plain; charset=utf-8")
-            return self._send(HTTPStatus.OK, plot.read_bytes(), "image/png")
-        if url.path in {"/approve", "/reject"}:
-            return self._send(HTTPStatus.METHOD_NOT_ALLOWED, b"POST a decision from the page", "text/plain")
-        self._send(HTTPStatus.NOT_FOUND, b"not found", "text/plain")
+        self._guarded(self._get)
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-        if not self._allowed(post=True):
-            return
+        self._guarded(self._post)
+
+    def _guarded(self, route: Callable[[], None]) -> None:
+        """Run a route: a refusal is a 4xx, a failure inside it (a corrupt ledger) a one-line 500."""
+        try:
+            self._check_host()
+            route()
+        except _Refused as exc:
+            self._answer(exc.status, str(exc))
+        except (TimeoutError, ConnectionError):  # the client stopped reading: nobody to answer
+            self.close_connection = True
+        except Exception as exc:  # noqa: BLE001 - whatever it is, the client gets one line, never a reset
+            self._fail(exc)
+
+    def _fail(self, exc: Exception) -> None:
+        message = problem(exc, self.server.run_dir)
+        path = _SECRET_IN_LOG.sub(r"\1[hidden]", self.path)
+        sys.stderr.write(f"[serve] {self.command} {path}: 500 {message}\n")
+        if not self.server.quiet and not isinstance(exc, LedgerFileError | sqlite3.DatabaseError | LoginsFileError):
+            traceback.print_exception(exc, file=sys.stderr)
+        self._answer(HTTPStatus.INTERNAL_SERVER_ERROR, f"Error: {message}")
+
+    def _answer(self, status: HTTPStatus, line: str) -> None:
+        """A one-line text answer; a client gone by then gets nothing."""
+        try:
+            self._send(status, f"{line}\n".encode(), _TEXT)
+        except OSError:
+            self.close_connection = True
+
+    def _check_host(self) -> None:
+        """Host must be one of ours on loopback; a browser's Origin must always be the page's own."""
+        host = (self.headers.get("Host") or "").strip().lower()
+        origin = (self.headers.get("Origin") or "").strip().lower()
+        if not self.server.host_allowed(host) or (origin and not self.server.origin_allowed(origin, host)):
+            raise _Refused(HTTPStatus.FORBIDDEN, f"Refused: this page answers only to {self.server.url} and the "
+                           "names given with --allow-host (Host and Origin are checked).")
+
+    # --- GET
+
+    def _get(self) -> None:
+        url = _split(self.path)
+        if url is None:
+            raise _Refused(HTTPStatus.BAD_REQUEST, "Malformed request path.")
+        query = _fields(url.query)
+        if url.path == "/" and "token" in query:
+            return self._sign_in(query["token"][-1])
+        if url.path == "/login":
+            return self._send(HTTPStatus.OK, render_login().encode(), _HTML)
+        if url.path in {"/approve", "/reject", "/logout"}:
+            raise _Refused(HTTPStatus.METHOD_NOT_ALLOWED, "POST a decision from the page.")
+        if url.path not in {"/", "/plot.png"}:
+            raise _Refused(HTTPStatus.NOT_FOUND, "Not found.")
+        sid = self._sid()
+        session = self.server.sessions.get(sid)
+        if session is None:
+            return self._send(HTTPStatus.UNAUTHORIZED, render_login().encode(), _HTML)
+        if url.path == "/plot.png":
+            return self._plot()
+        kind, msg = self.server.sessions.pop_flash(sid)
+        page = render_page(self.server.run_dir, user=session.name, csrf=session.csrf, msg=msg, kind=kind)
+        self._send(HTTPStatus.OK, page.encode(), _HTML)
+
+    def _plot(self) -> None:
+        with open_ledger(self.server.run_dir) as ledger:
+            plot = ensure_plot(self.server.run_dir, ledger)
+        if plot is None:
+            raise _Refused(HTTPStatus.NOT_FOUND, "No plot yet: run the controller first.")
+        self._send(HTTPStatus.OK, plot.read_bytes(), "image/png")
+
+    # --- POST
+
+    def _post(self) -> None:
+        self.close_connection = True  # a refused body is left unread: the connection cannot carry another request
         path = urlsplit(self.path).path
-        if path not in {"/approve", "/reject"}:
-            return self._send(HTTPStatus.NOT_FOUND, b"not found", "text/plain")
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > _MAX_FORM:
-            return self._send(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, b"form too large", "text/plain")
-        form = {k: v[-1].strip() for k, v in parse_qs(self.rfile.read(length).decode("utf-8", "replace")).items()}
-        batch_id, by, why = form.get("batch_id", ""), form.get("by", "")[:80], form.get("why", "")[:500]
+        length = self._body_length()  # a malformed request is a 400 whoever sends it
+        if path == "/login":
+            return self._sign_in(self._read_form(length).get("token", ""))
+        if path not in {"/approve", "/reject", "/logout"}:
+            raise _Refused(HTTPStatus.NOT_FOUND, "Not found.")
+        sid = self._sid()
+        session = self.server.sessions.get(sid)
+        if session is None:  # refused before its body is read
+            raise _Refused(HTTPStatus.FORBIDDEN, "Refused: sign in first (open the URL `serve` printed, with its "
+                           "token); nothing was changed.")
+        form = self._read_form(length)
+        if not hmac.compare_digest(form.get("csrf", "").encode(), session.csrf.encode()):
+            raise _Refused(HTTPStatus.FORBIDDEN, "Refused: the form does not carry this session's CSRF token; "
+                           "reload the page and try again. Nothing was changed.")
+        if path == "/logout":
+            self.server.sessions.end(sid)
+            return self._redirect("/login", self._cookie("", 0))
+        kind, msg = self._decide(session, form, "approved" if path == "/approve" else "rejected")
+        self.server.sessions.flash(sid, kind, msg)
+        self._redirect("/")
+
+    def _decide(self, session: Session, form: dict[str, str], verb: str) -> tuple[str, str]:
+        """Approve or reject the form's batch as the signed-in person; returns (kind, message)."""
+        batch_id, why = form.get("batch_id", ""), form.get("why", "")[:500]
         if not batch_id:
-            kind, msg = "error", "No batch_id in the form."
-        elif not by:
-            kind, msg = "error", f"Type your name before deciding on {batch_id}: it is recorded with the decision."
-        elif path == "/reject" and not why:
-            kind, msg = "error", f"Give a reason to reject {batch_id}: it is recorded with the decision."
-        elif path == "/approve":
-            kind, msg = decide_for_page(self.server.run_dir, batch_id, "approved", by=by)
-        else:
-            kind, msg = decide_for_page(self.server.run_dir, batch_id, "rejected", by=by, why=why)
+            return "error", "No batch_id in the form."
+        if verb == "rejected" and not why:
+            return "error", f"Give a reason to reject {batch_id}: it is recorded with the decision."
+        return decide_for_page(self.server.run_dir, batch_id, verb, by=session.name, why=why)
+
+    def _body_length(self) -> int:
+        """The body's length from its headers: one whole number up to 64 KiB, else a 4xx."""
+        if self.headers.get("Transfer-Encoding"):
+            raise _Refused(HTTPStatus.LENGTH_REQUIRED, "Send the form with a Content-Length, not chunked.")
+        values = {v.strip() for v in self.headers.get_all("Content-Length") or ["0"]}
+        raw = values.pop() if len(values) == 1 else ""
+        if not (raw.isascii() and raw.isdigit()):
+            raise _Refused(HTTPStatus.BAD_REQUEST, "Content-Length must be one non-negative whole number.")
+        length = int(raw)
+        if length > _MAX_FORM:
+            raise _Refused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"The form is over {_MAX_FORM} bytes.")
+        return length
+
+    def _read_form(self, length: int) -> dict[str, str]:
+        """The POST body's form fields: ``length`` bytes, read within the server's timeout."""
+        body = self._read_body(length)
+        if len(body) < length:
+            raise _Refused(HTTPStatus.BAD_REQUEST, "The body ended before its Content-Length.")
+        return {k: v[-1].strip() for k, v in _fields(body.decode("utf-8", "replace")).items()}
+
+    def _read_body(self, length: int) -> bytes:
+        """``length`` bytes, or fewer if the client closes; 408 when they do not all come within the timeout."""
+        deadline, chunks, got = time.monotonic() + self.server.request_timeout, [], 0
+        try:
+            while got < length:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError
+                self.connection.settimeout(left)
+                chunk = self.rfile.read1(length - got)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                got += len(chunk)
+        except TimeoutError as exc:
+            raise _Refused(HTTPStatus.REQUEST_TIMEOUT, f"The body did not arrive within "
+                           f"{self.server.request_timeout:g} s.") from exc
+        finally:
+            self.connection.settimeout(self.server.request_timeout)
+        return b"".join(chunks)
+
+    # --- signing in and answering
+
+    def _sign_in(self, token: str) -> None:
+        """Check a token: a new session and a 303 to ``/`` (the token leaves the address bar), or 401."""
+        login = self.server.sessions.check(token) if token else None
+        if login is None:
+            page = render_login(msg="That token is not valid: use the one `serve` printed for you, or ask for a "
+                                "new one (`serve --new-token --user NAME`).", kind="error")
+            return self._send(HTTPStatus.UNAUTHORIZED, page.encode(), _HTML)
+        sid = self.server.sessions.start(login)
+        self._redirect("/", self._cookie(sid, int(self.server.sessions.lifetime)))
+
+    def _sid(self) -> str:
+        """The session id in the request's cookie, or ""."""
+        jar: SimpleCookie = SimpleCookie()
+        try:
+            jar.load(self.headers.get("Cookie") or "")
+        except CookieError:
+            return ""
+        morsel = jar.get(COOKIE)
+        return morsel.value if morsel else ""
+
+    def _cookie(self, sid: str, max_age: int) -> str:
+        secure = "; Secure" if (self.headers.get("X-Forwarded-Proto") or "").lower() == "https" else ""
+        return f"{COOKIE}={sid}; Max-Age={max_age}; Path=/; HttpOnly; SameSite=Strict{secure}"
+
+    def _redirect(self, location: str, cookie: str | None = None) -> None:
         self.send_response(HTTPStatus.SEE_OTHER)
-        self.send_header("Location", "/?" + urlencode({"msg": msg, "kind": kind, "by": by}))
+        self.send_header("Location", location)
+        if cookie is not None:
+            self.send_header("Set-Cookie", cookie)
+        self.send_header("Cache-Control", "no-store")
         self.send_header("Content-Length", "0")
         self.end_headers()
-
-    def _allowed(self, post: bool = False) -> bool:
-        """Only our own loopback address may ask: Host always, Origin too when a browser sends one."""
-        hosts = self.server.hosts
-        host = (self.headers.get("Host") or "").lower()
-        origin = (self.headers.get("Origin") or "").lower()
-        ok = host in hosts and (not origin or urlsplit(origin).netloc in hosts and origin.startswith("http://"))
-        if not ok:
-            self._send(HTTPStatus.FORBIDDEN, f"Refused: this page answers only to http://{self.server.url_host}/ "
-                       "(Host and Origin are checked).".encode(), "text/plain; charset=utf-8")
-        return ok
 
     def _send(self, status: HTTPStatus, body: bytes, ctype: str) -> None:
         self.send_response(status)
@@ -261,71 +322,78 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Security-Policy", _CSP)
         self.send_header("X-Content-Type-Options", "nosniff")
         self.send_header("Referrer-Policy", "same-origin")  # "no-referrer" would make a form's Origin "null"
+        if status >= 400:
+            self.send_header("Connection", "close")
+            self.close_connection = True
         self.end_headers()
         self.wfile.write(body)
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server's signature
         if not self.server.quiet:
-            sys.stderr.write(f"[serve] {self.address_string()} {format % args}\n")
+            line = _SECRET_IN_LOG.sub(r"\1[hidden]", format % args)
+            sys.stderr.write(f"[serve] {self.address_string()} {line}\n")
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], run_dir: Path, quiet: bool) -> None:
+    def __init__(self, address: tuple[str, int], run_dir: Path, *, quiet: bool, timeout: float,
+                 allow_hosts: Iterable[str], logins: Iterable[Login]) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
-        self.run_dir, self.quiet = run_dir, quiet
+        self.run_dir, self.quiet, self.request_timeout = run_dir, quiet, timeout
+        self.sessions = Sessions(run_dir, tuple(logins))
         port = self.server_address[1]
-        name = address[0].strip("[]")
-        self.url_host = f"[{name}]:{port}" if ":" in name else f"{name}:{port}"
-        self.hosts = {f"{h}:{port}" for h in ("127.0.0.1", "localhost", "[::1]")} | {self.url_host.lower()}
+        self.url = base_url(address[0], port)
+        self.loopback = is_loopback(address[0])
+        self.hosts = {f"{h}:{port}" for h in ("127.0.0.1", "localhost", "[::1]")} | {urlsplit(self.url).netloc.lower()}
+        self.allow_hosts = frozenset(h.strip().lower().strip("[]") for h in allow_hosts if h.strip())
 
-    @property
-    def url(self) -> str:
-        return f"http://{self.url_host}/"
+    def host_allowed(self, host: str) -> bool:
+        """Any Host off loopback (the login guards the page); on loopback ours and --allow-host's only."""
+        return not self.loopback or host in self.hosts or _hostname(host) in self.allow_hosts
+
+    def origin_allowed(self, origin: str, host: str) -> bool:
+        """A browser's Origin: the Host it asked, one of our loopback names, or an --allow-host name."""
+        parts = _split(origin)
+        if parts is None or parts.scheme not in {"http", "https"}:
+            return False
+        return parts.netloc == host or parts.netloc in self.hosts or _hostname(parts.netloc) in self.allow_hosts
+
+    def login_url(self, token: str) -> str:
+        """The address that signs in with ``token``."""
+        return f"{self.url}?{urlencode({'token': token})}"
 
 
-def make_server(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8765, *, quiet: bool = False) -> _Server:
+def make_server(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8765, *, quiet: bool = False,
+                timeout: float = 10.0, allow_hosts: Iterable[str] = (), logins: Iterable[Login] = ()) -> _Server:
     """A server for ``run_dir`` bound to ``host:port`` (port 0: a free one); call ``serve_forever()``.
+
+    Every page needs a login: ``token = new_login(run_dir, "alice")`` makes one, and a client signs in by
+    opening ``server.login_url(token)`` (or posting ``token`` to ``/login``), which sets the session cookie.
+
+    Parameters
+    ----------
+    host : str
+        The address to listen on. A loopback one answers only to its own names and ``allow_hosts``; any
+        other (``0.0.0.0``) answers to every Host, the login guarding it.
+    timeout : float
+        Seconds a request's body may take to arrive (then 408), and each read or write of the socket.
+    allow_hosts : iterable of str
+        Other host names (a reverse proxy's) accepted in Host and Origin, on any port.
+    logins : iterable of Login
+        Logins accepted besides the run folder's ``page-logins.json``, e.g. :func:`env_login`'s.
 
     Raises
     ------
     ValueError
-        If ``host`` is not a loopback address: the page decides on money and has no login.
+        If ``timeout`` is not positive.
     OSError
         If the port cannot be bound.
     """
-    if not is_loopback(host):
-        raise ValueError(_not_loopback(host))
-    return _Server((host.strip("[]"), port), Path(run_dir), quiet)
+    if not timeout > 0:
+        raise ValueError(f"timeout must be a positive number of seconds; got {timeout!r}.")
+    return _Server((host.strip("[]"), port), Path(run_dir), quiet=quiet, timeout=timeout, allow_hosts=allow_hosts,
+                   logins=logins)
 
-
-@click.command()
-@click.option("--run-dir", default="runs/demo", show_default=True)
-@click.option("--port", type=int, default=8765, show_default=True, help="0 picks a free port.")
-@click.option("--host", default="127.0.0.1", show_default=True, help="A loopback address only.")
-@click.option("--quiet", is_flag=True, help="Do not log each request.")
-def serve(run_dir: str, port: int, host: str, quiet: bool) -> None:
-    """Serve a web page for leads: money, pending proposals with Approve / Reject, and the plot.
-
-    Example: python -m budget.controller serve --run-dir runs/demo   (then open http://127.0.0.1:8765/)
-    """
-    if not is_loopback(host):
-        raise InputError(_not_loopback(host))
-    try:
-        open_ledger(run_dir).close()  # no run there: a one-line error now rather than on the first request
-    except RunNotFoundError as exc:
-        raise InputError(str(exc)) from exc
-    try:
-        server = make_server(run_dir, host, port, quiet=quiet)
-    except OSError as exc:
-        raise click.ClickException(f"Cannot listen on {host}:{port}: {exc.strerror or exc}; "
-                                   "pick another --port.") from exc
-    with server:
-        click.echo(f"Serving {run_dir} on {server.url} (Ctrl-C to stop).")
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            click.echo("Stopped.")

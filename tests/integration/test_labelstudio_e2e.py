@@ -43,6 +43,7 @@ class Annotators(People):
     """
 
     ls: LabelStudioServer
+    task: str = TASK  # the project's [task] name, in the Label Studio project's title
     project_id: int | None = None
     _seen: set[int] = field(default_factory=set)
     _choice: tuple[str, str] | None = None
@@ -55,7 +56,7 @@ class Annotators(People):
         while True:
             run_id = self.run_id()
             if run_id is not None:
-                title = project_title(run_id, TASK)
+                title = project_title(run_id, self.task)
                 for p in self.ls.admin.projects.list(title=title, page_size=100):
                     if p.title == title:
                         self.project_id = int(p.id)

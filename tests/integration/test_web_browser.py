@@ -1,4 +1,5 @@
-"""A lead approves a batch in a real headless Chromium: the page, a click, the ledger.
+"""A lead signs in and approves a batch in a real headless Chromium: the sign-in URL, the page, a click, the
+ledger (which records the login's name); a decision posted without the session changes nothing.
 
 Needs Debian's ``chromium`` and ``chromium-driver`` (``bash scripts/servers/chromium.sh install``, which
 ``scripts/test.sh`` runs) and the ``selenium`` package. Selenium is given both paths, so Selenium Manager
@@ -6,17 +7,20 @@ never downloads a browser or a driver. Screenshots go to ``test-artifacts/`` (gi
 are printed.
 """
 
+import http.client
 import os
 import shutil
 import tempfile
 import threading
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 from click.testing import CliRunner
 
 from budget.cli import cli
 from budget.ledger import Ledger
+from budget.page_logins import new_login
 from budget.web import make_server
 from tests.utils.projects import write_tiny_project
 
@@ -60,7 +64,8 @@ def browser():
 
 @pytest.fixture
 def served_run(tmp_path):
-    """A run whose first batch (30 items at $0.50) waits for a lead, served on a free loopback port."""
+    """A run whose first batch (30 items at $0.50) waits for a lead, served on a free loopback port: the run
+    folder, the server, and the sign-in URL that ``serve`` would print for the login "Lead Tester"."""
     project = write_tiny_project(tmp_path, policy="annotate", overrides={"annotation": {"auto_approve_under": "0"}})
     run_dir = tmp_path / "run"
     result = CliRunner().invoke(cli, ["--spend", "40", "--config", str(project), "--run-dir", str(run_dir),
@@ -69,7 +74,7 @@ def served_run(tmp_path):
     server = make_server(run_dir, "127.0.0.1", 0, quiet=True)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
-    yield run_dir, server.url
+    yield run_dir, server, server.login_url(new_login(run_dir, "Lead Tester"))
     server.shutdown()
     server.server_close()
 
@@ -85,36 +90,87 @@ def _screenshot(driver, name: str) -> Path:
     return path
 
 
-def test_a_lead_approves_a_batch_with_a_click(browser, served_run, capsys):
+def _decisions(run_dir: Path, batch_id: str) -> tuple[str, list]:
+    with Ledger(run_dir / "ledger.sqlite") as ledger:
+        return ledger.batch(batch_id).state, ledger.approvals(batch_id)
+
+
+def test_a_lead_signs_in_with_the_printed_url_and_approves_with_a_click(browser, served_run, capsys):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    run_dir, url = served_run
+    run_dir, server, login_url = served_run
     with Ledger(run_dir / "ledger.sqlite") as ledger:
         (batch,) = ledger.batches("proposed")
     try:
-        browser.get(url)
+        browser.get(server.url)  # signed out: the sign-in form, nothing of the run
+        assert browser.find_elements(By.NAME, "token") and batch.batch_id not in browser.page_source
+        signed_out = _screenshot(browser, "web-00-sign-in.png")
+
+        browser.get(login_url)  # the URL serve prints: a session cookie, then the page without the token
+        assert browser.current_url == server.url
+        assert browser.find_element(By.CSS_SELECTOR, "[data-user]").text == "Lead Tester"
         card = browser.find_element(By.CSS_SELECTOR, f'article[data-batch="{batch.batch_id}"]')
         assert "30 items x $0.50 x 1 annotators = $15.00" in card.text
         assert browser.find_element(By.CSS_SELECTOR, '[data-money="granted"]').text == "$40.00"
         assert browser.execute_script("return document.querySelector('figure.plot img').naturalWidth") > 0
         before = _screenshot(browser, "web-01-proposal.png")
 
-        card.find_element(By.NAME, "by").send_keys("Lead Tester")
+        assert not card.find_elements(By.NAME, "by")  # the name is the login's, not typed
         card.find_element(By.CSS_SELECTOR, "button.approve").click()
         flash = WebDriverWait(browser, 30).until(ec.visibility_of_element_located((By.CSS_SELECTOR, ".flash.ok")))
         assert f"Approved {batch.batch_id} ($15.00) by Lead Tester." in flash.text
         assert "No proposals wait for approval" in browser.find_element(By.TAG_NAME, "main").text
         after = _screenshot(browser, "web-02-approved.png")
 
-        with Ledger(run_dir / "ledger.sqlite") as ledger:
-            (approval,) = ledger.approvals(batch.batch_id)
-            assert ledger.batch(batch.batch_id).state == "approved"
-        assert (approval.decision, approval.by) == ("approved", "Lead Tester") and approval.at
+        state, (approval,) = _decisions(run_dir, batch.batch_id)
+        assert state == "approved" and (approval.decision, approval.by) == ("approved", "Lead Tester") and approval.at
     except Exception:
         with capsys.disabled():
             print(f"\nscreenshot of the failure: {_screenshot(browser, 'web-failure.png')}")
         raise
     with capsys.disabled():
-        print(f"\nscreenshots: {before} {after}")
+        print(f"\nscreenshots: {signed_out} {before} {after}")
+
+
+def test_a_decision_posted_without_the_session_changes_nothing(browser, served_run, capsys):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    run_dir, server, login_url = served_run
+    with Ledger(run_dir / "ledger.sqlite") as ledger:
+        (batch,) = ledger.batches("proposed")
+    try:
+        browser.get(login_url)
+        card = browser.find_element(By.CSS_SELECTOR, f'article[data-batch="{batch.batch_id}"]')
+        csrf = card.find_element(By.NAME, "csrf").get_attribute("value")
+        host, port = server.server_address[:2]
+        # the page's own form fields and Origin, everything but the browser's session cookie
+        conn = http.client.HTTPConnection(host, port, timeout=30)
+        conn.request("POST", "/approve", body=urlencode({"batch_id": batch.batch_id, "csrf": csrf}),
+                     headers={"Content-Type": "application/x-www-form-urlencoded", "Origin": server.url.rstrip("/")})
+        resp = conn.getresponse()
+        status, body = resp.status, resp.read().decode()
+        conn.close()
+        assert status == 403 and "sign in first" in body and _decisions(run_dir, batch.batch_id) == ("proposed", [])
+
+        page = browser.current_window_handle
+        browser.switch_to.new_window("tab")  # signing out in another tab ends the session ...
+        browser.get(server.url)
+        browser.find_element(By.CSS_SELECTOR, "form.signout button").click()
+        WebDriverWait(browser, 30).until(ec.presence_of_element_located((By.NAME, "token")))
+        assert batch.batch_id not in browser.page_source
+        browser.close()
+        browser.switch_to.window(page)  # ... so the page still open there can no longer decide
+        browser.find_element(By.CSS_SELECTOR, f'article[data-batch="{batch.batch_id}"] button.approve').click()
+        WebDriverWait(browser, 30).until(ec.text_to_be_present_in_element((By.TAG_NAME, "body"), "Refused: sign in"))
+        assert _decisions(run_dir, batch.batch_id) == ("proposed", [])
+        refused = _screenshot(browser, "web-03-refused.png")
+    except Exception:
+        with capsys.disabled():
+            print(f"\nscreenshot of the failure: {_screenshot(browser, 'web-failure.png')}")
+        raise
+    with capsys.disabled():
+        print(f"\nscreenshot: {refused}")
