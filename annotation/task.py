@@ -130,6 +130,17 @@ class TaskSpec:
         missing = [k for k in ("name", "data", "labels") if k not in table]
         if missing:
             raise TaskDataError(f"[task] is missing {missing}; set them in project.toml.")
+        for key in ("name", "data"):
+            if not isinstance(table[key], str) or not table[key].strip():
+                raise TaskDataError(f"[task] {key} = {table[key]!r} must be a non-empty string.")
+        for key in ("labels", "text_fields"):
+            value = table.get(key, ())
+            if not isinstance(value, str | list | tuple) or (
+                    not isinstance(value, str) and not all(isinstance(x, str | int) for x in value)):
+                raise TaskDataError(f"[task] {key} = {value!r} must be a list of strings, like [\"NO\", \"YES\"].")
+        if isinstance(table["labels"], str):
+            raise TaskDataError(f"[task] labels = {table['labels']!r} must be a list of every label, like "
+                                "[\"NO\", \"YES\"].")
         values = dict(table)
         data = Path(values["data"])
         if base_dir is not None and not data.is_absolute():

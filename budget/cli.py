@@ -18,7 +18,7 @@ import click
 
 from annotation.exceptions import AnnotationError
 from budget.approvals import DecisionError, RunNotFoundError, decide, open_ledger, proposal_lines
-from budget.cli_errors import InputError
+from budget.cli_errors import InputError, OneLineGroup
 from budget.cli_serve import serve
 from budget.config import ConfigError, ProjectConfig, load_config
 from budget.controller import Controller
@@ -79,31 +79,7 @@ def _existing(run_dir: str) -> Ledger:
         raise InputError(str(exc)) from exc
 
 
-class _OneLineGroup(click.Group):
-    """Click's group, with a usage error (a bad flag or value) as one ``Error:`` line, exit status 2.
-
-    Click prints the usage and a hint above such an error; a newcomer reads the first line, and a script
-    that checks our one-line errors would read three. ``--help`` still prints the usage.
-    """
-
-    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):  # noqa: D102
-        if not standalone_mode:
-            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
-        try:
-            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except click.UsageError as exc:
-            hint = f" (see `{prog_name or 'python -m budget.controller'} --help`)" if exc.ctx is not None else ""
-            click.echo(f"Error: {exc.format_message()}{hint}", err=True)
-            sys.exit(exc.exit_code)
-        except click.ClickException as exc:
-            exc.show()
-            sys.exit(exc.exit_code)
-        except click.Abort:
-            click.echo("Aborted!", err=True)
-            sys.exit(1)
-
-
-@click.group(cls=_OneLineGroup, invoke_without_command=True,
+@click.group(cls=OneLineGroup, invoke_without_command=True,
              context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--spend", "spend", metavar="DOLLARS",
               help="The run's budget: raise it to this many dollars (never twice: the same command again resumes).")
@@ -111,7 +87,7 @@ class _OneLineGroup(click.Group):
 @click.option("--config", type=click.Path(dir_okay=False), help="Project file (TOML). Default: the BBC News demo.")
 @click.option("--run-dir", help="Run folder (ledger, models, report). Default: runs/<project file name> or runs/demo.")
 @click.option("--policy", help="annotate | distill | split:F | adaptive (default: [policy] name).")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
               help="Seed of the split, selection and training.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and both arms' estimates; spend nothing.")
 @click.option("--auto-approve-under", metavar="DOLLARS",

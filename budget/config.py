@@ -30,7 +30,7 @@ from typing import Any
 
 from annotation.pool import TaskSpec
 from annotation.selection import STRATEGIES
-from budget.money import to_micro
+from budget.money import MAX_MICRO, to_micro
 from budget.prices import DEFAULT_DEVICE_PRICES, DevicePrice, FlopPricing, LabelPrice, label_cost
 from budget.runfolder import check_keep
 from modeling.train import TrainConfig
@@ -63,7 +63,7 @@ def _money(v: object, *, inf: bool = False, empty: bool = False) -> bool:
     if (inf and v == "inf") or (empty and v == ""):
         return True
     try:
-        return to_micro(v) >= 0
+        return 0 <= to_micro(v) <= MAX_MICRO
     except (ValueError, TypeError):
         return False
 
@@ -455,9 +455,13 @@ def load_config(path: str | Path | None = None, *, raw: dict[str, Any] | None = 
         if not path.is_file():
             raise ConfigError(f"Project file '{path}' not found; pass --config with an existing TOML file.")
         try:
-            raw = tomllib.loads(path.read_text())
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"Project file '{path}' is not valid TOML: {exc}.") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"Project file '{path}' is not UTF-8 text (byte {exc.start}); save it as UTF-8.") from exc
+        except OSError as exc:
+            raise ConfigError(f"Project file '{path}' cannot be read ({exc.strerror or exc}).") from exc
         base_dir = path.parent
     if raw is None or "task" not in raw:
         raise ConfigError(f"{where} has no [task] table; it needs at least name, data and labels.")

@@ -38,7 +38,14 @@ from budget.ledger import Ledger
 from budget.money import format_usd
 from budget.phase_cache import PhaseCache
 from budget.policy import Decision, Policy, PolicyState, RoundObservation, make_policy
-from budget.preflight import PreflightError, check_connector, check_models, check_run_dir
+from budget.preflight import (
+    PreflightError,
+    check_connector,
+    check_device,
+    check_models,
+    check_prices,
+    check_run_dir,
+)
 from budget.report import write_report
 from budget.round_records import RoundPlan, RoundSummary, RunInit
 from budget.rounds import RUNNERS
@@ -182,6 +189,8 @@ class Controller:
         # everything the run needs, checked before open() writes anything (one line each, nothing written)
         check_run_dir(self.run_dir)
         check_models(config)
+        check_device(config)
+        check_prices(config)
         if connector is None:
             check_connector(config)
 

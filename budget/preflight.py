@@ -26,7 +26,8 @@ from budget.money import MAX_MICRO, format_usd
 from modeling.exceptions import ModelingError
 from modeling.models import check_model
 
-__all__ = ["PreflightError", "check_run_dir", "check_models", "check_connector", "check_budget", "CONNECTOR_SDKS"]
+__all__ = ["PreflightError", "check_run_dir", "check_models", "check_device", "check_connector", "check_budget",
+           "check_prices", "CONNECTOR_SDKS"]
 
 #: connector -> (the module that needs the SDK, the PyPI package(s) to install, the default key variable)
 CONNECTOR_SDKS: dict[str, tuple[str, str, str]] = {
@@ -92,6 +93,51 @@ def check_models(config: ProjectConfig) -> None:
             check_model(name)
         except ModelingError as exc:
             raise PreflightError(f"[models] {role} = {str(name)!r}: {str(exc).splitlines()[0]}") from exc
+
+
+def check_device(config: ProjectConfig) -> None:
+    """Refuse ``[models] device`` naming hardware this machine does not have (``auto`` always works).
+
+    Raises
+    ------
+    PreflightError
+        Naming the device, what this machine has, and the fix.
+    """
+    device = config.models.device
+    if device in {"auto", "cpu"}:
+        return
+    import torch
+
+    kind, colon, index = device.partition(":")
+    if kind == "cuda" and (not colon or index.isdigit()):
+        have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if have > (int(index) if colon else 0):
+            return
+        raise PreflightError(f"[models] device = {device!r}, but this machine has {have} CUDA device(s); use "
+                             "\"auto\" (a GPU when there is one, else the CPU) or \"cpu\".")
+    if device == "mps":
+        if torch.backends.mps.is_available():
+            return
+        raise PreflightError("[models] device = 'mps', but this machine has no MPS device; use \"auto\" or "
+                             "\"cpu\".")
+    raise PreflightError(f"[models] device = {device!r} is not a device; use \"auto\", \"cpu\", \"cuda\", "
+                         "\"cuda:N\" or \"mps\".")
+
+
+def check_prices(config: ProjectConfig) -> None:
+    """Refuse prices whose batch costs more than the ledger keeps (a label at a trillion dollars, say).
+
+    Raises
+    ------
+    PreflightError
+        Naming the price and the limit.
+    """
+    batch = config.label_cost_per_item() * config.annotation.batch_size
+    if batch > MAX_MICRO:
+        raise PreflightError(f"A batch of {config.annotation.batch_size} items at [prices] per_label = "
+                             f"{config.prices.per_label!r} x overlap {config.prices.overlap} costs "
+                             f"{format_usd(batch)}, more than the ledger keeps ({format_usd(MAX_MICRO)}); lower the "
+                             "price or the batch.")
 
 
 def check_connector(config: ProjectConfig) -> None:

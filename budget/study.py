@@ -48,7 +48,7 @@ from pathlib import Path
 import click
 from tqdm.auto import tqdm
 
-from budget.cli_errors import InputError
+from budget.cli_errors import InputError, OneLineCommand
 from budget.config import ConfigError, ProjectConfig, load_config
 from budget.controller import Controller
 from budget.exceptions import UsageError
@@ -236,7 +236,7 @@ def _cache_line(out: Path, prune_gb: float | None) -> str:
             f"(pruned to {prune_gb:g} GB: {format_bytes(freed)} freed).")
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=OneLineCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("study_file", required=False, type=click.Path(dir_okay=False))
 @click.option("--quick", is_flag=True, help="A small grid on a tiny task and tiny models built here (no files).")
 @click.option("--out", help="Study folder (default: the study file's [study] out, or study-quick with --quick).")

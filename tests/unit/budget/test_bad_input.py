@@ -24,6 +24,7 @@ from click.testing import CliRunner
 from budget.cli import cli
 from budget.ledger import Ledger
 from budget.runlock import LOCK_FILE, RunLock
+from budget.study import main as study_main
 from tests.utils.projects import write_tiny_project
 
 TINY_LABELS = ("sports", "music", "weather")
@@ -44,6 +45,7 @@ class Case:
     run: str = "none"  # none | waiting (a run whose batch waits for a lead) | corrupt (junk in ledger.sqlite)
     env: dict = field(default_factory=dict)  # environment (None unsets)
     locked: bool = False  # another controller holds the run folder
+    study: bool = False  # ``python -m budget.study`` rather than ``python -m budget.controller``
 
 
 RUN = ("--config", "{project}", "--run-dir", "{run}")
@@ -75,6 +77,7 @@ CASES = [
     Case("policy-split-not-a-number", (*SPEND, "--policy", "split:half"), "split:half"),
     Case("seed-negative", (*SPEND, "--seed", "-1"), "'--seed': -1 is not in the range"),
     Case("seed-not-a-number", (*SPEND, "--seed", "x"), "'--seed': 'x' is not a valid integer"),
+    Case("seed-too-large", (*SPEND, "--seed", str(2**40)), "'--seed': 1099511627776 is not in the range"),
     Case("max-rounds-negative", (*SPEND, "--max-rounds", "-1"), "'--max-rounds': -1 is not in the range"),
     Case("max-rounds-not-a-number", (*SPEND, "--max-rounds", "two"), "'--max-rounds'"),
     Case("unknown-flag", (*SPEND, "--spnd", "4"), "No such option '--spnd'"),
@@ -85,6 +88,7 @@ CASES = [
          "nope.toml' not found"),
     Case("config-is-a-folder", ("--config", "{tmp}", "--run-dir", "{run}", "--spend", "10"), "is a directory"),
     Case("config-not-toml", SPEND, "is not valid TOML", text=lambda t: t + "\n[task\n"),
+    Case("config-not-utf8", SPEND, "is not UTF-8 text", text=lambda t: t + "\n# caf\udce9\n"),
     Case("config-no-task", SPEND, "has no [task] table", text=lambda t: t.replace("[task]", "[tusk]")),
     Case("config-unknown-table", SPEND, "Unknown table(s) ['colour']", text=lambda t: t + "\n[colour]\nx = 1\n"),
     Case("config-unknown-key", SPEND, "Unknown key(s) ['colour'] in [annotation]",
@@ -92,6 +96,8 @@ CASES = [
     Case("price-float", SPEND, "money is never a binary float", project={"prices": {"per_label": 0.5}}),
     Case("price-not-money", SPEND, "[prices] per_label = 'cheap'", project={"prices": {"per_label": "cheap"}}),
     Case("price-zero", SPEND, "[prices] per_label = '0'", project={"prices": {"per_label": "0"}}),
+    Case("price-past-the-ledger", SPEND, "[prices] per_label = '1e30'", project={"prices": {"per_label": "1e30"}}),
+    Case("batch-past-the-ledger", SPEND, "more than the ledger keeps", project={"prices": {"per_label": "1e11"}}),
     Case("overlap-zero", SPEND, "[prices] overlap = 0", project={"prices": {"overlap": 0}}),
     Case("batch-size-zero", SPEND, "[annotation] batch_size = 0", project={"annotation": {"batch_size": 0}}),
     Case("connector-unknown", SPEND, "[annotation] connector = 'mturk'",
@@ -100,6 +106,8 @@ CASES = [
     Case("wait-negative", SPEND, "[annotation] wait_seconds = -1", project={"annotation": {"wait_seconds": -1}}),
     Case("policy-in-file-unknown", SPEND, "greedy", project={"policy": {"name": "greedy"}}),
     Case("metric-unknown", SPEND, "f2", project={"task": {"metric": "f2"}}),
+    Case("task-name-empty", SPEND, "[task] name = '' must be a non-empty string", project={"task": {"name": ""}}),
+    Case("labels-a-string", SPEND, "[task] labels = 'sports' must be a list", project={"task": {"labels": "sports"}}),
     Case("one-declared-label", SPEND, "declares one label", project={"task": {"labels": ["sports"]}}),
     Case("duplicate-labels", SPEND, "more than once", project={"task": {"labels": ["sports", "sports", "music"]}}),
     Case("three-text-fields", SPEND, "text_fields", project={"task": {"text_fields": ["a", "b", "c"]}}),
@@ -111,6 +119,9 @@ CASES = [
     Case("teacher-hub-id-offline", SPEND, "[models] teacher = 'org/no-such-model'",
          project={"models": {"teacher": "org/no-such-model"}}, env={"HF_HUB_OFFLINE": "1"}),
     Case("student-folder-without-model", SPEND, "has no config.json", project={"models": {"student": "{tmp}"}}),
+    Case("device-not-here", SPEND, "[models] device = 'cuda:7', but this machine has",
+         project={"models": {"device": "cuda:7"}}),
+    Case("device-unknown", SPEND, "[models] device = 'tpu' is not a device", project={"models": {"device": "tpu"}}),
     # --- the project file: the annotation platform ---
     Case("labelstudio-no-url", SPEND, "[connector] url = '' is not a server address",
          project={"annotation": {"connector": "labelstudio"}}),
@@ -130,6 +141,7 @@ CASES = [
     Case("data-missing", SPEND, "not found", project={"task": {"data": "nope.jsonl"}}),
     Case("data-suffix", SPEND, "cannot be read", data="a,b\n", data_name="data.xlsx"),
     Case("data-empty", SPEND, "has no rows", data=""),
+    Case("data-is-a-folder", SPEND, "not found", project={"task": {"data": "{tmp}"}}),
     Case("jsonl-corrupt-line", SPEND, "line 3: not valid JSON",
          data=_rows(["sports", "music"]) + '{"text": "x", "label": }\n'),
     Case("jsonl-line-not-an-object", SPEND, "line 2", data=_rows(["sports"]) + '["x", "sports"]\n'),
@@ -166,6 +178,12 @@ CASES = [
     Case("serve-port-not-a-number", ("serve", "--run-dir", "{run}", "--port", "web"), "'--port'", run="waiting"),
     Case("serve-no-run", ("serve", "--run-dir", "{run}"), "No run in"),
     Case("serve-corrupt-ledger", ("serve", "--run-dir", "{run}"), "not a ledger", run="corrupt"),
+    Case("serve-token-too-short", ("serve", "--run-dir", "{run}"), "AOD_PAGE_TOKEN is 5 characters", run="waiting",
+         env={"AOD_PAGE_TOKEN": "short"}),
+    # --- the decision study ---
+    Case("study-file-missing", ("{tmp}/nope.toml",), "nope.toml' not found", study=True),
+    Case("study-unknown-flag", ("--bogus",), "No such option '--bogus'", study=True),
+    Case("study-not-toml", ("{file}",), "is not valid TOML", study=True),
 ]
 
 
@@ -206,7 +224,7 @@ def _arrange(case: Case, tiny: Path, tmp: Path) -> dict[str, Path]:
     if case.data is not None:
         places["data"].write_text(case.data)  # after write_tiny_project, which writes its own data.jsonl
     if case.text is not None:
-        project.write_text(case.text(project.read_text()))
+        project.write_bytes(case.text(project.read_text()).encode("utf-8", "surrogateescape"))  # a stray byte too
     places["project"] = project
     if case.run == "waiting":
         shutil.copytree(tiny / "waiting", places["run"])
@@ -228,8 +246,8 @@ def test_a_bad_input_is_one_line_exit_2_and_writes_nothing(case: Case, tiny: Pat
     before = _files(tmp_path)
     lock = RunLock(places["run"]).acquire() if case.locked else None
     try:
-        quiet = ["--quiet"] if case.args[0].startswith("-") else []  # the run's flags, not a subcommand's
-        result = CliRunner().invoke(cli, [*quiet, *(_fill(a, places) for a in case.args)])
+        quiet = ["--quiet"] if case.args[0].startswith("-") and not case.study else []  # not a subcommand's
+        result = CliRunner().invoke(study_main if case.study else cli, [*quiet, *(_fill(a, places) for a in case.args)])
     finally:
         if lock is not None:
             lock.release()
