@@ -35,3 +35,29 @@ def adaptive_reference(tmp_path_factory) -> ReferenceRun:
     whole = root / "whole"
     sequence = reference_run([*args, "--run-dir", str(whole)], root / "points.log")
     return ReferenceRun(args, whole, tuple(sequence))
+
+
+@dataclass(frozen=True)
+class WaitingRun:
+    """A run of the tiny project (``--spend 40 --policy annotate``, no auto-approval) whose first batch, 30 items
+    at $0.50, waits for a lead: its project file, its models and its folder (copy it before changing it)."""
+
+    project: Path
+    models: Path
+    run_dir: Path
+
+
+@pytest.fixture(scope="session")
+def waiting_run(tmp_path_factory) -> WaitingRun:
+    """One :class:`WaitingRun` for every test that needs a batch waiting for approval."""
+    from click.testing import CliRunner
+
+    from budget.cli import cli
+
+    root = tmp_path_factory.mktemp("waiting-run")
+    project = write_tiny_project(root, models_dir=root / "models", policy="annotate",
+                                 overrides={"annotation": {"auto_approve_under": "0"}})
+    result = CliRunner().invoke(cli, ["--spend", "40", "--config", str(project), "--run-dir", str(root / "run"),
+                                      "--quiet"], catch_exceptions=False)
+    assert result.exit_code == 0 and "waits for approval" in result.output, result.output
+    return WaitingRun(project, root / "models", root / "run")

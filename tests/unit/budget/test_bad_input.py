@@ -187,16 +187,10 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> Path:
-    """The tiny project's models and a run of it whose first batch waits for a lead (built once)."""
-    root = tmp_path_factory.mktemp("bad-input")
-    project = write_tiny_project(root, models_dir=root / "models", policy="annotate",
-                                 overrides={"annotation": {"auto_approve_under": "0"}})
-    result = CliRunner().invoke(cli, ["--spend", "40", "--config", str(project), "--run-dir", str(root / "waiting"),
-                                      "--quiet"], catch_exceptions=False)
-    assert result.exit_code == 0 and "waits for approval" in result.output, result.output
-    return root
+@pytest.fixture
+def tiny(waiting_run) -> Path:
+    """The folder of the shared waiting run: its models, project file and run (``waiting``)."""
+    return waiting_run.run_dir.parent
 
 
 def _files(root: Path) -> dict[str, str]:
@@ -227,7 +221,7 @@ def _arrange(case: Case, tiny: Path, tmp: Path) -> dict[str, Path]:
         project.write_bytes(case.text(project.read_text()).encode("utf-8", "surrogateescape"))  # a stray byte too
     places["project"] = project
     if case.run == "waiting":
-        shutil.copytree(tiny / "waiting", places["run"])
+        shutil.copytree(tiny / "run", places["run"])
         places["project"] = tiny / "project.toml"  # the project the waiting run was started with
     elif case.run == "corrupt":
         places["run"].mkdir()
@@ -298,7 +292,7 @@ def page(tiny: Path, tmp_path: Path):
     """The leads' page over a copy of the waiting run, on a free loopback port."""
     from budget.web import make_server
 
-    run_dir = Path(shutil.copytree(tiny / "waiting", tmp_path / "run"))
+    run_dir = Path(shutil.copytree(tiny / "run", tmp_path / "run"))
     server = make_server(run_dir, "127.0.0.1", 0, quiet=True)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()

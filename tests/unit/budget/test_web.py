@@ -28,24 +28,11 @@ from budget.page_logins import LOGINS_FILE, TOKEN_ENV, env_login, new_login, rea
 from budget.report import templates
 from budget.round_records import BatchPayload
 from budget.web import COOKIE, is_loopback, make_server
-from tests.utils.projects import write_tiny_project
-
-
-@pytest.fixture(scope="module")
-def template_run(tmp_path_factory) -> Path:
-    """A run folder whose first annotation batch (30 items at $0.50) waits for a lead; built once, copied per test."""
-    root = tmp_path_factory.mktemp("web")
-    project = write_tiny_project(root, models_dir=root / "models", policy="annotate",
-                                 overrides={"annotation": {"auto_approve_under": "0"}})
-    result = CliRunner().invoke(cli, ["--spend", "40", "--config", str(project), "--run-dir", str(root / "run"),
-                                      "--quiet"], catch_exceptions=False)
-    assert result.exit_code == 0 and "waits for approval" in result.output, result.output
-    return root / "run"
 
 
 @pytest.fixture
-def run_dir(template_run, tmp_path) -> Path:
-    return Path(shutil.copytree(template_run, tmp_path / "run"))
+def run_dir(waiting_run, tmp_path) -> Path:
+    return Path(shutil.copytree(waiting_run.run_dir, tmp_path / "run"))
 
 
 @contextmanager
