@@ -167,14 +167,16 @@ def _scales(study: Study, configs: dict[Path, ProjectConfig]) -> dict[str, dict[
 
 
 def run_study(study: Study, *, progress: bool = True, run: bool = True, selection: str | None = None,
-              ray_address: str | None = None, ray_cpus_per_cell: int = 1) -> list[CellResult]:
+              ray_address: str | None = None, ray_cpus_per_cell: int = 1,
+              mixed_versions: bool = False) -> list[CellResult]:
     """Run every cell not finished yet, then write results.csv, summary.md and score_vs_budget.png.
 
     With ``run=False`` only the finished cells are summarised (a study still running, or stopped);
     ``selection`` overrides every project's ``[annotation] selection`` (to compare strategies at equal money).
     With ``ray_address`` ('auto', 'local' or a cluster's address) the unfinished cells run as Ray tasks of
     ``ray_cpus_per_cell`` CPUs each (:func:`budget.study_ray.run_cells`); the study folder must then be on
-    storage every node of the cluster sees, at the same path.
+    storage every node of the cluster sees, at the same path. The summary compares cells of one code version
+    only, unless ``mixed_versions`` (:class:`budget.study_report.MixedVersionsError`).
     """
     if ray_address is not None and run:  # the cells run elsewhere: every path must mean the same there
         study = replace(study, out=study.out.resolve(), projects=tuple(p.resolve() for p in study.projects))
@@ -189,7 +191,7 @@ def run_study(study: Study, *, progress: bool = True, run: bool = True, selectio
 
         jobs = [(c, _with_scale(configs[c.project], scales[c.task][c.regime])) for c in cells]
         results = run_cells(study.out, jobs, address=ray_address, cpus_per_cell=ray_cpus_per_cell, progress=progress)
-        write_outputs(results, study.out, scales)
+        write_outputs(results, study.out, scales, mixed_versions=mixed_versions)
         return results
     results: list[CellResult] = []
     bar = tqdm(total=len(cells), desc="study cells", unit="cell", disable=not progress)
@@ -203,7 +205,7 @@ def run_study(study: Study, *, progress: bool = True, run: bool = True, selectio
             free = _free_bytes(study.out)
             if free < taken:  # the next cell is likely to fill the disk half-way: stop before it starts
                 bar.close()
-                write_outputs(results, study.out, scales)
+                write_outputs(results, study.out, scales, mixed_versions=mixed_versions)
                 raise UsageError(f"Only {format_bytes(free)} of disk is free under {study.out}, and the last cell "
                                  f"took {format_bytes(taken)}: free space or prune the phase cache (--summary-only "
                                  "--prune-cache-gb N), then run the study again; its finished cells are kept.")
@@ -215,7 +217,7 @@ def run_study(study: Study, *, progress: bool = True, run: bool = True, selectio
             bar.set_postfix_str(f"{cell.folder}: test {format_score(result.final_test)}")
         bar.update(1)
     bar.close()
-    write_outputs(results, study.out, scales)
+    write_outputs(results, study.out, scales, mixed_versions=mixed_versions)
     return results
 
 
@@ -248,11 +250,15 @@ def _cache_line(out: Path, prune_gb: float | None) -> str:
                    "or a cluster's address. The study folder must be on storage every node sees.")
 @click.option("--ray-cpus-per-cell", type=click.IntRange(min=1), default=1, show_default=True,
               help="CPUs a cell reserves on the cluster (its OMP_NUM_THREADS too).")
+@click.option("--mixed-versions", is_flag=True,
+              help="Summarise cells that ran at different code versions side by side (each row marked with its "
+                   "versions); without it such a summary is refused.")
 @click.option("--prune-cache-gb", type=click.FloatRange(min=0), metavar="FLOAT",
               help="At the end, remove the least recently used steps of the study's phase cache until it holds "
                    "at most this many GB (default: keep everything).")
 def main(study_file: str | None, quick: bool, out: str | None, quiet: bool, summary_only: bool,
-         selection: str | None, ray_address: str | None, ray_cpus_per_cell: int, prune_cache_gb: float | None) -> None:
+         selection: str | None, ray_address: str | None, ray_cpus_per_cell: int, mixed_versions: bool,
+         prune_cache_gb: float | None) -> None:
     """Run a grid of simulated controller runs and measure every policy against the best fixed split.
 
     Example: python -m budget.study --quick
@@ -265,7 +271,8 @@ def main(study_file: str | None, quick: bool, out: str | None, quiet: bool, summ
         study = quick_study(Path(out or "study-quick")) if quick else load_study(study_file, out)
         started = time.monotonic()
         results = run_study(study, progress=not quiet, run=not summary_only, selection=selection,
-                            ray_address=ray_address, ray_cpus_per_cell=ray_cpus_per_cell)
+                            ray_address=ray_address, ray_cpus_per_cell=ray_cpus_per_cell,
+                            mixed_versions=mixed_versions)
     except (ConfigError, ValueError) as exc:
         raise InputError(str(exc).splitlines()[0]) from exc
     spent = sum(r.spent_micro for r in results)

@@ -25,6 +25,7 @@ from budget.phase_cache import PhaseCache
 from budget.records import RoundRecord
 from budget.round_records import best_round, compute_steps
 from budget.study_reseed import reseeded_tests
+from budget.study_version import code_version
 from modeling.meter import PhaseRecord
 
 __all__ = [
@@ -78,6 +79,11 @@ class CellResult:
     # the final student's test score trained with each of the study's student seeds, the run's own first
     # (budget/study_reseed.py); empty with one seed, or where the final student could not be trained again
     final_tests: tuple[float, ...] = ()
+    # the code the cell ran (budget/study_version.py): the commit, whether the product's files were as
+    # committed, and the label the summary compares ("<commit>" or "<commit>+<changes>"); empty before 2026-12-07
+    commit: str = ""
+    clean: bool | None = None
+    version: str = ""
 
     @property
     def spent_micro(self) -> int:
@@ -160,12 +166,13 @@ def cell_result(cell: Cell, ledger: Ledger, config: ProjectConfig, wall_seconds:
     best = best_round(rounds)
     picked = next(r for r in rounds if r.round == best[0]) if best else None
     flops = [_flops(ledger, r.round) for r in rounds]
+    code = code_version()
     return CellResult(cell.task, cell.regime, cell.budget, cell.seed, cell.policy,
                       by_arm.get("annotate", 0), by_arm.get("distill", 0), by_arm.get("baseline", 0),
                       totals.available, len(rounds), curve[-1][1] if curve else None,
                       picked.summary.test if picked else None, wall_seconds,
                       sum(f[0] for f in flops), sum(f[1] for f in flops), tuple(curve), tuple(estimates),
-                      tuple(scores))
+                      tuple(scores), commit=code.commit, clean=code.clean, version=code.label)
 
 
 def read_result(path: Path) -> CellResult:

@@ -9,27 +9,36 @@ from __future__ import annotations
 import csv
 import json
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from budget.money import parse_usd
+from budget.study_suite import suite_lines
+from budget.study_version import UNRECORDED
 
-__all__ = ["COLUMNS", "read_results", "summary_markdown", "write_outputs"]
+__all__ = ["COLUMNS", "MixedVersionsError", "read_results", "summary_markdown", "write_outputs"]
 
 COLUMNS = ("task", "regime", "budget", "seed", "policy", "spent_annotate_usd", "spent_distill_usd",
            "spent_baseline_usd", "unspent_usd", "rounds", "final_test", "picked_test", "wall_seconds", "flops",
-           "flops_saved", "curve", "estimates", "final_tests")
+           "flops_saved", "curve", "estimates", "final_tests", "version")
 
 
 def _usd(micro: int) -> str:
     return f"{micro / 1e6:.6f}"
 
 
-def write_outputs(results: Sequence, out: Path, scales: dict) -> dict[str, Path]:
-    """Write ``results.csv`` from the cells' results, then the summary and the plot from that file."""
+def write_outputs(results: Sequence, out: Path, scales: dict, *, mixed_versions: bool = False) -> dict[str, Path]:
+    """Write ``results.csv`` from the cells' results, then the summary and the plot from that file.
+
+    Raises
+    ------
+    MixedVersionsError
+        If the cells ran at several code versions and ``mixed_versions`` is False; ``results.csv`` is written
+        and ``summary.md`` says why it compares nothing.
+    """
     out = Path(out)
     paths = {"csv": out / "results.csv", "summary": out / "summary.md", "plot": out / "score_vs_budget.png"}
     with open(paths["csv"], "w", newline="") as f:
@@ -42,9 +51,13 @@ def write_outputs(results: Sequence, out: Path, scales: dict) -> dict[str, Path]
                         "" if r.final_test is None else f"{r.final_test:.4f}",
                         "" if r.picked_test is None else f"{r.picked_test:.4f}", f"{r.wall_seconds:.1f}",
                         f"{r.flops:.4g}", f"{r.flops_saved:.4g}", json.dumps(d["curve"]), json.dumps(d["estimates"]),
-                        json.dumps([round(t, 4) for t in r.final_tests])])
+                        json.dumps([round(t, 4) for t in r.final_tests]), r.version or UNRECORDED])
     rows = read_results(paths["csv"])
-    paths["summary"].write_text(summary_markdown(rows, scales))
+    try:
+        paths["summary"].write_text(summary_markdown(rows, scales, mixed_versions=mixed_versions))
+    except MixedVersionsError as exc:
+        paths["summary"].write_text(f"# Decision study\n\nNot summarised: {exc}\n")
+        raise
     if rows:
         plot(rows, paths["plot"])
     return paths
@@ -65,6 +78,7 @@ def read_results(path: Path) -> list[dict[str, Any]]:
             row["curve"] = [tuple(p) for p in json.loads(raw["curve"])]
             row["estimates"] = [tuple(e) for e in json.loads(raw["estimates"])]
             row["final_tests"] = json.loads(raw.get("final_tests") or "[]")
+            row["version"] = raw.get("version") or UNRECORDED
             rows.append(row)
     return rows
 
@@ -97,16 +111,52 @@ def _dollars_to_reach(curve: list[tuple[int, float]], target: float) -> float | 
     return next((micro / 1e6 for micro, score in curve if score >= target - 1e-9), None)
 
 
-def summary_markdown(rows: list[dict[str, Any]], scales: dict) -> str:
-    """Per task x regime x budget: each policy's test score over seeds, the best fixed policy, adaptive's regret."""
+class MixedVersionsError(ValueError):
+    """The cells ran at more than one code version; a comparison of them would compare programs, not policies."""
+
+
+def _version_lines(rows: list[dict[str, Any]], mixed_versions: bool) -> list[str]:
+    """Which code the cells ran; refuse several versions unless ``mixed_versions``.
+
+    Raises
+    ------
+    MixedVersionsError
+        With one line naming the versions and the way out.
+    """
+    counts = Counter(r["version"] for r in rows)
+    named = ", ".join(f"{v}: {n} cells" for v, n in counts.most_common())
+    if len(counts) > 1 and not mixed_versions:
+        raise MixedVersionsError(f"The cells ran at {len(counts)} code versions ({named}); run the others again at "
+                                 "one version (remove their cell.json), or pass --mixed-versions to compare them "
+                                 "anyway, marked.")
+    if len(counts) > 1:
+        return [f"**Cells of {len(counts)} code versions compared on request (--mixed-versions)**: {named}. Each "
+                "policy's row names the versions of its cells.", ""]
+    (version,) = counts or ["-"]
+    dirty = "+" in version
+    return [f"Every cell ran at code version `{version}`" + (" (with uncommitted changes)." if dirty else ".")
+            + (" Cells finished before versions were recorded." if version == UNRECORDED else ""), ""]
+
+
+def summary_markdown(rows: list[dict[str, Any]], scales: dict, *, mixed_versions: bool = False) -> str:
+    """The suite's headline, then per task x regime x budget: each policy's test score over seeds, the best
+    fixed policy, adaptive's regret.
+
+    Raises
+    ------
+    MixedVersionsError
+        If the cells ran at several code versions and ``mixed_versions`` is False.
+    """
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
         groups[(r["task"], r["regime"], r["budget"])].append(r)
-    lines = ["# Decision study", "",
+    mixed = len({r["version"] for r in rows}) > 1
+    lines = ["# Decision study", "", *_version_lines(rows, mixed_versions),
              f"{len(rows)} cells; test scores are the final student's, 0-100, mean ± standard deviation over seeds. "
              "Regret = best fixed policy in hindsight (mean) minus adaptive (mean); positive means adaptive did worse. "
              "'$ to annotate-only' = dollars a policy had spent when its student first reached the annotate-only "
-             "student's final test score of the same seed (mean over the seeds where it did).", ""]
+             "student's final test score of the same seed (mean over the seeds where it did).", "",
+             *suite_lines(rows)]
     regrets = []
     for (task, regime, budget), group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1],
                                                                                 parse_usd(kv[0][2]))):
@@ -132,7 +182,8 @@ def summary_markdown(rows: list[dict[str, Any]], scales: dict) -> str:
             outputs[policy] = statistics.fmean(picked) if picked else None
             reach = [d for c in cells if c["seed"] in targets
                      for d in [_dollars_to_reach(c["curve"], targets[c["seed"]])] if d is not None]
-            lines.append(f"| {policy} | {mean:.1f} ± {sd:.1f} | {statistics.fmean(picked):.1f} | "
+            marked = f"{policy} [{', '.join(sorted({c['version'] for c in cells}))}]" if mixed else policy
+            lines.append(f"| {marked} | {mean:.1f} ± {sd:.1f} | {statistics.fmean(picked):.1f} | "
                          f"${statistics.fmean(c['spent_annotate_usd'] for c in cells):.2f} | "
                          f"${statistics.fmean(c['spent_distill_usd'] + c['spent_baseline_usd'] for c in cells):.4f} | "
                          f"${statistics.fmean(c['unspent_usd'] for c in cells):.2f} | "
