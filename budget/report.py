@@ -127,14 +127,14 @@ class Report:
 
     @property
     def best_student(self) -> str:
-        """The round whose student scores best on the run's current dev set (the earliest on a tie; see
-        :func:`budget.round_records.best_round`), or "" before any score."""
+        """The round whose student the run ships (the latest on the current dev set unless an earlier one beats
+        it beyond the dev set's noise; see :func:`budget.round_records.best_round`), or "" before any score."""
         if self.best is None:
             return ""
         rnd, dev = self.best
         best = next(r for r in self.rows if r.round == rnd)
         extra = f", test {_fmt(best.test)}" if best.test is not None else ""
-        return (f"Best student: round {best.round} ({best.arm}), dev {_fmt(dev)}{extra}, "
+        return (f"Shipped student: round {best.round} ({best.arm}), dev {_fmt(dev)}{extra}, "
                 f"after {format_usd(best.cumulative_micro)}.")
 
 

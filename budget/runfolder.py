@@ -61,7 +61,8 @@ def format_bytes(n: float) -> str:
 
 
 def best_student_round(rounds: list[RoundRecord]) -> int | None:
-    """The finished round whose student scored best on dev (the earliest on a tie), as the report picks it."""
+    """The finished round whose student the run ships (:func:`budget.round_records.best_round`), as the report
+    names it."""
     best = best_round(rounds)
     return None if best is None else best[0]
 

@@ -21,7 +21,7 @@ from budget.context import RunContext
 from budget.ledger import Reservation
 from budget.money import format_usd
 from budget.phase_cache import data_fingerprint, folder_digest
-from budget.round_records import RoundSummary
+from budget.round_records import RoundSummary, right_bits
 from budget.snapshot import Snapshot
 from modeling.device import device_kind, pick_device
 from modeling.encoding import encode
@@ -177,6 +177,8 @@ def student_step(ctx: RunContext, rnd: int, snap: Snapshot, soft: SoftTargets | 
         if "student" not in result:
             return result, records
         result = {**result, "student": str(out), **({"refined": True, "refined_from": start} if start else {})}
+        if result.get("dev_pred") is not None:  # which dev items it got right: the shipped student's choice
+            result["dev_right"] = right_bits(np.asarray(result["dev_pred"]) == dev[1])
         if previous and result.get("dev_pred") is not None:
             compared, phase = _compare_with(ctx, rnd, snap, previous, np.asarray(result["dev_pred"]))
             result = {**result, "prev_dev": compared.prev_dev, "disagree": compared.disagree}
@@ -284,7 +286,7 @@ def _compare_with(ctx: RunContext, rnd: int, snap: Snapshot, previous: str,
 def student_summary(step: dict[str, Any], **more: Any) -> RoundSummary:
     """A round's summary from its student step's result, plus the round's own fields."""
     keys = ("student", "n_labels", "dev", "test", "seconds", "stopped", "dev_items", "prev_dev", "disagree",
-            "arm_prev_dev", "arm_disagree", "arm_prev_labels", "refined")
+            "arm_prev_dev", "arm_disagree", "arm_prev_labels", "refined", "dev_right")
     picked = {k: step[k] for k in keys if k in step}
     return RoundSummary(**{**picked, **more})
 

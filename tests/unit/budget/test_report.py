@@ -27,7 +27,7 @@ Spent per arm: annotate $15.00, baseline $0.0001.
 
 Stopped: budget spent.
 
-Best student: round 1 (annotate), dev 71.4, test 68.0, after $15.00.
+Shipped student: round 1 (annotate), dev 71.4, test 68.0, after $15.00.
 """
 
 
@@ -133,3 +133,42 @@ def test_templates_escape_and_refuse_a_missing_value():
     assert env.autoescape is True and env.undefined is jinja2.StrictUndefined
     with pytest.raises(jinja2.UndefinedError):
         env.get_template("report.html").render()
+
+
+# --- the student a run ships ------------------------------------------------------------------------------
+
+def _rounds(*students: tuple[float, list[bool] | None], dev_items: int | None = None):
+    """Finished rounds 0, 1, ... whose students scored ``dev`` with these item-level results on one dev set."""
+    from types import SimpleNamespace
+
+    from budget.round_records import RoundSummary, right_bits
+
+    return [SimpleNamespace(round=i, state="done", summary=RoundSummary(
+        dev=dev, dev_items=dev_items or (len(right) if right else 20),
+        dev_right=None if right is None else right_bits(right))) for i, (dev, right) in enumerate(students)]
+
+
+def _right(n: int, wrong: set[int]) -> list[bool]:
+    return [i not in wrong for i in range(n)]
+
+
+@pytest.mark.parametrize("students, shipped", [
+    # an earlier student 2 items ahead on 20 (4 won, 2 lost): within the noise (2 < 1.645 x sqrt(6)), the latest ships
+    ([(0.90, _right(20, {0, 1})), (0.80, _right(20, {2, 3, 4, 5}))], 1),
+    # 10 won, 1 lost: beyond the noise (9 > 1.645 x sqrt(11)), the earlier one ships
+    ([(0.95, _right(20, {0})), (0.50, _right(20, set(range(1, 11))))], 0),
+    # two earlier students beyond the noise: the one further ahead of the latest
+    ([(0.90, _right(40, {0, 1, 2, 3})), (0.97, _right(40, {0})), (0.60, _right(40, set(range(1, 17))))], 1),
+    # the highest dev score by a hair, on different items: no argmax luck, the latest ships
+    ([(0.75, _right(20, {0, 1, 2, 3, 4})), (0.70, _right(20, {5, 6, 7, 8, 9, 10}))], 1),
+])
+def test_the_latest_student_ships_unless_an_earlier_one_is_better_beyond_the_dev_sets_noise(students, shipped):
+    from budget.round_records import best_round
+
+    assert best_round(_rounds(*students))[0] == shipped
+
+
+def test_rounds_scored_before_item_results_were_kept_ship_as_before():
+    from budget.round_records import best_round
+
+    assert best_round(_rounds((0.60, None), (0.70, None), (0.65, None))) == (1, 0.70)
