@@ -65,17 +65,18 @@ class CellResult:
     unspent_micro: int
     rounds: int
     final_test: float | None
-    picked_test: float | None  # the test score of the student the report picks (best on dev)
+    picked_test: float | None  # the test score of the student the run ships (round_records.best_round)
     wall_seconds: float
     flops: float  # compute the cell was charged for, in FLOPs
     flops_saved: float  # of those, reused from another cell through the phase cache (not run again)
     curve: tuple[tuple[int, float], ...] = ()  # (cumulative micro-dollars, test score) after each round
     # (what: 'round:<arm>' or 'phase:<name>', estimated, actual) micro-dollars of each finished round
     estimates: tuple[tuple[str, int, int], ...] = field(default=())
-    # (round, arm, labels, dev, dev items, the previous round's student on those dev items, test) of each finished
-    # round: what the choice of the run's output (its best student on dev) saw, so that another choice can be
-    # replayed from cell.json alone (the ledger is not kept in git); empty in cells run before 2026-11-30
-    scores: tuple[tuple[int, str, int, float | None, int | None, float | None, float | None], ...] = ()
+    # (round, arm, labels, dev, dev items, the previous round's student on those dev items, test, dev items right as
+    # hex bits) of each finished round: what the choice of the run's output (round_records.best_round) saw, so
+    # that another choice can be replayed from cell.json alone (the ledger is not kept in git); empty in cells run
+    # before 2026-11-30, seven fields (no item bits) in cells run before 2026-12-07
+    scores: tuple[tuple[int, str, int, float | None, int | None, float | None, float | None, str | None], ...] = ()
     # the final student's test score trained with each of the study's student seeds, the run's own first
     # (budget/study_reseed.py); empty with one seed, or where the final student could not be trained again
     final_tests: tuple[float, ...] = ()
@@ -157,7 +158,7 @@ def cell_result(cell: Cell, ledger: Ledger, config: ProjectConfig, wall_seconds:
     curve, total, estimates, scores = [], 0, [], []
     for r in rounds:
         scores.append((r.round, r.arm, r.summary.n_labels, r.summary.dev, r.summary.dev_items,
-                       r.summary.prev_dev, r.summary.test))
+                       r.summary.prev_dev, r.summary.test, r.summary.dev_right))
         total += spent.get(r.round, 0)
         if r.summary.test is not None:
             curve.append((total, float(r.summary.test)))
