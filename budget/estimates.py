@@ -72,7 +72,9 @@ class Gain:
 
     ``behind`` is how many points the student this gain raises trails the run's best student (its
     output): the output gains only what lifts it past, ``max(0, gain - behind)``. ``items``: the labels
-    the gain is over, where that is more than one batch.
+    the gain is over, where that is more than one batch. ``headroom``: the points the student this gain
+    raises has left to 100; what a lead is shown never exceeds it (a dev score cannot pass 100, whatever a
+    slope measured on a few dozen items says).
     """
 
     arm: str
@@ -82,6 +84,7 @@ class Gain:
     floor: float | None = None
     behind: float = 0.0
     items: int = 0
+    headroom: float | None = None
 
     def quantile(self, z: float) -> float:
         """The gain (points) at standard-normal quantile ``z``: ``points + z se``, truncated at ``floor``,
@@ -105,28 +108,30 @@ class Gain:
             return None
         return self.quantile(z) / (self.cost_micro / 1e8)
 
-    def describe(self, z: float, confidence: float) -> str:
-        """The gain as a lead reads it, with its range at ``confidence`` each side (at least 80%: a policy that
-        stops on the estimate alone still shows how sure it is).
+    def shown(self, z: float) -> float:
+        """The gain a lead is shown at quantile ``z``: :meth:`quantile`, never above the points left to 100
+        (``headroom``, less ``behind`` when the output must first be caught up)."""
+        q = self.quantile(z)
+        if self.headroom is None:
+            return q
+        return min(q, max(0.0, self.headroom - self.behind))
 
-        Labels are bought batch after batch, so their gain is a rate: 'labels +2.1 points per $100 (80%
-        range -0.4 to +4.6)'. A distillation is one spend whose gain does not grow with the money (a
-        second one on the same labels adds nothing), so it is shown for its own price: 'distillation +1.2
-        points for $35.00 (80% range -0.4 to +2.8)'. Scaled to $100, a $0.31 distillation's -4.6 points
-        would read as -1.48e+03 points per $100, which tells a lead nothing."""
+    def describe(self, z: float, confidence: float) -> str:
+        """The gain as a lead reads it: points for the arm's own price, with its range at ``confidence`` each side
+        (at least 80%: a policy that stops on the estimate alone still shows how sure it is), never more than
+        the points left to 100.
+
+        'labels +2.1 points for $11.40 (80% range +0.4 to +4.6)', 'distillation +1.2 points for $35.00 (80%
+        range -0.4 to +2.8)'. A rate per $100 scales a cheap spend past anything it can buy: a $3 batch adding 4.5
+        points on a student at 57 reads as +151 points per $100; a $0.31 distillation's -4.6 points as -1.48e+03.
+        """
         name = {"annotate": "labels", "distill": "distillation"}.get(self.arm, self.arm)
-        mid = self.per_100usd()
-        if mid is None:
+        if self.points is None or self.cost_micro <= 0:
             return f"{name} not measured yet"
         if confidence < 0.8:
             z, confidence = z_value(0.8), 0.8
-        if self.arm == "distill":
-            lo, hi = self.quantile(-z), self.quantile(z)
-            shown = (f"{name} {_pts(self.quantile(0.0))} points for {format_usd(self.cost_micro)} "
-                     f"({confidence:.0%} range {_pts(lo)} to {_pts(hi)})")
-        else:
-            lo, hi = self.per_100usd(-z), self.per_100usd(z)
-            shown = f"{name} {_pts(mid)} points per $100 ({confidence:.0%} range {_pts(lo)} to {_pts(hi)})"
+        shown = (f"{name} {_pts(self.shown(0.0))} points for {format_usd(self.cost_micro)} "
+                 f"({confidence:.0%} range {_pts(self.shown(-z))} to {_pts(self.shown(z))})")
         if self.behind > 0:
             shown += f" to the best student, which the label-only one trails by {self.behind:.3g} points"
             if self.items:

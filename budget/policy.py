@@ -164,6 +164,13 @@ class PolicyState:
             return 0.0
         return max(0.0, 100 * (max(distilled) - plain[-1]))
 
+    def headroom(self, distilled: bool) -> float | None:
+        """Points the latest distilled (``distilled``) or label-only student has left to 100 on dev (the latest
+        student of either kind where none of that kind is scored; None before any score)."""
+        scored = [r for r in self.rounds if r.dev_score is not None]
+        kind = [r for r in scored if r.distilled == distilled] or scored
+        return 100.0 * (1.0 - kind[-1].dev_score) if kind else None
+
     @property
     def can_distill(self) -> bool:
         """True when the money left pays for a distillation of any size (money only shrinks: when it
@@ -426,7 +433,8 @@ class Adaptive(Policy):
         if slope is None or n == 0 or state.n_labels <= 0:
             return Gain("annotate", None, math.inf, cost)
         span = math.log((state.n_labels + n) / state.n_labels)
-        return Gain("annotate", slope[0] * span, slope[1] * span, cost, floor=0.0, behind=behind, items=horizon)
+        return Gain("annotate", slope[0] * span, slope[1] * span, cost, floor=0.0, behind=behind, items=horizon,
+                    headroom=state.headroom(distilled))
 
     @staticmethod
     def behind(state: PolicyState) -> float:
@@ -442,7 +450,7 @@ class Adaptive(Policy):
         cost = state.distill_cost(state.n_unlabeled)
         if pooled is None:
             return Gain("distill", None, math.inf, cost)
-        return Gain("distill", pooled[0], pooled[1], cost)
+        return Gain("distill", pooled[0], pooled[1], cost, headroom=state.headroom(False))
 
     # deciding ---------------------------------------------------------------------------------------
     pilots = True
@@ -573,8 +581,8 @@ class Adaptive(Policy):
         if state.affordable_labels(state.available_micro) == 0 and not (pending and state.can_distill):
             return Decision("stop", reason=f"the money left pays for neither a batch nor a distillation ({shown})",
                             estimates=est)
-        return Decision("stop", reason=f"$100 more is expected to add under {self.min_points_per_100usd:g} points "
-                        f"on either arm with {self.stop_confidence:.0%} confidence ({shown})", estimates=est)
+        return Decision("stop", reason=f"neither arm is expected to add {self.min_points_per_100usd:g} points per $100 "
+                        f"it costs with {self.stop_confidence:.0%} confidence ({shown})", estimates=est)
 
 
 def make_policy(name: str, **params) -> Policy:

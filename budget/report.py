@@ -45,6 +45,7 @@ class RoundRow:
     dev: float | None
     test: float | None
     note: str
+    dev_items: int = 0  # the dev set's size when this round's student was scored
 
 
 def round_rows(ledger: Ledger) -> list[RoundRow]:
@@ -65,7 +66,7 @@ def round_rows(ledger: Ledger) -> list[RoundRow]:
                 ("the teacher stopped where its soft labels' and student's money began", s.teacher_stopped == "budget"),
                 ("training stopped at the cap", s.stopped_at_cap)) if ok)
         rows.append(RoundRow(r.round, r.arm, r.state, spent.get(r.round, 0), total, s.labels_bought, s.n_labels,
-                             float(s.seconds or 0.0), s.dev, s.test, note))
+                             float(s.seconds or 0.0), s.dev, s.test, note, s.dev_items or 0))
     return rows
 
 
@@ -105,6 +106,23 @@ class Report:
         return "Spent per arm: " + ", ".join(f"{arm} {format_usd(v)}" for arm, v in self.spent_by_arm) + "."
 
     @property
+    def dev_items(self) -> int:
+        """The current dev set's size: the largest any round was scored on (0 before any score)."""
+        return max((r.dev_items for r in self.rows if r.dev is not None), default=0)
+
+    def on_current_dev(self, row: RoundRow) -> bool:
+        """True when ``row``'s dev score is on the current dev set, comparable with the shipped student's."""
+        return row.dev is not None and row.dev_items == self.dev_items
+
+    @property
+    def earlier_dev(self) -> str:
+        """The footnote for dev scores on an earlier, smaller dev set (marked '*'), or "" when there are none."""
+        if all(self.on_current_dev(r) for r in self.rows if r.dev is not None):
+            return ""
+        return (f"* scored on an earlier, smaller dev set (the dev set grows by random items to {self.dev_items}): "
+                "not comparable with the other dev scores, and not used to choose the shipped student.")
+
+    @property
     def has_test(self) -> bool:
         return any(r.test is not None for r in self.rows)
 
@@ -118,7 +136,8 @@ class Report:
         """One tuple of cells per row, in the order of :attr:`columns`."""
         has_test = self.has_test
         return tuple((str(r.round), r.arm, format_usd(r.spent_micro), format_usd(r.cumulative_micro),
-                      str(r.labels_bought), str(r.n_labels), f"{r.compute_seconds:.0f}", _fmt(r.dev))
+                      str(r.labels_bought), str(r.n_labels), f"{r.compute_seconds:.0f}",
+                      _fmt(r.dev) + ("*" if r.dev is not None and not self.on_current_dev(r) else ""))
                      + ((_fmt(r.test),) if has_test else ()) + (r.note,) for r in self.rows)
 
     @property
@@ -151,7 +170,7 @@ def _markdown(report: Report) -> str:
         lines += [report.per_arm, ""]
     lines += ["| " + " | ".join(report.columns) + " |", "|" + "---|" * len(report.columns)]
     lines += ["| " + " | ".join(cell.replace("|", "/") for cell in cells) + " |" for cells in report.table]
-    lines += [line for text in (report.stop, report.best_student) if text for line in ("", text)]
+    lines += [line for text in (report.earlier_dev, report.stop, report.best_student) if text for line in ("", text)]
     return "\n".join(lines) + "\n"
 
 
@@ -160,27 +179,32 @@ def markdown(ledger: Ledger, metric: str) -> str:
     return _markdown(build_report(ledger, metric))
 
 
-def _plot(rows: tuple[RoundRow, ...], metric: str, path: Path) -> None:
+def _plot(report: Report, metric: str, path: Path) -> None:
+    """Dev and test score against dollars; dev scores on an earlier, smaller dev set are drawn hollow and apart
+    from the line, which joins only the scores on the current dev set (those the shipped student was chosen on)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     colors = {"baseline": "#555555", "annotate": "#1f77b4", "distill": "#d62728"}
-    for split, style in (("dev", "-"), ("test", "--")):
-        pts = [(r.cumulative_micro / 1e6, 100 * getattr(r, split), r.arm) for r in rows
+    series = (("dev", "-", "o", report.on_current_dev), ("test", "--", "x", lambda r: r.test is not None))
+    for split, style, marker, joined in series:
+        pts = [(r.cumulative_micro / 1e6, 100 * getattr(r, split), r.arm, joined(r)) for r in report.rows
                if getattr(r, split) is not None]
-        if not pts:
-            continue
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], style, color="#999999", lw=1, zorder=1)
+        line = [p for p in pts if p[3]]
+        ax.plot([p[0] for p in line], [p[1] for p in line], style, color="#999999", lw=1, zorder=1)
         for arm in colors:
-            sel = [p for p in pts if p[2] == arm]
+            sel = [p for p in line if p[2] == arm]
             if sel:
-                ax.scatter([p[0] for p in sel], [p[1] for p in sel], color=colors[arm], zorder=2,
-                           marker="o" if split == "dev" else "x", label=f"{arm} ({split})")
-    from matplotlib.ticker import FuncFormatter
-
+                ax.scatter([p[0] for p in sel], [p[1] for p in sel], color=colors[arm], zorder=2, marker=marker,
+                           label=f"{arm} ({split})")
+        apart = [p for p in pts if not p[3]]
+        if apart:
+            ax.scatter([p[0] for p in apart], [p[1] for p in apart], facecolors="none", zorder=2, marker=marker,
+                       edgecolors=[colors.get(p[2], "#555555") for p in apart], label="dev, earlier dev set")
     ax.set_xlim(left=0)  # the baseline costs a fraction of a cent: every run starts at $0
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"${x:,.0f}" if x >= 10 else f"${x:,.2f}"))
     ax.set_xlabel("dollars spent")
@@ -208,6 +232,6 @@ def write_report(ledger: Ledger, out_dir: Path, metric: str) -> dict[str, Path]:
         for r in report.rows:
             w.writerow([r.round, r.arm, r.state, f"{r.spent_micro / 1e6:.6f}", f"{r.cumulative_micro / 1e6:.6f}",
                         r.labels_bought, r.n_labels, f"{r.compute_seconds:.1f}", r.dev, r.test])
-    _plot(report.rows, metric, paths["plot"])
+    _plot(report, metric, paths["plot"])
     paths["html"].write_text(templates().get_template("report.html").render(report=report, plot=paths["plot"].name))
     return paths

@@ -197,8 +197,8 @@ def _flat(dev_items):
 def test_adaptive_stops_when_it_is_confident_neither_arm_is_worth_its_price():
     d = Adaptive(min_points_per_100usd=0.5).decide(state(_flat(5000), n_labels=200))
     assert d.arm == "stop" and d.amount_micro == 0
-    assert "$100 more is expected to add under 0.5 points on either arm with 80% confidence" in d.reason
-    assert re.search(r"labels \+0\.\d+ points per \$100 \(80% range \+0\.\d+ to \+0\.\d+\)", d.reason)  # with range
+    assert "neither arm is expected to add 0.5 points per $100 it costs with 80% confidence" in d.reason
+    assert re.search(r"labels \+0\.\d+ points for \$25\.00 \(80% range \+0\.\d+ to \+0\.\d+\)", d.reason)  # with range
     assert "every label bought is already distilled" in d.reason
 
 
@@ -320,10 +320,10 @@ def test_a_distillation_that_costs_real_money_has_one_teacher():
             "annotate": 50 * USD}, available=50 * USD)).teachers == 1
 
 
-def test_gains_are_shown_per_100_dollars_with_a_range():
+def test_gains_are_shown_as_points_for_their_price_with_a_range():
     labels = Adaptive.label_gain(state(plain_rounds([100, 150, 200]), n_labels=200))
     text = labels.describe(0.84, 0.8)
-    assert text.startswith("labels +") and "points per $100 (80% range" in text
+    assert re.fullmatch(r"labels \+[\d.]+ points for \$[\d.]+ \(80% range \+[\d.]+ to \+[\d.]+\)", text), text
     assert labels.per_100usd(-0.84) < labels.per_100usd() < labels.per_100usd(0.84)
 
 
@@ -333,6 +333,22 @@ def test_a_distillation_is_shown_as_points_for_its_price():
     assert cheap == "distillation -4.6 points for $0.31 (80% range -7.96 to -1.24)"
     dear = Gain("distill", 1.2, 1.0, 35 * USD).describe(0.84, 0.8)
     assert dear == "distillation +1.2 points for $35.00 (80% range +0.36 to +2.04)"
+
+
+def test_no_gain_shown_passes_the_points_left_to_100():
+    # A $3 batch measured at +4.5 points on a student at 57 read as "+151 points per $100 (80% range +82.7 to
+    # +223)"; near the top of the scale the slope's upper bound would pass 100.
+    cheap = Gain("annotate", 4.5, 2.0, 3 * USD, headroom=43.0).describe(0.84, 0.8)
+    assert cheap == "labels +4.5 points for $3.00 (80% range +2.82 to +6.18)"
+    top = Gain("annotate", 4.5, 2.0, 3 * USD, headroom=5.0).describe(0.84, 0.8)
+    assert top == "labels +4.5 points for $3.00 (80% range +2.82 to +5)"
+    # behind the best student by 1 point, with 2.5 left: at most 1.5 for the output
+    behind = Gain("annotate", 4.5, 2.0, 3 * USD, behind=1.0, headroom=2.5)
+    assert behind.shown(0.84) == 1.5
+    # the policy hands each gain the headroom of the student it raises
+    rounds = plain_rounds([100, 150, 200])
+    gain = Adaptive.label_gain(state(rounds, n_labels=200))
+    assert gain.headroom == pytest.approx(100 * (1 - rounds[-1].dev_score))
 
 
 def test_adaptive_parameters_are_validated():
@@ -548,10 +564,10 @@ def test_a_flat_round_does_not_stop_a_run_whose_pilots_show_labels_still_pay():
               distilled(2, 150, -3.0, 0.70, dev_items=300, disagree=0.08)]
     policy = Adaptive(min_points_per_100usd=5.0)
     stopped = policy.decide(state([replace(r, pilot_dev=None) for r in rounds], n_labels=150, available=40 * USD))
-    assert stopped.arm == "stop" and "under 5 points" in stopped.reason
+    assert stopped.arm == "stop" and "expected to add 5 points per $100" in stopped.reason
     d = policy.decide(state(rounds, n_labels=150, available=40 * USD))
     assert d.arm == "annotate" and d.pilot
-    assert re.search(r"labels \+8\.\d+ points per \$100", d.reason)
+    assert re.search(r"labels \+2\.\d+ points for \$25\.00", d.reason)
 
 
 def test_only_adaptive_asks_for_pilots_and_never_on_a_refined_student():

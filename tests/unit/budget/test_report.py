@@ -172,3 +172,25 @@ def test_rounds_scored_before_item_results_were_kept_ship_as_before():
     from budget.round_records import best_round
 
     assert best_round(_rounds((0.60, None), (0.70, None), (0.65, None))) == (1, 0.70)
+
+
+def test_a_dev_score_on_an_earlier_smaller_dev_set_is_marked_and_not_compared(fresh_ledger, tmp_path):
+    # the hidden run's report: 96.6 on the 15 items of round 0 beside 93.7 on the 60 of the final dev set read as
+    # a student that got worse; only the scores on the current dev set are compared and joined in the plot
+    fresh_ledger.grant(40_000_000)
+    _round(fresh_ledger, 0, "baseline", "the student on the seed labels", 100,
+           {"n_labels": 40, "dev": 0.966, "dev_items": 15, "test": 0.80})
+    _round(fresh_ledger, 1, "annotate", "labels", 10_000_000, {"n_labels": 70, "dev": 0.90, "dev_items": 60,
+                                                               "test": 0.85})
+    _round(fresh_ledger, 2, "annotate", "labels", 10_000_000, {"n_labels": 100, "dev": 0.937, "dev_items": 60,
+                                                               "test": 0.88})
+    report = build_report(fresh_ledger, "accuracy")
+    devs = [cells[report.columns.index("dev")] for cells in report.table]
+    assert devs == ["96.6*", "90.0", "93.7"]
+    assert report.earlier_dev.startswith("* scored on an earlier, smaller dev set")
+    assert [report.on_current_dev(r) for r in report.rows] == [False, True, True]
+    assert report.best_student.startswith("Shipped student: round 2 (annotate), dev 93.7")
+    paths = write_report(fresh_ledger, tmp_path / "report", "accuracy")
+    page = _Page()
+    page.feed(paths["html"].read_text())
+    assert report.earlier_dev in page.paragraphs and paths["plot"].stat().st_size > 0
