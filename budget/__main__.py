@@ -1,5 +1,5 @@
-"""``python -m budget``: the same command line as ``python -m budget.controller`` (see :mod:`budget.cli`)."""
+"""``python -m budget``: the same command line as ``python -m budget.controller`` (see :mod:`budget.controller.cli`)."""
 
-from budget.cli import main
+from budget.controller.cli import main
 
 main()

@@ -20,10 +20,10 @@ from annotation.records import Batch, BatchItem, Receipt
 from annotation.selection import make_strategy
 from budget import failpoints
 from budget.context import RunContext
+from budget.decision import Decision
 from budget.distill_round import teacher_proba
 from budget.exceptions import AwaitingAnnotators, AwaitingApproval, BatchNotFoundError
 from budget.ledger import BatchRecord, LabelRow
-from budget.policy import Decision
 from budget.prices import label_cost, label_cost_from_time
 from budget.round_records import BatchPayload, RoundSummary
 from budget.snapshot import Snapshot

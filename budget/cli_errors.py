@@ -1,4 +1,4 @@
-"""Errors the command-line clients raise (``budget.cli``, ``budget.web``'s ``serve``, ``budget.study``).
+"""Errors the command-line clients raise (``budget.controller.cli``, ``budget.web``'s ``serve``, ``budget.study``).
 
 Click shows one as a single ``Error: ...`` line and exits with status 2. The library never raises
 these: it raises :mod:`budget.exceptions`' errors, and each client maps them here.

@@ -27,11 +27,12 @@ import numpy as np
 
 from budget.context import RunContext
 from budget.costs import training_epochs
+from budget.decision import Decision
 from budget.exceptions import AwaitingApproval, BatchNotFoundError
 from budget.ledger import Reservation
 from budget.money import format_usd
-from budget.policy import Decision
-from budget.round_records import BatchPayload, RoundSummary, compute_steps, teacher_suffix
+from budget.round_records import BatchPayload, RoundSummary
+from budget.round_steps import compute_steps, teacher_suffix
 from budget.snapshot import Snapshot
 from budget.steps import (
     Work,

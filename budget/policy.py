@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
+from budget.decision import Decision
 from budget.estimates import Gain, Measured, label_slope, paired_se, pooled_gain, z_value
 
 __all__ = ["RoundObservation", "PolicyState", "Decision", "Policy", "AnnotateOnly", "DistillOnly", "FixedSplit",
@@ -195,29 +196,6 @@ class PolicyState:
         n = int(min(self.batch_size, items_left, left // self.label_cost_micro))
         # a batch smaller than min_batch is not worth its retrain, unless it takes the last items
         return n if n >= min(self.min_batch, items_left) else 0
-
-
-@dataclass(frozen=True)
-class Decision:
-    """What to do next: ``arm`` is 'annotate', 'distill' or 'stop'.
-
-    ``n_items`` is the batch size (annotate) or the unlabeled items to soft-label (distill);
-    ``amount_micro`` the money to reserve; ``estimates`` the gain per $100 the policy expected
-    from each arm (score points, 0-100 scale), kept in the ledger with the decision. ``teachers`` is
-    how many teacher fine-tunes (different seeds) a distillation averages the soft labels of. ``refine``:
-    no distillation can follow this batch's labels, so they fine-tune the latest distilled student (never
-    ending worse on dev than it started) instead of a student trained on labels alone. ``pilot``: the
-    round also trains a student on a random half of its labels, for the label-only learning curve.
-    """
-
-    arm: str
-    n_items: int = 0
-    amount_micro: int = 0
-    reason: str = ""
-    estimates: dict[str, float | None] = field(default_factory=dict)
-    teachers: int = 1
-    refine: bool = False
-    pilot: bool = False
 
 
 class Policy(ABC):

@@ -18,7 +18,8 @@ import jinja2
 from budget.ledger import Ledger
 from budget.money import format_usd
 from budget.records import Totals
-from budget.round_records import RoundSummary, best_round
+from budget.round_records import RoundSummary
+from budget.shipped import best_round
 
 __all__ = ["RoundRow", "Report", "round_rows", "build_report", "markdown", "write_report", "templates"]
 
@@ -147,7 +148,7 @@ class Report:
     @property
     def best_student(self) -> str:
         """The round whose student the run ships (the latest on the current dev set unless an earlier one beats
-        it beyond the dev set's noise; see :func:`budget.round_records.best_round`), or "" before any score."""
+        it beyond the dev set's noise; see :func:`budget.shipped.best_round`), or "" before any score."""
         if self.best is None:
             return ""
         rnd, dev = self.best

@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 from budget.annotate_round import run_annotate
 from budget.context import RunContext
+from budget.decision import Decision
 from budget.distill_round import run_distill
-from budget.policy import Decision
 from budget.round_records import RoundSummary
 from budget.snapshot import Snapshot
 from budget.steps import compute_step, finish_round, pilot_fields, student_step, student_summary

@@ -21,7 +21,8 @@ from pathlib import Path
 
 from budget.ledger import Ledger
 from budget.records import RoundRecord
-from budget.round_records import best_round, compute_steps
+from budget.round_steps import compute_steps
+from budget.shipped import best_round
 
 __all__ = ["PruneResult", "best_student_round", "check_keep", "folder_bytes", "format_bytes", "prune"]
 
@@ -61,7 +62,7 @@ def format_bytes(n: float) -> str:
 
 
 def best_student_round(rounds: list[RoundRecord]) -> int | None:
-    """The finished round whose student the run ships (:func:`budget.round_records.best_round`), as the report
+    """The finished round whose student the run ships (:func:`budget.shipped.best_round`), as the report
     names it."""
     best = best_round(rounds)
     return None if best is None else best[0]

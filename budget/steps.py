@@ -21,7 +21,8 @@ from budget.context import RunContext
 from budget.ledger import Reservation
 from budget.money import format_usd
 from budget.phase_cache import data_fingerprint, folder_digest
-from budget.round_records import RoundSummary, right_bits
+from budget.round_records import RoundSummary
+from budget.shipped import right_bits
 from budget.snapshot import Snapshot
 from modeling.device import device_kind, pick_device
 from modeling.encoding import encode

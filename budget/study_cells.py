@@ -23,7 +23,8 @@ from budget.ledger import Ledger
 from budget.money import parse_usd
 from budget.phase_cache import PhaseCache
 from budget.records import RoundRecord
-from budget.round_records import best_round, compute_steps
+from budget.round_steps import compute_steps
+from budget.shipped import best_round
 from budget.study_reseed import reseeded_tests
 from budget.study_version import code_version
 from modeling.meter import PhaseRecord
@@ -65,7 +66,7 @@ class CellResult:
     unspent_micro: int
     rounds: int
     final_test: float | None
-    picked_test: float | None  # the test score of the student the run ships (round_records.best_round)
+    picked_test: float | None  # the test score of the student the run ships (shipped.best_round)
     wall_seconds: float
     flops: float  # compute the cell was charged for, in FLOPs
     flops_saved: float  # of those, reused from another cell through the phase cache (not run again)
@@ -73,7 +74,7 @@ class CellResult:
     # (what: 'round:<arm>' or 'phase:<name>', estimated, actual) micro-dollars of each finished round
     estimates: tuple[tuple[str, int, int], ...] = field(default=())
     # (round, arm, labels, dev, dev items, the previous round's student on those dev items, test, dev items right as
-    # hex bits) of each finished round: what the choice of the run's output (round_records.best_round) saw, so
+    # hex bits) of each finished round: what the choice of the run's output (shipped.best_round) saw, so
     # that another choice can be replayed from cell.json alone (the ledger is not kept in git); empty in cells run
     # before 2026-11-30, seven fields (no item bits) in cells run before 2026-12-07
     scores: tuple[tuple[int, str, int, float | None, int | None, float | None, float | None, str | None], ...] = ()

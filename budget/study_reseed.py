@@ -22,7 +22,7 @@ from pathlib import Path
 from budget.context import RunContext
 from budget.distill_round import round_soft_targets
 from budget.records import RoundRecord
-from budget.round_records import compute_steps
+from budget.round_steps import compute_steps
 from modeling.meter import Meter
 from modeling.models import load_classifier
 from modeling.train import train

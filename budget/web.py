@@ -7,7 +7,7 @@ buttons, the recent decisions, and the score-against-dollars plot. Decisions go 
 
 Logins (:mod:`budget.page_logins`): every page and decision needs a session, started from a person's token;
 a decision is recorded under the session's name, never a name typed in a form. What the page shows is
-:mod:`budget.page_view`; the ``serve`` command is :mod:`budget.cli_serve`.
+:mod:`budget.page_view`; the ``serve`` command is :mod:`budget.controller.serve`.
 
 Routes (the standard library's ``http.server``; no web framework)
   GET  /           the page; without a session the sign-in form (401); ``?token=T`` signs in (303 to ``/``)

@@ -4,17 +4,15 @@ A teacher with LoRA trains a few million parameters instead of all of them, so i
 and gradients fit where a full fine-tune would not, and a large teacher's fixed cost drops. Any
 ``AutoModelForSequenceClassification`` model works, encoders and decoder LLMs alike (Llama, Qwen,
 Mistral: their classification head reads the last real token). A trained teacher is saved as its
-adapter (``adapter_config.json`` + weights, a few MB); :func:`load_adapter` puts it back on its base
-model and merges it, so soft-labelling runs at the base model's speed.
+adapter (``adapter_config.json`` + weights, a few MB); :func:`modeling.models.load_classifier` puts it
+back on its base model and merges it, so soft-labelling runs at the base model's speed.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
 from pathlib import Path
 
-from modeling.models import LoadedModel, load_classifier
+from modeling.models import LoadedModel, load_adapter
 
 __all__ = ["with_lora", "is_adapter", "load_adapter"]
 
@@ -40,13 +38,3 @@ def with_lora(loaded: LoadedModel, rank: int, *, alpha: int | None = None, dropo
 def is_adapter(folder: str | Path) -> bool:
     """True when ``folder`` holds a saved LoRA adapter rather than a whole model."""
     return (Path(folder) / "adapter_config.json").exists()
-
-
-def load_adapter(folder: str | Path, labels: Sequence[str], *, seed: int = 0) -> LoadedModel:
-    """The base model of the adapter saved in ``folder``, with the adapter (and the trained head) merged in."""
-    from peft import PeftModel
-
-    base_name = json.loads((Path(folder) / "adapter_config.json").read_text())["base_model_name_or_path"]
-    base = load_classifier(base_name, labels, seed=seed)
-    merged = PeftModel.from_pretrained(base.model, str(folder)).merge_and_unload()
-    return LoadedModel(model=merged, tokenizer=base.tokenizer, name=str(folder), source=str(folder))

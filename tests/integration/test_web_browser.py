@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 import pytest
 from click.testing import CliRunner
 
-from budget.cli import cli
+from budget.controller.cli import cli
 from budget.ledger import Ledger
 from budget.page_logins import new_login
 from budget.web import make_server

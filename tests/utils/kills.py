@@ -29,7 +29,7 @@ from budget.ledger import Ledger
 from budget.round_records import RunInit
 
 _CTX = multiprocessing.get_context("forkserver")
-_CTX.set_forkserver_preload(["budget.cli"])
+_CTX.set_forkserver_preload(["budget.controller.cli"])
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def use_kill_env(env: dict[str, str]) -> None:
 
 def _main(args: list[str], env: dict[str, str]) -> None:
     use_kill_env(env)
-    from budget.cli import cli
+    from budget.controller.cli import cli
 
     cli.main(args=args, prog_name="python -m budget.controller", standalone_mode=True)
 

@@ -52,7 +52,7 @@ def waiting_run(tmp_path_factory) -> WaitingRun:
     """One :class:`WaitingRun` for every test that needs a batch waiting for approval."""
     from click.testing import CliRunner
 
-    from budget.cli import cli
+    from budget.controller.cli import cli
 
     root = tmp_path_factory.mktemp("waiting-run")
     project = write_tiny_project(root, models_dir=root / "models", policy="annotate",

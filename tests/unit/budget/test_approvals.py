@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from budget.approvals import proposal_lines
-from budget.cli import cli
+from budget.controller.cli import cli
 from budget.ledger import Ledger
 from budget.records import BatchRecord
 from budget.round_records import BatchPayload

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from budget.cli import cli
+from budget.controller.cli import cli
 from budget.ledger import Ledger
 from budget.runlock import LOCK_FILE, RunLock
 from budget.study import main as study_main

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from budget.cli import cli
+from budget.controller.cli import cli
 from budget.costs import CostModel
 from budget.ledger import Ledger
 from tests.utils.projects import write_tiny_project

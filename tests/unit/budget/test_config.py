@@ -3,8 +3,8 @@
 import pytest
 from click.testing import CliRunner
 
-from budget.cli import cli
 from budget.config import TABLES, ConfigError, Models, ProjectConfig, load_config
+from budget.controller.cli import cli
 from budget.tiny import tiny_tables, write_project
 
 # (table, key, value, what the message must say): wrong types, out of range, unknown words

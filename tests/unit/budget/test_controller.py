@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from budget.cli import cli
 from budget.config import load_config
 from budget.controller import Controller
+from budget.controller.cli import cli
+from budget.decision import Decision
 from budget.ledger import Ledger
 from budget.money import to_micro
-from budget.policy import Decision
 from budget.round_records import RoundPlan, RoundSummary
 from budget.runfolder import best_student_round
 from tests.utils.projects import write_tiny_project

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from budget.decision import Decision
 from budget.exceptions import (
     BatchNotFoundError,
     CapExceededError,
@@ -21,7 +22,6 @@ from budget.exceptions import (
 from budget.ledger import LabelRow, Ledger, Totals
 from budget.migrations import LEDGER_MIGRATIONS, Migrations
 from budget.money import to_micro
-from budget.policy import Decision
 from budget.round_records import BatchPayload, RoundPlan, RoundSummary
 
 USD = 1_000_000

@@ -5,8 +5,8 @@ from html.parser import HTMLParser
 import jinja2
 import pytest
 
+from budget.decision import Decision
 from budget.ledger import Ledger
-from budget.policy import Decision
 from budget.report import build_report, markdown, templates, write_report
 from budget.round_records import RoundPlan, RoundSummary
 
@@ -141,7 +141,8 @@ def _rounds(*students: tuple[float, list[bool] | None], dev_items: int | None = 
     """Finished rounds 0, 1, ... whose students scored ``dev`` with these item-level results on one dev set."""
     from types import SimpleNamespace
 
-    from budget.round_records import RoundSummary, right_bits
+    from budget.round_records import RoundSummary
+    from budget.shipped import right_bits
 
     return [SimpleNamespace(round=i, state="done", summary=RoundSummary(
         dev=dev, dev_items=dev_items or (len(right) if right else 20),
@@ -163,13 +164,13 @@ def _right(n: int, wrong: set[int]) -> list[bool]:
     ([(0.75, _right(20, {0, 1, 2, 3, 4})), (0.70, _right(20, {5, 6, 7, 8, 9, 10}))], 1),
 ])
 def test_the_latest_student_ships_unless_an_earlier_one_is_better_beyond_the_dev_sets_noise(students, shipped):
-    from budget.round_records import best_round
+    from budget.shipped import best_round
 
     assert best_round(_rounds(*students))[0] == shipped
 
 
 def test_rounds_scored_before_item_results_were_kept_ship_as_before():
-    from budget.round_records import best_round
+    from budget.shipped import best_round
 
     assert best_round(_rounds((0.60, None), (0.70, None), (0.65, None))) == (1, 0.70)
 

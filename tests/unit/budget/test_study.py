@@ -55,7 +55,7 @@ def test_quick_study_runs_every_cell_as_a_real_controller_run(quick):
 
 def test_a_cell_json_holds_every_round_s_scores_so_the_output_s_choice_replays_from_it(quick):
     out, _, _ = quick
-    from budget.round_records import best_round
+    from budget.shipped import best_round
     from budget.study_cells import read_result
 
     for path in (out / "cells").rglob("cell.json"):

@@ -11,7 +11,7 @@ from budget.config import ConfigError, load_config
 from budget.controller import Controller
 from budget.money import to_micro
 from budget.policy import Decision, Policy, PolicyState
-from budget.round_records import compute_steps
+from budget.round_steps import compute_steps
 from budget.study import Study, load_study, run_study
 from budget.study_report import read_results
 from budget.study_reseed import reseeded_tests

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from markupsafe import escape
 
 from budget import page_view, web
-from budget.cli import cli
+from budget.controller.cli import cli
 from budget.ledger import Ledger
 from budget.money import format_usd
 from budget.page_logins import LOGINS_FILE, TOKEN_ENV, env_login, new_login, read_logins

@@ -4,7 +4,7 @@ A run folder holds the ledger (``ledger.sqlite``), the trained models, the soft-
 simulated platform's state, ``project.json`` and the report. Opening the same folder again resumes:
 every step was recorded before it started. The library raises library errors only
 (:class:`~budget.exceptions.UsageError`, ledger, connector and modeling errors); the command line,
-``python -m budget.controller --spend 500``, is :mod:`budget.cli`, a thin client of this module::
+``python -m budget.controller --spend 500``, is :mod:`budget.controller.cli`, a thin client of this module::
 
     with Controller(load_config("project.toml"), Path("runs/project")) as run:
         run.fund(to_micro("100"))
@@ -559,9 +559,3 @@ class Controller:
     def report(self) -> dict[str, Path]:
         """Write the run's report into ``report/`` (Markdown, HTML, a CSV of rounds, a plot); returns its files."""
         return write_report(self.ledger, self.run_dir / "report", self.config.task.metric)
-
-
-if __name__ == "__main__":  # pragma: no cover - `python -m budget.controller`, the command the mission names
-    from budget.cli import main
-
-    main()

@@ -19,9 +19,9 @@ import click
 from annotation.exceptions import AnnotationError
 from budget.approvals import DecisionError, RunNotFoundError, decide, open_ledger, proposal_lines
 from budget.cli_errors import InputError, OneLineGroup
-from budget.cli_serve import serve
 from budget.config import ConfigError, ProjectConfig, load_config
 from budget.controller import Controller
+from budget.controller.serve import serve
 from budget.demo import demo_config, write_demo_data
 from budget.exceptions import LedgerError, LedgerFileError, UsageError
 from budget.ledger import Ledger

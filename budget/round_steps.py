@@ -1,0 +1,29 @@
+"""A round's compute steps in the ledger: their names, and the results of those that finished."""
+
+from __future__ import annotations
+
+from itertools import count
+from typing import Any
+
+from budget.ledger import Ledger
+
+__all__ = ["teacher_suffix", "compute_steps"]
+
+
+def teacher_suffix(member: int) -> str:
+    """The step and folder suffix of a distillation's teacher ``member``: '' for the first (and for every
+    single-teacher round: ``round-N:teacher``, ``round-N:soft_labels``), '-2', '-3', ... for an ensemble's others."""
+    return f"-{member + 1}" if member else ""
+
+
+def compute_steps(ledger: Ledger, rnd: int) -> list[dict[str, Any]]:
+    """The results of round ``rnd``'s finished compute steps: its student, its subsample pilot (a label-only
+    student's, when the policy asked for one), and each teacher's fine-tune and soft labels (none for a
+    retraining round)."""
+    steps = [ledger.step_result(f"round-{rnd}:student"), ledger.step_result(f"round-{rnd}:pilot")]
+    for member in count():
+        teacher = ledger.step_result(f"round-{rnd}:teacher{teacher_suffix(member)}")
+        if teacher is None:
+            break
+        steps += [teacher, ledger.step_result(f"round-{rnd}:soft_labels{teacher_suffix(member)}")]
+    return [s for s in steps if s is not None]
