@@ -32,7 +32,7 @@ def _peak(name: str) -> float | None:
 def _encoder(hidden: int, layers: int, heads: int, out: Path) -> Path:
     from transformers import BertConfig, BertForSequenceClassification
 
-    from budget.tiny import _tiny_tokenizer
+    from budget.study.tiny import _tiny_tokenizer
 
     if not (out / "config.json").exists():
         tok = _tiny_tokenizer(["input_ids", "token_type_ids", "attention_mask"])
@@ -44,7 +44,7 @@ def _encoder(hidden: int, layers: int, heads: int, out: Path) -> Path:
 
 
 def _texts(n: int, words: int, seed: int = 0) -> list[str]:
-    from budget.tiny import make_task
+    from budget.study.tiny import make_task
 
     base, _ = make_task(2000, seed=seed)
     rng = np.random.default_rng(seed)
@@ -100,8 +100,8 @@ def soft_label_throughput(work: Path, n: int) -> dict:
 
 def quick_cell(work: Path) -> dict:
     from budget.config import load_config
-    from budget.study import quick_study
-    from budget.study_cells import Cell, run_cell
+    from budget.study.cells import Cell, run_cell
+    from budget.study.run import quick_study
 
     study = quick_study(work / "study")
     cell = Cell("keywords", study.projects[0], "cheap", "16", 0, "adaptive")

@@ -4,8 +4,8 @@
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/soft_label_million.py --n 20000             # smoke run
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/soft_label_million.py --n 20000 --kill-at-chunk 1
 
-Builds a tiny BERT (hidden 32, 2 layers; :func:`budget.tiny.build_tiny_bert`), writes ``--n`` texts of the
-tiny keyword task (:func:`budget.tiny.make_task`, 50,000 at a time) to a Parquet file, then streams them
+Builds a tiny BERT (hidden 32, 2 layers; :func:`budget.study.tiny.build_tiny_bert`), writes ``--n`` texts of the
+tiny keyword task (:func:`budget.study.tiny.make_task`, 50,000 at a time) to a Parquet file, then streams them
 through :func:`modeling.infer.soft_labels` (``--chunk-size`` texts tokenised and predicted at a time) into
 a cache folder. Prints items/s, wall seconds and the process's peak RSS (``ru_maxrss``: the whole process,
 the Parquet writing included). The target: 1,000,000 texts under 4 GiB.
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import click
 
-from budget.tiny import LABELS, build_tiny_bert, make_task
+from budget.study.tiny import LABELS, build_tiny_bert, make_task
 from modeling.infer import DEFAULT_CHUNK_SIZE, soft_labels
 from modeling.models import load_classifier
 

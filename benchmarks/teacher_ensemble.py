@@ -4,7 +4,7 @@ For each split seed: the decision study's split of a project (its seed labels pl
 from the unlabeled pool, 30% of them a random dev set), ``--teachers`` teachers fine-tuned with different
 seeds (``[models]`` teacher settings, best epoch on dev, as a distillation round trains them), each
 soft-labelling the rest of the pool; then one student distilled from each teacher alone and one from the
-mean of their logits (what :mod:`budget.distill_round` does for a decision with ``teachers`` above one).
+mean of their logits (what :mod:`budget.round.distill` does for a decision with ``teachers`` above one).
 Reports every teacher's and student's test score.
 
     OMP_NUM_THREADS=2 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/teacher_ensemble.py \

@@ -26,7 +26,7 @@ from budget.ledger import (
     RoundRecord,
     Totals,
 )
-from budget.migrations import LEDGER_MIGRATIONS, AppliedMigration, Migrations
+from budget.ledger.migrations import LEDGER_MIGRATIONS, AppliedMigration, Migrations
 from budget.money import MICRO_PER_USD, format_usd, parse_usd, to_decimal, to_micro
 from budget.prices import (
     DEFAULT_DEVICE_PRICES,

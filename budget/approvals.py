@@ -11,8 +11,8 @@ from pathlib import Path
 
 from budget.exceptions import DecisionError, LedgerError, RunNotFoundError
 from budget.ledger import Ledger
+from budget.ledger.records import BatchRecord
 from budget.money import format_usd
-from budget.records import BatchRecord
 
 __all__ = ["LEDGER_FILE", "RunNotFoundError", "DecisionError", "open_ledger", "proposal_lines", "decide"]
 

@@ -16,11 +16,11 @@ from pathlib import Path
 from budget.approvals import DecisionError, RunNotFoundError, decide, open_ledger, proposal_lines
 from budget.exceptions import LedgerFileError
 from budget.ledger import Ledger
+from budget.ledger.records import BatchRecord
+from budget.ledger.round_records import RunInit
 from budget.money import format_usd
 from budget.page_logins import LoginsFileError
-from budget.records import BatchRecord
 from budget.report import templates, write_report
-from budget.round_records import RunInit
 
 __all__ = ["PLOT", "ensure_plot", "render_page", "render_login", "decide_for_page", "problem"]
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import jinja2
 
 from budget.ledger import Ledger
+from budget.ledger.records import Totals
+from budget.ledger.round_records import RoundSummary
 from budget.money import format_usd
-from budget.records import Totals
-from budget.round_records import RoundSummary
 from budget.shipped import best_round
 
 __all__ = ["RoundRow", "Report", "round_rows", "build_report", "markdown", "write_report", "templates"]

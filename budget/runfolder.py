@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from budget.ledger import Ledger
-from budget.records import RoundRecord
-from budget.round_steps import compute_steps
+from budget.ledger.records import RoundRecord
+from budget.round.compute_steps import compute_steps
 from budget.shipped import best_round
 
-__all__ = ["PruneResult", "best_student_round", "check_keep", "folder_bytes", "format_bytes", "prune"]
+__all__ = ["PruneResult", "best_student_round", "folder_bytes", "format_bytes", "prune"]
 
 _CHECKPOINTS = ("ckpt.pt", "ckpt.tmp", "ckpt-phase-rank*.json", "launch")  # launch/: a multi-process job's files
 
@@ -35,16 +35,6 @@ class PruneResult:
 
     removed: tuple[Path, ...] = ()
     freed_bytes: int = 0
-
-
-def check_keep(value: object) -> int | None:
-    """``[models] keep`` as a count (None for 'all'); raise ValueError naming the fix."""
-    if value == "all":
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"[models] keep must be an int >= 1 (the latest students and teachers kept besides the "
-                         f"best student) or \"all\"; got {value!r}.")
-    return value
 
 
 def folder_bytes(path: Path) -> int:

@@ -1,7 +1,7 @@
 """Which student a run ships: the latest on the current dev set, unless an earlier one is better beyond the
 dev set's noise.
 
-Reads only round records (:class:`budget.records.RoundRecord`, or anything with their ``round``, ``state`` and
+Reads only round records (:class:`budget.ledger.records.RoundRecord`, or anything with their ``round``, ``state`` and
 ``summary``), so the report, the run folder's pruning and the study (replaying a cell from its ``cell.json``)
 choose the same student.
 """
@@ -42,7 +42,7 @@ def best_round(rounds: list) -> tuple[int, float] | None:
 
     Rounds scored before item-level results were kept (no ``dev_right``) are chosen as before: the highest
     dev score on the current dev set (the student before the first of them re-scored as its ``prev_dev``),
-    the earliest on a tie. ``rounds`` are :class:`budget.records.RoundRecord`.
+    the earliest on a tie. ``rounds`` are :class:`budget.ledger.records.RoundRecord`.
     """
     done = [r for r in rounds if r.state == "done" and r.summary and r.summary.dev is not None]
     if not done:

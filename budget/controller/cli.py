@@ -19,7 +19,7 @@ import click
 from annotation.exceptions import AnnotationError
 from budget.approvals import DecisionError, RunNotFoundError, decide, open_ledger, proposal_lines
 from budget.cli_errors import InputError, OneLineGroup
-from budget.config import ConfigError, ProjectConfig, load_config
+from budget.config import ConfigError, ProjectConfig, check_keep, load_config
 from budget.controller import Controller
 from budget.controller.serve import serve
 from budget.demo import demo_config, write_demo_data
@@ -29,7 +29,7 @@ from budget.money import format_usd, parse_usd
 from budget.policy import make_policy
 from budget.preflight import check_budget
 from budget.report import markdown, write_report
-from budget.runfolder import check_keep, folder_bytes, format_bytes, prune
+from budget.runfolder import folder_bytes, format_bytes, prune
 from connectors.exceptions import ConnectorError
 from modeling.exceptions import ModelingError
 

@@ -14,32 +14,31 @@ every step was recorded before it started. The library raises library errors onl
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from annotation.pool import Pool, PoolSplit, load_pool, split_pool
-from annotation.simulated import SimulatedAnnotators
+from annotation.pool import load_pool, split_pool
 from budget import failpoints
 from budget.approvals import LEDGER_FILE
 from budget.config import ProjectConfig
-from budget.context import RunContext
+from budget.controller.platforms import PlatformRequest, make_connector
+from budget.controller.run_init import answerable, check_labels_in_use, config_hash, measure_run
+from budget.controller.views import observations, round_costs
 from budget.costs import ComputePricer, CostModel
-from budget.estimates import paired_se
 from budget.exceptions import AwaitingAnnotators, AwaitingApproval, UsageError
 from budget.ledger import Ledger
+from budget.ledger.round_records import RoundPlan, RoundSummary, RunInit
 from budget.money import format_usd
-from budget.phase_cache import PhaseCache
-from budget.policy import Decision, Policy, PolicyState, RoundObservation, make_policy
+from budget.policy import Decision, Policy, PolicyState, make_policy
+from budget.policy.estimates import paired_se
 from budget.preflight import (
-    PreflightError,
     check_connector,
     check_device,
     check_models,
@@ -47,15 +46,14 @@ from budget.preflight import (
     check_run_dir,
 )
 from budget.report import write_report
-from budget.round_records import RoundPlan, RoundSummary, RunInit
-from budget.rounds import RUNNERS
+from budget.round.context import RunContext
+from budget.round.phase_cache import PhaseCache
+from budget.round.runners import RUNNERS
+from budget.round.snapshot import Snapshot
 from budget.runfolder import prune
 from budget.runlock import RunLock
-from budget.snapshot import Snapshot
 from connectors.base import Clock, Connector, RealClock
-from connectors.retry import RetryingConnector
 from connectors.simulated import SimClock, SimulatedConnector
-from modeling.models import load_classifier
 
 __all__ = ["Controller", "RunOutcome"]
 
@@ -67,44 +65,6 @@ class RunOutcome:
     state: Literal["stopped", "awaiting_approval", "awaiting_annotators"]
     message: str
     rounds: int
-
-
-def _config_hash(config: ProjectConfig) -> str:
-    """What fixes a run's items and models; prices, policy, approvals and waiting may change between runs."""
-    d = config.to_dict()
-    fixed = {k: d[k] for k in ("task", "split", "models")}
-    # what is kept may change; class_weight came later: at its default it leaves earlier runs' hash as it was
-    fixed["models"] = {k: v for k, v in fixed["models"].items()
-                       if k != "keep" and not (k == "class_weight" and v == "auto")}
-    return hashlib.sha256(json.dumps(fixed, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _check_labels_in_use(pool: Pool) -> None:
-    """Refuse a simulation whose labeled rows use fewer than two labels: simulated people answer with a
-    row's own label, so such a task has nothing to learn and nothing to measure.
-
-    Raises
-    ------
-    PreflightError
-        Naming the data file and the labels in use.
-    """
-    used = pool.labels_seen
-    if len(used) < 2:
-        raise PreflightError(f"The labeled rows of '{pool.source}' use {len(used)} label(s) {list(used)}; a simulated "
-                             "run needs rows of at least two labels (simulated people answer with a row's own label).")
-
-
-def _answerable(pool: Pool, split: PoolSplit) -> tuple[PoolSplit, int]:
-    """The split without the unlabeled rows simulated people cannot answer (no gold label), and how many
-    rows that leaves out."""
-    keep = split.unlabeled[pool.gold[split.unlabeled] >= 0]
-    return replace(split, unlabeled=keep), len(split.unlabeled) - len(keep)
-
-
-def _correction(raw: float, actual: float) -> float:
-    """What finished rounds of one kind cost over their raw estimate, kept within 0.2-5x (one odd round
-    does not swing later estimates)."""
-    return min(5.0, max(0.2, actual / raw))
 
 
 class Controller:
@@ -160,7 +120,7 @@ class Controller:
         self.pool = load_pool(config.task)  # fails with a one-line error before anything is written
         sim = connector is None and config.simulated or isinstance(connector, SimulatedConnector)
         if sim:
-            _check_labels_in_use(self.pool)
+            check_labels_in_use(self.pool)
         # "all": every labeled row is the team's seed (real data); a number draws that many of them
         # (a simulation draws its seed and test set from the labeled rows and buys the rest).
         size = config.split.seed_size
@@ -169,7 +129,7 @@ class Controller:
                            test_size=config.split.test_size if config.simulated else 0)
         self.unanswerable = 0  # rows the simulated people cannot label: they have no label to answer with
         if sim:
-            split, self.unanswerable = _answerable(self.pool, split)
+            split, self.unanswerable = answerable(self.pool, split)
         cap = config.split.max_unlabeled
         if cap and len(split.unlabeled) > cap:
             keep = np.sort(np.random.default_rng(seed).permutation(split.unlabeled)[:cap])
@@ -278,13 +238,13 @@ class Controller:
         init = RunInit.read(self.ledger)
         if init is None:
             run_id = f"{self.config.task.name[:20]}-{uuid.uuid4().hex[:8]}"
-            init = self._measure_models(run_id)
+            init = measure_run(self.config, self.pool, self.split, run_id, self.seed, self.model_cache_dir)
             self.ledger.begin_step(RunInit.STEP)
             self.ledger.finish_step(RunInit.STEP, init.to_json())
             self.ledger.log_event("run_created", run_id=run_id, config=self.config.to_dict(), seed=self.seed)
             if self.unanswerable:
                 self.say(self._unanswerable_line())
-        elif init.config_hash != _config_hash(self.config) or init.seed != self.seed:
+        elif init.config_hash != config_hash(self.config) or init.seed != self.seed:
             raise UsageError(f"Run folder '{self.run_dir}' was started with another project file or seed "
                              f"(seed {init.seed}); use a new --run-dir or the same --config and --seed.")
         self.init = init
@@ -299,46 +259,9 @@ class Controller:
         return (f"{self.unanswerable} rows without a label are left out of the pool: simulated people answer with "
                 "a row's own label, so only labeled rows can be bought (a real platform labels them all).")
 
-    def _measure_models(self, run_id: str) -> RunInit:
-        m = self.config.models
-        student = load_classifier(m.student, self.pool.labels)
-        teacher = load_classifier(m.teacher, self.pool.labels, cache_dir=self.model_cache_dir)
-        sample = [self.pool.texts[i] for i in self.split.unlabeled[:500]] or self.pool.texts[:500]
-        pairs = isinstance(sample[0], tuple)
-        enc = (student.tokenizer([t[0] for t in sample], [t[1] for t in sample], truncation=True,
-                                 max_length=m.max_length) if pairs
-               else student.tokenizer(sample, truncation=True, max_length=m.max_length))
-        return RunInit(run_id=run_id, config_hash=_config_hash(self.config), seed=self.seed,
-                       student_params=student.n_params, teacher_params=teacher.n_params,
-                       tokens_per_item=float(np.mean([len(x) for x in enc["input_ids"]])), pool=len(self.pool),
-                       seed_items=len(self.split.seed), unlabeled=len(self.split.unlabeled), test=len(self.split.test))
-
     def _make_connector(self, run_id: str) -> Connector:
-        a, c = self.config.annotation, self.config.connector
-        kind = a.connector
-        if kind == "simulated":
-            gold = {self.pool.external_id(run_id, int(i)): self.pool.label_of(int(i)) for i in self.split.unlabeled}
-            s = self.config.annotators
-            crowd = SimulatedAnnotators(n_annotators=s.n, error_rate=float(s.error_rate), skip_rate=float(s.skip_rate),
-                                        latency_s=tuple(s.latency_s), seed=self.seed)
-            return SimulatedConnector(gold, crowd, state_path=self.run_dir / "simulated-platform.json",
-                                      answer_key=lambda external_id: external_id.rsplit("-", 1)[-1],
-                                      clock=self.clock)
-        if kind == "labelstudio":
-            from connectors.labelstudio import LabelStudioConnector, project_title
-
-            inner = LabelStudioConnector(c.url, project_title(run_id, self.config.task.name),
-                                         api_key_env=c.api_key_env or "LABEL_STUDIO_API_KEY",
-                                         attach_predictions=a.suggestions, timeout=float(c.timeout))
-        elif kind == "argilla":
-            from connectors.argilla import ArgillaConnector
-
-            inner = ArgillaConnector(c.url, workspace=c.workspace, dataset=f"{run_id}-{self.config.task.name}",
-                                     api_key_env=c.api_key_env or "ARGILLA_API_KEY", guidelines=c.guidelines,
-                                     timeout=float(c.timeout))
-        else:
-            raise UsageError(f"[annotation] connector must be simulated, labelstudio or argilla; got {kind!r}.")
-        return RetryingConnector(inner)
+        return make_connector(PlatformRequest(self.config, run_id, self.run_dir, self.pool, self.split, self.seed,
+                                              self.clock))
 
     def close(self) -> None:
         """Close the ledger and the annotation connector; the run folder keeps everything for a resume."""
@@ -359,24 +282,7 @@ class Controller:
         finished rounds, within 0.2-5x): a regime can price their phases very differently. A round whose
         training the money cut short (:attr:`RoundSummary.cut_short`) tells nothing of the estimate's error.
         """
-        m, init = self.config.models, self.init
-        model = CostModel(ComputePricer(self.config), "cpu" if m.device == "auto" else m.device,
-                          init.student_params, init.teacher_params, init.tokens_per_item,
-                          m.student_epochs, m.teacher_epochs, m.distill_epochs, min_steps=m.min_steps,
-                          batch_size=m.batch_size, pool=pool)
-        if not corrected:
-            return model
-        sums = {"retrain": [0.0, 0.0], "distill": [0.0, 0.0]}
-        for r in self.ledger.rounds():
-            s, raw = r.summary, r.plan.compute_estimate_raw
-            if r.state == "done" and s and s.compute_micro and raw and not s.cut_short:
-                kind = sums["distill" if r.arm == "distill" else "retrain"]
-                kind[0], kind[1] = kind[0] + raw, kind[1] + s.compute_micro
-        if sums["retrain"][0]:
-            model.correction = _correction(*sums["retrain"])
-        if sums["distill"][0]:
-            model.distill_correction = _correction(*sums["distill"])
-        return model
+        return round_costs(self.config, self.init, self.ledger, corrected=corrected, pool=pool)
 
     def plan_round(self, decision: Decision, snap: Snapshot) -> RoundPlan:
         """The decision with what its compute is expected to cost (as the policy saw it), the raw FLOP
@@ -402,13 +308,7 @@ class Controller:
         costs = self.cost_model(pool=n_unlabeled)
         n_train, n_dev = self._train_dev_sizes(snap.n_labels)
         batch = self.config.annotation.batch_size
-        spent = money.spent_by_round
-        obs = tuple(RoundObservation(r.round, r.arm, spent.get(r.round, 0), r.summary.n_labels, r.summary.dev,
-                                     r.summary.prev_dev, r.summary.disagree, r.summary.dev_items or 0,
-                                     r.summary.arm_prev_dev, r.summary.arm_disagree, r.summary.arm_prev_labels,
-                                     bool(r.summary.refined), r.summary.pilot_dev, r.summary.pilot_disagree,
-                                     r.summary.pilot_labels)
-                    for r in money.rounds if r.state == "done" and r.summary)
+        obs = observations(money)
         return PolicyState(
             granted_micro=money.totals.granted + extra_micro, available_micro=money.totals.available + extra_micro,
             spent_by_arm=money.spent_by_arm, rounds=obs,

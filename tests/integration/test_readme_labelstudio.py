@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from budget.ledger import Ledger
-from budget.tiny import build_tiny_bert, make_task, write_project
+from budget.study.tiny import build_tiny_bert, make_task, write_project
 from tests.integration.conftest import LABEL_STUDIO_ANNOTATORS, LabelStudioServer
 from tests.integration.test_labelstudio_e2e import Annotators
 from tests.utils import e2e

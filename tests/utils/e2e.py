@@ -22,8 +22,8 @@ import pytest
 
 from budget.config import load_config
 from budget.ledger import Ledger
+from budget.ledger.round_records import RunInit
 from budget.money import to_micro
-from budget.round_records import RunInit
 from tests.utils.projects import write_tiny_project
 
 REPO = Path(__file__).resolve().parents[2]

@@ -26,7 +26,7 @@ import numpy as np
 
 from budget.failpoints import POINTS
 from budget.ledger import Ledger
-from budget.round_records import RunInit
+from budget.ledger.round_records import RunInit
 
 _CTX = multiprocessing.get_context("forkserver")
 _CTX.set_forkserver_preload(["budget.controller.cli"])

@@ -9,8 +9,8 @@ from click.testing import CliRunner
 from budget.approvals import proposal_lines
 from budget.controller.cli import cli
 from budget.ledger import Ledger
-from budget.records import BatchRecord
-from budget.round_records import BatchPayload
+from budget.ledger.records import BatchRecord
+from budget.ledger.round_records import BatchPayload
 from tests.utils.projects import write_tiny_project
 
 

@@ -24,7 +24,7 @@ from click.testing import CliRunner
 from budget.controller.cli import cli
 from budget.ledger import Ledger
 from budget.runlock import LOCK_FILE, RunLock
-from budget.study import main as study_main
+from budget.study.run import main as study_main
 from tests.utils.projects import write_tiny_project
 
 TINY_LABELS = ("sports", "music", "weather")
@@ -261,7 +261,7 @@ def test_the_table_covers_what_the_issue_lists():
 def test_unlabeled_rows_with_an_empty_or_missing_label_are_left_out_of_a_simulation(tiny: Path, tmp_path: Path):
     """Rows with "" or no label are the unlabeled pool (as the README says); simulated people cannot answer
     them, so the dry run says how many are left out, and the run buys only labeled rows to its end."""
-    from budget.tiny import make_task
+    from budget.study.tiny import make_task
 
     texts, ys = make_task(400, seed=11)
     rows = [{"text": t, "label": TINY_LABELS[y]} for t, y in zip(texts, ys, strict=True)]

@@ -5,7 +5,7 @@ from click.testing import CliRunner
 
 from budget.config import TABLES, ConfigError, Models, ProjectConfig, load_config
 from budget.controller.cli import cli
-from budget.tiny import tiny_tables, write_project
+from budget.study.tiny import tiny_tables, write_project
 
 # (table, key, value, what the message must say): wrong types, out of range, unknown words
 BAD = [

@@ -15,8 +15,8 @@ from budget.controller import Controller
 from budget.controller.cli import cli
 from budget.decision import Decision
 from budget.ledger import Ledger
+from budget.ledger.round_records import RoundPlan, RoundSummary
 from budget.money import to_micro
-from budget.round_records import RoundPlan, RoundSummary
 from budget.runfolder import best_student_round
 from tests.utils.projects import write_tiny_project
 from tests.utils.tiny_models import LABELS

@@ -5,7 +5,7 @@ from pathlib import Path
 from budget.config import load_config
 from budget.controller import Controller
 from budget.money import to_micro
-from budget.round_steps import compute_steps
+from budget.round.compute_steps import compute_steps
 from budget.shipped import best_round
 from tests.utils.kills import KillPoint, fingerprint, killed_run
 from tests.utils.projects import write_tiny_project

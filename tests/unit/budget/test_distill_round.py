@@ -4,14 +4,14 @@ from typing import NamedTuple
 
 import pytest
 
-from budget import distill_round
 from budget.config import load_config
 from budget.controller import Controller
 from budget.costs import CostModel, training_epochs
+from budget.ledger.records import RoundRecord
 from budget.policy import Decision, Policy, PolicyState
-from budget.records import RoundRecord
 from budget.report import round_rows
-from budget.tiny import write_tiny_project
+from budget.round import distill as distill_round
+from budget.study.tiny import write_tiny_project
 
 
 class _DistillThePool(Policy):

@@ -20,9 +20,9 @@ from budget.exceptions import (
     ReservationNotFoundError,
 )
 from budget.ledger import LabelRow, Ledger, Totals
-from budget.migrations import LEDGER_MIGRATIONS, Migrations
+from budget.ledger.migrations import LEDGER_MIGRATIONS, Migrations
+from budget.ledger.round_records import BatchPayload, RoundPlan, RoundSummary
 from budget.money import to_micro
-from budget.round_records import BatchPayload, RoundPlan, RoundSummary
 
 USD = 1_000_000
 REPO = Path(__file__).resolve().parents[3]

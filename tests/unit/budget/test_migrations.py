@@ -3,7 +3,7 @@
 import sqlite3
 
 from budget.ledger import Ledger
-from budget.migrations import LEDGER_MIGRATIONS, Migrations, m001_initial
+from budget.ledger.migrations import LEDGER_MIGRATIONS, Migrations, m001_initial
 from budget.money import to_micro
 
 

@@ -6,9 +6,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from budget import phase_cache
-from budget.phase_cache import PhaseCache
-from budget.steps import cached
+from budget.round import phase_cache
+from budget.round.phase_cache import PhaseCache
+from budget.round.steps import cached
 from modeling.meter import PhaseRecord
 
 RECORD = PhaseRecord(name="student_finetune", kind="train", device="cpu", n_params=10, flops=5.0)

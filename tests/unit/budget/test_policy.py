@@ -6,7 +6,6 @@ from dataclasses import replace
 
 import pytest
 
-from budget.estimates import Gain
 from budget.policy import (
     Adaptive,
     AnnotateOnly,
@@ -17,6 +16,7 @@ from budget.policy import (
     RoundObservation,
     make_policy,
 )
+from budget.policy.estimates import Gain
 
 USD = 1_000_000
 

@@ -7,8 +7,8 @@ import pytest
 
 from budget.decision import Decision
 from budget.ledger import Ledger
+from budget.ledger.round_records import RoundPlan, RoundSummary
 from budget.report import build_report, markdown, templates, write_report
-from budget.round_records import RoundPlan, RoundSummary
 
 EVIL = '<script>alert("x")</script> | & more'
 
@@ -141,7 +141,7 @@ def _rounds(*students: tuple[float, list[bool] | None], dev_items: int | None = 
     """Finished rounds 0, 1, ... whose students scored ``dev`` with these item-level results on one dev set."""
     from types import SimpleNamespace
 
-    from budget.round_records import RoundSummary
+    from budget.ledger.round_records import RoundSummary
     from budget.shipped import right_bits
 
     return [SimpleNamespace(round=i, state="done", summary=RoundSummary(

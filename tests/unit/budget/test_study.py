@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from budget.ledger import Ledger
-from budget.study import load_study, main
-from budget.study_report import read_results, summary_markdown
+from budget.study.report import read_results, summary_markdown
+from budget.study.run import load_study, main
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -56,7 +56,7 @@ def test_quick_study_runs_every_cell_as_a_real_controller_run(quick):
 def test_a_cell_json_holds_every_round_s_scores_so_the_output_s_choice_replays_from_it(quick):
     out, _, _ = quick
     from budget.shipped import best_round
-    from budget.study_cells import read_result
+    from budget.study.cells import read_result
 
     for path in (out / "cells").rglob("cell.json"):
         result = read_result(path)
@@ -79,8 +79,8 @@ def test_the_study_ends_with_the_size_and_folder_of_its_phase_cache(quick):
 
 
 def test_prune_cache_gb_prunes_the_phase_cache_to_that_size(tmp_path):
-    from budget.study import _cache_line
-    from budget.study_cells import phase_cache
+    from budget.study.cells import phase_cache
+    from budget.study.run import _cache_line
 
     cache = phase_cache(tmp_path)
     for key, used in (("old", 1_000), ("new", 2_000)):
@@ -102,7 +102,7 @@ def test_a_study_stops_before_a_cell_the_disk_has_no_room_for_and_keeps_the_cell
 
     # the first cell takes 6 GB of the 10 GB free; 4 GB is not room for another like it
     free = iter([10_000_000_000, 4_000_000_000, 4_000_000_000])
-    monkeypatch.setattr(budget.study, "_free_bytes", lambda out: next(free))
+    monkeypatch.setattr(budget.study.run, "_free_bytes", lambda out: next(free))
     out = tmp_path / "quick"
     result = CliRunner().invoke(main, ["--quick", "--out", str(out), "--quiet"])
     assert result.exit_code == 2
@@ -114,7 +114,7 @@ def test_a_study_stops_before_a_cell_the_disk_has_no_room_for_and_keeps_the_cell
 
 def test_ray_missing_is_a_usage_error_the_command_line_shows_as_one_line(tmp_path, monkeypatch):
     from budget.exceptions import UsageError
-    from budget.study_ray import _run_on_ray
+    from budget.study.ray_cells import _run_on_ray
 
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails
     with pytest.raises(UsageError, match=r"^--ray needs Ray: pip install 'annotate-or-distill\[ray\]'"):
@@ -134,18 +134,18 @@ def test_a_cell_run_again_reuses_every_phase_from_the_cache_and_its_ledger_charg
     out, _, _ = quick
     import json
 
-    import budget.distill_round
-    import budget.steps
+    import budget.round.distill
+    import budget.round.steps
     import modeling.infer
     from budget.config import load_config
-    from budget.study import _with_scale
-    from budget.study_cells import Cell, run_cell
+    from budget.study.cells import Cell, run_cell
+    from budget.study.run import _with_scale
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("a cached phase was computed again")
 
-    monkeypatch.setattr(budget.steps, "train", must_not_run)  # no fine-tuning of the student...
-    monkeypatch.setattr(budget.distill_round, "train", must_not_run)  # ...nor of the teacher
+    monkeypatch.setattr(budget.round.steps, "train", must_not_run)  # no fine-tuning of the student...
+    monkeypatch.setattr(budget.round.distill, "train", must_not_run)  # ...nor of the teacher
     monkeypatch.setattr(modeling.infer, "predict_logits", must_not_run)  # no teacher forward for soft labels
     project = out / "quick-task" / "project.toml"
     cell = Cell("keywords", project, "batch", "16", 0, "split:0.5")

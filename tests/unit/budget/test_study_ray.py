@@ -7,9 +7,9 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="the study's --ray needs Ray: pip install -e '.[ray]'")
 
-from budget.study import quick_study, run_study  # noqa: E402
-from budget.study_ray import task_options  # noqa: E402
-from budget.study_report import read_results  # noqa: E402
+from budget.study.ray_cells import task_options  # noqa: E402
+from budget.study.report import read_results  # noqa: E402
+from budget.study.run import quick_study, run_study  # noqa: E402
 
 KEYS = ("policy", "budget", "seed", "spent_annotate_usd", "spent_distill_usd", "spent_baseline_usd", "unspent_usd",
         "rounds", "final_test")
@@ -71,8 +71,8 @@ def test_a_cell_task_runs_with_as_many_threads_as_cpus_it_reserved(cluster):
 
 
 def test_a_failed_cell_is_named_once_the_others_are_saved(cluster, tmp_path):
-    from budget.study_cells import Cell
-    from budget.study_ray import _collect
+    from budget.study.cells import Cell
+    from budget.study.ray_cells import _collect
 
     def boom():
         raise ValueError("no labels left")

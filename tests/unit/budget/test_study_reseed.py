@@ -6,16 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from budget import study_reseed
 from budget.config import ConfigError, load_config
 from budget.controller import Controller
 from budget.money import to_micro
 from budget.policy import Decision, Policy, PolicyState
-from budget.round_steps import compute_steps
-from budget.study import Study, load_study, run_study
-from budget.study_report import read_results
-from budget.study_reseed import reseeded_tests
-from budget.tiny import write_tiny_project
+from budget.round.compute_steps import compute_steps
+from budget.study import reseed as study_reseed
+from budget.study.report import read_results
+from budget.study.reseed import reseeded_tests
+from budget.study.run import Study, load_study, run_study
+from budget.study.tiny import write_tiny_project
 from modeling.train import train
 from tests.utils.scripted import RefineScript
 

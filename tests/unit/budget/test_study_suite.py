@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from budget import study_version
-from budget.study_report import MixedVersionsError, summary_markdown
-from budget.study_suite import suite_headline
+from budget.study import version as study_version
+from budget.study.report import MixedVersionsError, summary_markdown
+from budget.study.suite import suite_headline
 
 
 def _row(task: str, policy: str, seed: int, test: float, *, version: str = "abc", budget: str = "25",

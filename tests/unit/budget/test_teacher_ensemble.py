@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from budget.ledger import Ledger
-from budget.round_steps import compute_steps
+from budget.round.compute_steps import compute_steps
 from tests.utils.kills import KillPoint, fingerprint, killed_run, reference_run
 from tests.utils.projects import write_tiny_project
 

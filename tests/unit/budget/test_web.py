@@ -23,10 +23,10 @@ from markupsafe import escape
 from budget import page_view, web
 from budget.controller.cli import cli
 from budget.ledger import Ledger
+from budget.ledger.round_records import BatchPayload
 from budget.money import format_usd
 from budget.page_logins import LOGINS_FILE, TOKEN_ENV, env_login, new_login, read_logins
 from budget.report import templates
-from budget.round_records import BatchPayload
 from budget.web import COOKIE, is_loopback, make_server
 
 

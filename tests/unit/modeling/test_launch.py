@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from budget.tiny import LABELS, build_tiny_llama, make_task
+from budget.study.tiny import LABELS, build_tiny_llama, make_task
 from modeling.infer import soft_labels
 from modeling.launch import (
     LaunchError,

@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from budget.tiny import build_tiny_llama
+from budget.study.tiny import build_tiny_llama
 from modeling.infer import evaluate, predict_logits
 from modeling.lora import is_adapter, with_lora
 from modeling.models import load_classifier

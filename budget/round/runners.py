@@ -1,21 +1,21 @@
 """What one round does, by arm: the baseline student, an annotation round, a distillation round.
 
 A round is a list of steps recorded in the ledger before they start and marked done after they
-end, so a killed run resumes where it was (see :mod:`budget.steps`). The arms live in their own
-modules: :mod:`budget.annotate_round` and :mod:`budget.distill_round`.
+end, so a killed run resumes where it was (see :mod:`budget.round.steps`). The arms live in their own
+modules: :mod:`budget.round.annotate` and :mod:`budget.round.distill`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from budget.annotate_round import run_annotate
-from budget.context import RunContext
 from budget.decision import Decision
-from budget.distill_round import run_distill
-from budget.round_records import RoundSummary
-from budget.snapshot import Snapshot
-from budget.steps import compute_step, finish_round, pilot_fields, student_step, student_summary
+from budget.ledger.round_records import RoundSummary
+from budget.round.annotate import run_annotate
+from budget.round.context import RunContext
+from budget.round.distill import run_distill
+from budget.round.snapshot import Snapshot
+from budget.round.steps import compute_step, finish_round, pilot_fields, student_step, student_summary
 
 __all__ = ["RUNNERS", "run_baseline", "run_annotate", "run_distill"]
 

@@ -3,7 +3,7 @@
 :func:`run_cell` runs (or resumes) a cell in its own run folder and reads its :class:`CellResult` from
 the ledger; :func:`write_result` saves it as ``cell.json`` only once it is whole, and :func:`read_result`
 reads it back, so a study run again skips finished cells. Both drivers use this module: the serial
-one (:mod:`budget.study`) and the Ray one (:mod:`budget.study_ray`).
+one (:mod:`budget.study`) and the Ray one (:mod:`budget.study.ray_cells`).
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from budget.config import ProjectConfig
 from budget.controller import Controller
 from budget.costs import ComputePricer
 from budget.ledger import Ledger
+from budget.ledger.records import RoundRecord
 from budget.money import parse_usd
-from budget.phase_cache import PhaseCache
-from budget.records import RoundRecord
-from budget.round_steps import compute_steps
+from budget.round.compute_steps import compute_steps
+from budget.round.phase_cache import PhaseCache
 from budget.shipped import best_round
-from budget.study_reseed import reseeded_tests
-from budget.study_version import code_version
+from budget.study.reseed import reseeded_tests
+from budget.study.version import code_version
 from modeling.meter import PhaseRecord
 
 __all__ = [
@@ -44,7 +44,7 @@ class Cell:
     budget: str
     seed: int
     policy: str
-    student_seeds: int = 1  # the final student trained with this many seeds (budget/study_reseed.py)
+    student_seeds: int = 1  # the final student trained with this many seeds (budget/study/reseed.py)
 
     @property
     def folder(self) -> str:
@@ -79,9 +79,9 @@ class CellResult:
     # before 2026-11-30, seven fields (no item bits) in cells run before 2026-12-07
     scores: tuple[tuple[int, str, int, float | None, int | None, float | None, float | None, str | None], ...] = ()
     # the final student's test score trained with each of the study's student seeds, the run's own first
-    # (budget/study_reseed.py); empty with one seed, or where the final student could not be trained again
+    # (budget/study/reseed.py); empty with one seed, or where the final student could not be trained again
     final_tests: tuple[float, ...] = ()
-    # the code the cell ran (budget/study_version.py): the commit, whether the product's files were as
+    # the code the cell ran (budget/study/version.py): the commit, whether the product's files were as
     # committed, and the label the summary compares ("<commit>" or "<commit>+<changes>"); empty before 2026-12-07
     commit: str = ""
     clean: bool | None = None
@@ -125,7 +125,7 @@ def run_cell(cell: Cell, config: ProjectConfig, run_dir: Path, shared: Path) -> 
     """Run (or resume) one cell to the end of its budget and read what it bought from its ledger.
 
     With ``cell.student_seeds`` above one, the final student is then trained again with that many seeds
-    (:func:`budget.study_reseed.reseeded_tests`, ``CellResult.final_tests``); the run keeps every model
+    (:func:`budget.study.reseed.reseeded_tests`, ``CellResult.final_tests``); the run keeps every model
     until then (``[models] keep = "all"``), so a student refined by labels after a distillation is trained
     again from the student it started from.
     ``shared`` holds what cells share: finished compute steps (``phase-cache``) and joined models. A

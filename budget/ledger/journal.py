@@ -23,9 +23,9 @@ from budget.exceptions import (
     ReservationClosedError,
     ReservationNotFoundError,
 )
-from budget.ledger_db import LedgerDB
+from budget.ledger.db import LedgerDB
+from budget.ledger.records import Entry, Reservation, Totals
 from budget.money import format_usd
-from budget.records import Entry, Reservation, Totals
 
 __all__ = ["Journal"]
 

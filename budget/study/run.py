@@ -15,20 +15,20 @@ A study file (TOML) names the grid; project paths are taken from its folder::
     policies = ["annotate", "distill", "split:0.3", "split:0.6", "adaptive"]
     budgets = ["10", "25", "50"]        # dollars, as strings: money is never a binary float
     seeds = [0, 1]
-    regimes = ["cheap", "paper"]         # cheap | batch | several | paper (budget/regimes.py)
+    regimes = ["cheap", "paper"]         # cheap | batch | several | paper (budget/study/regimes.py)
     student_seeds = 4                    # optional: each cell's final student trained with 4 seeds (default 1)
 
 With ``student_seeds`` above one, each finished cell's final student is trained again with that many
-training seeds on the same data (:mod:`budget.study_reseed`: a student on a hundred labels moves by 1-2
+training seeds on the same data (:mod:`budget.study.reseed`: a student on a hundred labels moves by 1-2
 points with its seed alone), and the summary compares policies on the mean where every cell of a task x
 regime x budget has one.
 
 ``python -m budget.study --quick`` needs no file: it writes a tiny task and tiny models into the
 study folder and runs a small grid in a minute or two. ``--ray ADDRESS`` runs the cells as tasks on a
-Ray cluster instead of one after another (``budget/study_ray.py``). One cell's run and its ``cell.json``
-are :mod:`budget.study_cells`.
+Ray cluster instead of one after another (``budget/study/ray_cells.py``). One cell's run and its ``cell.json``
+are :mod:`budget.study.cells`.
 
-The cells share finished compute steps through ``<study folder>/phase-cache`` (:mod:`budget.phase_cache`);
+The cells share finished compute steps through ``<study folder>/phase-cache`` (:mod:`budget.round.phase_cache`);
 at the end the study prints its size, and ``--prune-cache-gb N`` removes its least recently used steps
 until it holds at most N GB (a removed step is computed again if a later cell needs it). A study stops
 before a cell, with its finished cells summarised, when the disk has less room left than the last cell
@@ -54,10 +54,10 @@ from budget.controller import Controller
 from budget.exceptions import UsageError
 from budget.money import format_usd, parse_usd
 from budget.policy import make_policy
-from budget.regimes import REGIMES, regime_scale
 from budget.runfolder import format_bytes
-from budget.study_cells import Cell, CellResult, format_score, phase_cache, read_result, run_cell, write_result
-from budget.study_report import write_outputs
+from budget.study.cells import Cell, CellResult, format_score, phase_cache, read_result, run_cell, write_result
+from budget.study.regimes import REGIMES, regime_scale
+from budget.study.report import write_outputs
 
 __all__ = ["Study", "load_study", "quick_study", "run_study"]
 
@@ -124,7 +124,7 @@ def load_study(path: str | Path, out: str | Path | None = None) -> Study:
 
 def quick_study(out: Path) -> Study:
     """A small grid on a tiny task with tiny models, written into ``out`` (no files needed)."""
-    from budget.tiny import write_tiny_project
+    from budget.study.tiny import write_tiny_project
 
     project = write_tiny_project(out / "quick-task", n=500, models_dir=out / "quick-task" / "models",
                                  overrides={"split": {"seed_size": 60, "test_size": 120},
@@ -174,9 +174,9 @@ def run_study(study: Study, *, progress: bool = True, run: bool = True, selectio
     With ``run=False`` only the finished cells are summarised (a study still running, or stopped);
     ``selection`` overrides every project's ``[annotation] selection`` (to compare strategies at equal money).
     With ``ray_address`` ('auto', 'local' or a cluster's address) the unfinished cells run as Ray tasks of
-    ``ray_cpus_per_cell`` CPUs each (:func:`budget.study_ray.run_cells`); the study folder must then be on
+    ``ray_cpus_per_cell`` CPUs each (:func:`budget.study.ray_cells.run_cells`); the study folder must then be on
     storage every node of the cluster sees, at the same path. The summary compares cells of one code version
-    only, unless ``mixed_versions`` (:class:`budget.study_report.MixedVersionsError`).
+    only, unless ``mixed_versions`` (:class:`budget.study.report.MixedVersionsError`).
     """
     if ray_address is not None and run:  # the cells run elsewhere: every path must mean the same there
         study = replace(study, out=study.out.resolve(), projects=tuple(p.resolve() for p in study.projects))
@@ -187,7 +187,7 @@ def run_study(study: Study, *, progress: bool = True, run: bool = True, selectio
     scales = _scales(study, configs)
     cells = study.cells(tasks)
     if ray_address is not None and run:
-        from budget.study_ray import run_cells
+        from budget.study.ray_cells import run_cells
 
         jobs = [(c, _with_scale(configs[c.project], scales[c.task][c.regime])) for c in cells]
         results = run_cells(study.out, jobs, address=ray_address, cpus_per_cell=ray_cpus_per_cell, progress=progress)
@@ -279,7 +279,3 @@ def main(study_file: str | None, quick: bool, out: str | None, quiet: bool, summ
     click.echo(f"{len(results)} cells ({format_usd(spent)} of simulated money) in {time.monotonic() - started:.0f} s; "
                f"see {study.out / 'summary.md'}, {study.out / 'results.csv'} and {study.out / 'score_vs_budget.png'}.")
     click.echo(_cache_line(study.out, prune_cache_gb))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main(prog_name="python -m budget.study")

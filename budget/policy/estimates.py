@@ -1,7 +1,7 @@
 """What the next dollars on each arm are expected to buy, with an interval, from paired measurements.
 
 Every round's student is scored on the run's dev set together with the previous round's student
-(:class:`budget.round_records.RoundSummary` ``dev`` and ``prev_dev``, same items), so each round
+(:class:`budget.ledger.round_records.RoundSummary` ``dev`` and ``prev_dev``, same items), so each round
 measures its own gain without comparing scores taken on different dev sets. Its standard error
 comes from the items on which exactly one of the two students is right (a paired, McNemar-style
 bound), so a small dev set gives a wide interval instead of a confident wrong number.

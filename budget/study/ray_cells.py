@@ -1,6 +1,6 @@
 """The decision study on a Ray cluster: ``python -m budget.study ... --ray ADDRESS``.
 
-Each unfinished cell becomes one Ray task that runs :func:`budget.study_cells.run_cell` in the cell's own
+Each unfinished cell becomes one Ray task that runs :func:`budget.study.cells.run_cell` in the cell's own
 run folder under the study folder, with the study's shared phase cache beside the cells. The driver
 (the machine that ran the command) writes each cell's ``cell.json`` as its task returns, so a study
 stopped half-way resumes like the serial one: finished cells are read back, cells killed half-way
@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from budget.config import ProjectConfig
 from budget.exceptions import UsageError
-from budget.study_cells import Cell, CellResult, format_score, read_result, run_cell, write_result
+from budget.study.cells import Cell, CellResult, format_score, read_result, run_cell, write_result
 
 __all__ = ["run_cells", "task_options"]
 

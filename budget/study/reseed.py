@@ -19,10 +19,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from budget.context import RunContext
-from budget.distill_round import round_soft_targets
-from budget.records import RoundRecord
-from budget.round_steps import compute_steps
+from budget.ledger.records import RoundRecord
+from budget.round.compute_steps import compute_steps
+from budget.round.context import RunContext
+from budget.round.distill import round_soft_targets
 from modeling.meter import Meter
 from modeling.models import load_classifier
 from modeling.train import train
@@ -42,7 +42,7 @@ def reseeded_tests(ctx: RunContext, n_seeds: int) -> tuple[float, ...]:
     as many labels as that round's student saw), the round's soft targets for a distilled student, and the
     distilled student it started from for one that later labels refined (only that last training is done again:
     the start keeps the luck of its own; a study cell keeps every model until then, see
-    :func:`budget.study_cells.run_cell`). Where those are gone (a pruned start, soft labels removed) nothing
+    :func:`budget.study.cells.run_cell`). Where those are gone (a pruned start, soft labels removed) nothing
     is trained. A student whose training the run stopped at its money limit (a last distillation that got
     less than it needed) is trained again with the same money, priced as the run priced it, so each seed
     stops where the run's did: the run bought a cut-short training, and that is what the study scores.

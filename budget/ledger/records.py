@@ -10,8 +10,8 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
+from budget.ledger.round_records import BatchPayload, RoundPlan, RoundSummary
 from budget.money import format_usd
-from budget.round_records import BatchPayload, RoundPlan, RoundSummary
 
 __all__ = [
     "BATCH_STATES",

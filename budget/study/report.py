@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from budget.money import parse_usd
-from budget.study_suite import suite_lines
-from budget.study_version import UNRECORDED
+from budget.study.suite import suite_lines
+from budget.study.version import UNRECORDED
 
 __all__ = ["COLUMNS", "MixedVersionsError", "read_results", "summary_markdown", "write_outputs"]
 
@@ -167,7 +167,7 @@ def summary_markdown(rows: list[dict[str, Any]], scales: dict, *, mixed_versions
         by_policy, note = _on_common_seeds(group)
         if reseeded:
             note += [f"Final students' test scores here are each the mean of {reseeded} training seeds (the run's "
-                     "own and others on the same data: budget/study_reseed.py), not one training's.", ""]
+                     "own and others on the same data: budget/study/reseed.py), not one training's.", ""]
         lines += [f"## {task}, {regime} compute, ${budget}", "", *note,
                   "| policy | test | picked by dev | spent on labels | on compute | unspent | rounds | "
                   "$ to annotate-only |", "|---|---|---|---|---|---|---|---|"]
@@ -180,16 +180,8 @@ def summary_markdown(rows: list[dict[str, Any]], scales: dict, *, mixed_versions
             mean, sd = _mean_sd(tests)
             means[policy] = mean
             outputs[policy] = statistics.fmean(picked) if picked else None
-            reach = [d for c in cells if c["seed"] in targets
-                     for d in [_dollars_to_reach(c["curve"], targets[c["seed"]])] if d is not None]
             marked = f"{policy} [{', '.join(sorted({c['version'] for c in cells}))}]" if mixed else policy
-            lines.append(f"| {marked} | {mean:.1f} ± {sd:.1f} | {statistics.fmean(picked):.1f} | "
-                         f"${statistics.fmean(c['spent_annotate_usd'] for c in cells):.2f} | "
-                         f"${statistics.fmean(c['spent_distill_usd'] + c['spent_baseline_usd'] for c in cells):.4f} | "
-                         f"${statistics.fmean(c['unspent_usd'] for c in cells):.2f} | "
-                         f"{statistics.fmean(c['rounds'] for c in cells):.1f} | "
-                         + (f"${statistics.fmean(reach):.2f} ({len(reach)}/{len(cells)})" if reach else "never")
-                         + " |")
+            lines.append(_policy_row(marked, cells, mean, sd, picked, targets))
         fixed = {p: m for p, m in means.items() if _fixed(p)}
         lines.append("")
         if fixed:
@@ -203,35 +195,57 @@ def summary_markdown(rows: list[dict[str, Any]], scales: dict, *, mixed_versions
                 text += f" Adaptive: {means['adaptive']:.1f}; regret **{regret:+.1f}** points"
                 text += f" (± {se[0]:.1f} paired over {se[1]} seeds)." if se else "."
             lines += [text, ""]
-    if regrets:
-        lines += ["## Adaptive's regret per cell", "",
-                  "Regret on the final student (the table above), and on each run's output: its best student on "
-                  "its dev set, the model the run folder and report hand over ('picked by dev').", "",
-                  "'± se' is the standard error of the regret from its per-seed differences (the best fixed policy "
-                  "and adaptive run on the same seed labels, dev and test items): a regret within about two of them "
-                  "of zero is seed noise.", "",
-                  "The best of several fixed policies in hindsight is biased upwards: with noisy scores, the one "
-                  "that is best on these seeds was partly lucky on them. 'Picked on other seeds' is the regret "
-                  "against a fixed policy chosen without that luck: for each seed, the fixed policy best on the "
-                  "other seeds, scored on this one.", "",
-                  "| task | regime | budget | best fixed | regret (points) | ± se (seeds) | regret on the output | "
-                  "against the fixed policy picked on other seeds |",
-                  "|---|---|---|---|---|---|---|---|"]
-        lines += [f"| {r.task} | {r.regime} | ${r.budget} | {r.best} | {r.points:+.1f} | "
-                  + (f"{r.se[0]:.1f} ({r.se[1]})" if r.se else "") + f" | {_signed(r.on_output)} | "
-                  f"{_signed(r.held_out)} |" for r in regrets]
-        lines += ["", f"Mean regret {statistics.fmean(r.points for r in regrets):+.1f} points, worst "
-                      f"{max(r.points for r in regrets):+.1f}."]
-        on_output = [r.on_output for r in regrets if r.on_output is not None]
-        if on_output:
-            lines += [f"On the output: mean {statistics.fmean(on_output):+.1f}, worst {max(on_output):+.1f}."]
-        held_out = [r.held_out for r in regrets if r.held_out is not None]
-        if held_out:
-            lines += [f"Against the fixed policy picked on other seeds: mean {statistics.fmean(held_out):+.1f}, "
-                      f"worst {max(held_out):+.1f}."]
-        lines += [""]
+    lines += _regret_lines(regrets)
     lines += _estimate_lines(rows) + _cost_lines(rows, scales)
     return "\n".join(lines) + "\n"
+
+
+def _policy_row(name: str, cells: list[dict], mean: float, sd: float, picked: list[float],
+                targets: dict[int, float]) -> str:
+    """One policy's row of a section: test mean ± sd, the picked student, money per arm, unspent, rounds, and
+    the dollars it took to reach annotate-only's final score (``targets``, per seed)."""
+    reach = [d for c in cells if c["seed"] in targets
+             for d in [_dollars_to_reach(c["curve"], targets[c["seed"]])] if d is not None]
+    return (f"| {name} | {mean:.1f} ± {sd:.1f} | {statistics.fmean(picked):.1f} | "
+            f"${statistics.fmean(c['spent_annotate_usd'] for c in cells):.2f} | "
+            f"${statistics.fmean(c['spent_distill_usd'] + c['spent_baseline_usd'] for c in cells):.4f} | "
+            f"${statistics.fmean(c['unspent_usd'] for c in cells):.2f} | "
+            f"{statistics.fmean(c['rounds'] for c in cells):.1f} | "
+            + (f"${statistics.fmean(reach):.2f} ({len(reach)}/{len(cells)})" if reach else "never") + " |")
+
+
+def _regret_lines(regrets: list[_Regret]) -> list[str]:
+    """The table of adaptive's regret per cell (final student, output, against a fixed policy picked on other
+    seeds) and its means; nothing without adaptive cells."""
+    if not regrets:
+        return []
+    lines = ["## Adaptive's regret per cell", "",
+             "Regret on the final student (the table above), and on each run's output: its best student on "
+             "its dev set, the model the run folder and report hand over ('picked by dev').", "",
+             "'± se' is the standard error of the regret from its per-seed differences (the best fixed policy "
+             "and adaptive run on the same seed labels, dev and test items): a regret within about two of them "
+             "of zero is seed noise.", "",
+             "The best of several fixed policies in hindsight is biased upwards: with noisy scores, the one "
+             "that is best on these seeds was partly lucky on them. 'Picked on other seeds' is the regret "
+             "against a fixed policy chosen without that luck: for each seed, the fixed policy best on the "
+             "other seeds, scored on this one.", "",
+             "| task | regime | budget | best fixed | regret (points) | ± se (seeds) | regret on the output | "
+             "against the fixed policy picked on other seeds |",
+             "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r.task} | {r.regime} | ${r.budget} | {r.best} | {r.points:+.1f} | "
+              + (f"{r.se[0]:.1f} ({r.se[1]})" if r.se else "") + f" | {_signed(r.on_output)} | "
+              f"{_signed(r.held_out)} |" for r in regrets]
+    lines += ["", f"Mean regret {statistics.fmean(r.points for r in regrets):+.1f} points, worst "
+                  f"{max(r.points for r in regrets):+.1f}."]
+    on_output = [r.on_output for r in regrets if r.on_output is not None]
+    if on_output:
+        lines += [f"On the output: mean {statistics.fmean(on_output):+.1f}, worst {max(on_output):+.1f}."]
+    held_out = [r.held_out for r in regrets if r.held_out is not None]
+    if held_out:
+        lines += [f"Against the fixed policy picked on other seeds: mean {statistics.fmean(held_out):+.1f}, "
+                  f"worst {max(held_out):+.1f}."]
+    lines += [""]
+    return lines
 
 
 def _reseeded(group: list[dict]) -> tuple[list[dict], int]:

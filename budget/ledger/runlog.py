@@ -13,9 +13,9 @@ from typing import Any
 
 from budget._validation import _check_key, _check_round, _dumps
 from budget.exceptions import IdempotencyConflictError, InvalidTransitionError
-from budget.ledger_db import LedgerDB
-from budget.records import Event, RoundRecord, _round_record
-from budget.round_records import RoundPlan, RoundSummary
+from budget.ledger.db import LedgerDB
+from budget.ledger.records import Event, RoundRecord, _round_record
+from budget.ledger.round_records import RoundPlan, RoundSummary
 
 __all__ = ["RunLog"]
 

@@ -2,7 +2,7 @@
 
 :class:`LedgerDB` is the base every part of :class:`budget.ledger.Ledger` builds on (the journal,
 the batches, the run log): one SQLite connection, opened with the named migrations of
-:mod:`budget.migrations` applied, and :meth:`LedgerDB.atomic` transactions that nest as savepoints.
+:mod:`budget.ledger.migrations` applied, and :meth:`LedgerDB.atomic` transactions that nest as savepoints.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Self
 
 from budget.exceptions import LedgerFileError
-from budget.migrations import LEDGER_MIGRATIONS
+from budget.ledger.migrations import LEDGER_MIGRATIONS
 
 __all__ = ["LedgerDB"]
 

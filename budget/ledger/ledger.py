@@ -1,13 +1,13 @@
 """The ledger: every cent the run may spend, has reserved, and has spent, in one SQLite file.
 
 After sqlite-utils' ``db.py``: a :class:`Ledger` opens a database (a path, or ``":memory:"``), applies
-the named migrations of :mod:`budget.migrations`, and offers verb methods. It is made of parts that
+the named migrations of :mod:`budget.ledger.migrations`, and offers verb methods. It is made of parts that
 share one connection, each in its own module:
 
-    budget.ledger_db       LedgerDB   opening the file, ``atomic()`` transactions, timestamps
-    budget.ledger_journal  Journal    grant / reserve / extend / settle / release, totals
-    budget.ledger_batches  Batches    batches, approvals and rejections, bought labels
-    budget.ledger_runlog   RunLog     steps of external actions, rounds, events
+    budget.ledger.db       LedgerDB   opening the file, ``atomic()`` transactions, timestamps
+    budget.ledger.journal  Journal    grant / reserve / extend / settle / release, totals
+    budget.ledger.batches  Batches    batches, approvals and rejections, bought labels
+    budget.ledger.runlog   RunLog     steps of external actions, rounds, events
 
 Money moves through an append-only journal, so that ``available = granted - reserved - spent``
 never goes below zero. Every write runs in one ``BEGIN IMMEDIATE`` transaction: the cap check and
@@ -20,10 +20,9 @@ A ``Ledger`` belongs to the thread that opened it; open one per thread or proces
 
 from __future__ import annotations
 
-from budget.ledger_batches import Batches
-from budget.ledger_journal import Journal
-from budget.ledger_runlog import RunLog
-from budget.records import (
+from budget.ledger.batches import Batches
+from budget.ledger.journal import Journal
+from budget.ledger.records import (
     BATCH_STATES,
     Approval,
     BatchRecord,
@@ -35,6 +34,7 @@ from budget.records import (
     RoundRecord,
     Totals,
 )
+from budget.ledger.runlog import RunLog
 
 __all__ = [
     "BATCH_STATES",

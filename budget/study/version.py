@@ -22,7 +22,7 @@ from pathlib import Path
 __all__ = ["CodeVersion", "code_version", "UNRECORDED"]
 
 UNRECORDED = "unrecorded"  # a cell finished before versions were recorded
-_ROOT = Path(__file__).resolve().parents[1]
+_ROOT = Path(__file__).resolve().parents[2]
 _PRODUCT = ("budget", "annotation", "connectors", "modeling", "pyproject.toml")  # what decides a cell's outcome
 
 

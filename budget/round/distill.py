@@ -25,16 +25,16 @@ from pathlib import Path
 
 import numpy as np
 
-from budget.context import RunContext
 from budget.costs import training_epochs
 from budget.decision import Decision
 from budget.exceptions import AwaitingApproval, BatchNotFoundError
 from budget.ledger import Reservation
+from budget.ledger.round_records import BatchPayload, RoundSummary
 from budget.money import format_usd
-from budget.round_records import BatchPayload, RoundSummary
-from budget.round_steps import compute_steps, teacher_suffix
-from budget.snapshot import Snapshot
-from budget.steps import (
+from budget.round.compute_steps import compute_steps, teacher_suffix
+from budget.round.context import RunContext
+from budget.round.snapshot import Snapshot
+from budget.round.steps import (
     Work,
     cached,
     compute_step,

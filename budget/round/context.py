@@ -1,7 +1,7 @@
 """What every round needs from its run: config, ledger, pool, platform, clock, pricer, models.
 
 :class:`RunContext` is built once per run by :class:`budget.controller.Controller`. It holds no state
-that changes during a run: labels and item states come from a :class:`budget.snapshot.Snapshot`,
+that changes during a run: labels and item states come from a :class:`budget.round.snapshot.Snapshot`,
 models from their folders.
 """
 
@@ -18,9 +18,9 @@ from budget import failpoints
 from budget.config import ProjectConfig
 from budget.costs import ComputePricer
 from budget.ledger import Ledger
-from budget.phase_cache import PhaseCache
-from budget.records import RoundRecord
-from budget.snapshot import Snapshot, take_snapshot
+from budget.ledger.records import RoundRecord
+from budget.round.phase_cache import PhaseCache
+from budget.round.snapshot import Snapshot, take_snapshot
 from connectors.base import Clock, Connector
 from modeling.infer import evaluate, predict_logits
 from modeling.lora import with_lora

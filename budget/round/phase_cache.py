@@ -38,7 +38,7 @@ __all__ = ["CODE_FILES", "CachedStep", "PhaseCache", "code_digest", "data_finger
 
 #: the source files whose code fixes a step's outcome: the modeling package (training, inference, models)
 #: and the steps that call it
-CODE_FILES: tuple[Path, ...] = (*sorted((Path(__file__).resolve().parents[1] / "modeling").glob("*.py")),
+CODE_FILES: tuple[Path, ...] = (*sorted((Path(__file__).resolve().parents[2] / "modeling").glob("*.py")),
                                 Path(__file__).resolve().parent / "steps.py")
 
 

@@ -13,9 +13,9 @@ from typing import Any
 
 from budget._validation import _check_choice, _check_key, _check_micro, _check_round, _dumps
 from budget.exceptions import BatchNotFoundError, IdempotencyConflictError, InvalidTransitionError
-from budget.ledger_db import LedgerDB
-from budget.records import _BATCH_NEXT, BATCH_STATES, Approval, BatchRecord, LabelRow, _batch_record
-from budget.round_records import BatchPayload
+from budget.ledger.db import LedgerDB
+from budget.ledger.records import _BATCH_NEXT, BATCH_STATES, Approval, BatchRecord, LabelRow, _batch_record
+from budget.ledger.round_records import BatchPayload
 
 __all__ = ["Batches"]
 
@@ -24,7 +24,7 @@ class Batches(LedgerDB):
     """Batches and their approvals, and the labels bought for them.
 
     :meth:`reject` releases the batch's reservation through the journal
-    (:class:`budget.ledger_journal.Journal`), which :class:`budget.ledger.Ledger` also inherits.
+    (:class:`budget.ledger.journal.Journal`), which :class:`budget.ledger.Ledger` also inherits.
     """
 
     # --- batches and approvals -----------------------------------------------------------------------

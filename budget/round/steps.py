@@ -3,7 +3,7 @@
 Each compute step is recorded in the ledger before it starts and marked done, with its metered cost
 settled, in one transaction after it ends, so a killed run redoes at most the step it was in. In a
 study, a step whose content (model, data, settings, seed) another cell already trained is reused
-from the shared :class:`budget.phase_cache.PhaseCache` and charged what it cost when it ran.
+from the shared :class:`budget.round.phase_cache.PhaseCache` and charged what it cost when it ran.
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ from typing import Any
 import numpy as np
 
 from budget import failpoints
-from budget.context import RunContext
 from budget.ledger import Reservation
+from budget.ledger.round_records import RoundSummary
 from budget.money import format_usd
-from budget.phase_cache import data_fingerprint, folder_digest
-from budget.round_records import RoundSummary
+from budget.round.context import RunContext
+from budget.round.phase_cache import data_fingerprint, folder_digest
+from budget.round.snapshot import Snapshot
 from budget.shipped import right_bits
-from budget.snapshot import Snapshot
 from modeling.device import device_kind, pick_device
 from modeling.encoding import encode
 from modeling.meter import PhaseRecord

@@ -8,7 +8,7 @@ hash decides, the same in any run) plus the items annotation batches drew at ran
 (``BatchPayload.dev_ids``). Items a selection strategy picked always train, never judge: a dev set
 carved from uncertain items would score students on the hardest items only, and differently each
 round. The dev set only grows, so a round's student and the one before it are compared on the
-same items (:func:`budget.steps.student_step`). The controller takes one when a round starts (the policy, the
+same items (:func:`budget.round.steps.student_step`). The controller takes one when a round starts (the policy, the
 proposal and the distillation read it) and one after a batch settles (the retrain reads it), instead
 of every caller rebuilding labels from the whole ledger.
 """

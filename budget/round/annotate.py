@@ -19,15 +19,15 @@ from annotation.pool import ItemState
 from annotation.records import Batch, BatchItem, Receipt
 from annotation.selection import make_strategy
 from budget import failpoints
-from budget.context import RunContext
 from budget.decision import Decision
-from budget.distill_round import teacher_proba
 from budget.exceptions import AwaitingAnnotators, AwaitingApproval, BatchNotFoundError
 from budget.ledger import BatchRecord, LabelRow
+from budget.ledger.round_records import BatchPayload, RoundSummary
 from budget.prices import label_cost, label_cost_from_time
-from budget.round_records import BatchPayload, RoundSummary
-from budget.snapshot import Snapshot
-from budget.steps import compute_step, finish_round, pilot_fields, student_step, student_summary
+from budget.round.context import RunContext
+from budget.round.distill import teacher_proba
+from budget.round.snapshot import Snapshot
+from budget.round.steps import compute_step, finish_round, pilot_fields, student_step, student_summary
 from modeling.infer import predict_logits, softmax
 
 __all__ = ["run_annotate"]
