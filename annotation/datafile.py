@@ -1,6 +1,7 @@
 """Reading the task's data file: texts, gold label ids and row ids, checked row by row.
 
-The file's suffix picks the reader (JSONL / JSON / CSV / TSV / Parquet, all via polars). Every problem
+The file's suffix picks the reader (JSONL / JSON / CSV / TSV / Parquet, all via polars); a folder written by
+``datasets``' ``Dataset.save_to_disk`` is read through ``datasets`` (its Arrow table, handed to polars). Every problem
 is one line naming the file, the line (JSONL, CSV, TSV) or row (JSON array, Parquet), and the fix, e.g.
 ``Data file 'd.jsonl', line 7: not valid JSON (Expecting ',' delimiter at column 31); fix or remove that
 line.`` When polars cannot parse a file, the file is read once more line by line (json / csv modules) only
@@ -40,6 +41,8 @@ __all__ = ["read_rows"]
 _READERS = {".jsonl": "JSONL", ".ndjson": "JSONL", ".json": "JSON", ".csv": "CSV", ".tsv": "TSV",
             ".parquet": "Parquet"}
 _POLARS_ERRORS = (pl.exceptions.PolarsError, OSError, ValueError)
+#: what ``Dataset.save_to_disk`` (one split) or ``DatasetDict.save_to_disk`` (several) writes into its folder
+_DATASET_FILES = ("state.json", "dataset_dict.json")
 
 
 def read_rows(spec: TaskSpec) -> tuple[list[Text], np.ndarray, list[str] | None]:
@@ -74,11 +77,14 @@ def read_rows(spec: TaskSpec) -> tuple[list[Text], np.ndarray, list[str] | None]
 
 
 def _kind(path: Path) -> str:
-    """The reader for ``path`` ('JSONL', 'CSV', ...), after checking the file exists and has a known suffix."""
+    """The reader for ``path`` ('JSONL', 'CSV', ..., 'Dataset' for a ``save_to_disk`` folder), after checking the
+    file exists and has a known suffix."""
+    if path.is_dir() and any((path / name).is_file() for name in _DATASET_FILES):
+        return "Dataset"
     if not path.is_file():
         raise DataFileNotFoundError(
             f"Data file '{path}' not found; set [task] data in project.toml to an existing JSONL, CSV, TSV or "
-            "Parquet file."
+            "Parquet file, or a folder written by Dataset.save_to_disk."
         )
     suffix = path.suffix.lower()
     kind = _READERS.get(suffix)
@@ -92,6 +98,8 @@ def _kind(path: Path) -> str:
 
 def _read(path: Path, kind: str) -> pl.DataFrame:
     """The file as a frame; a parse error names the first bad line (or row) and how to fix it."""
+    if kind == "Dataset":
+        return _read_dataset(path)
     if kind != "Parquet" and path.stat().st_size == 0:
         return pl.DataFrame()
     try:
@@ -108,6 +116,25 @@ def _read(path: Path, kind: str) -> pl.DataFrame:
     except _POLARS_ERRORS as exc:
         raise parse_error(path, kind, exc) from exc
     return _drop_trailing_blank_rows(frame)
+
+
+def _read_dataset(path: Path) -> pl.DataFrame:
+    """A ``save_to_disk`` folder as a frame, without a copy: its Arrow table handed to polars. A folder of
+    several splits must name one (each split is a folder of its own inside it)."""
+    import datasets
+
+    try:
+        data = datasets.load_from_disk(str(path))
+    except (OSError, ValueError) as exc:
+        raise TaskDataError(f"Data folder '{path}' cannot be read by datasets.load_from_disk "
+                            f"({' '.join(str(exc).split())[:200]}); save it again with Dataset.save_to_disk.") from exc
+    if isinstance(data, datasets.DatasetDict):
+        splits = list(data)
+        if len(splits) != 1:
+            raise TaskDataError(f"Data folder '{path}' holds {len(splits)} splits ({', '.join(splits)}); set [task] "
+                                f"data to one of them, e.g. '{path / splits[0]}'.")
+        data = data[splits[0]]
+    return data.to_polars()
 
 
 def _without_bom(path: Path) -> Path | io.BytesIO:

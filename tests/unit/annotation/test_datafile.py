@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 
 from annotation.exceptions import (
+    DataFileNotFoundError,
     DataParseError,
     EmptyPoolError,
     EmptyTextError,
@@ -194,3 +195,27 @@ def test_labels_seen_counts_the_labels_in_use(tmp_path: Path):
     assert pool.labels_seen == ("pos",)
     assert Pool(["a", "b", "c", "d"], [2, -1, 0, 2], ("x", "y", "z")).labels_seen == ("x", "z")
     assert Pool(["a"], [-1], LABELS).labels_seen == ()
+
+
+def test_a_folder_written_by_dataset_save_to_disk_is_read_like_a_file(tmp_path: Path):
+    import datasets
+
+    columns = {"text": list("abcdef"), "label": ["pos", "", None, "  ", None, "neg"], "id": list("uvwxyz")}
+    datasets.Dataset.from_dict(columns).save_to_disk(str(tmp_path / "one"))
+    pool = load_pool(_spec(tmp_path / "one", id_field="id"))
+    assert pool.texts == list("abcdef") and pool.gold.tolist() == [1, -1, -1, -1, -1, 0]
+    assert pool.ids == list("uvwxyz")
+    # a DatasetDict of one split is that split; of several, the message names them and the folder to set
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict(columns)}).save_to_disk(str(tmp_path / "dict"))
+    assert load_pool(_spec(tmp_path / "dict")).texts == list("abcdef")
+    both = datasets.DatasetDict({"train": datasets.Dataset.from_dict(columns),
+                                 "test": datasets.Dataset.from_dict(columns)})
+    both.save_to_disk(str(tmp_path / "two"))
+    with pytest.raises(TaskDataError, match=r"holds 2 splits \(train, test\); set \[task\] data to one of them") as e:
+        load_pool(_spec(tmp_path / "two"))
+    assert "\n" not in str(e.value)
+    assert load_pool(_spec(tmp_path / "two" / "test")).texts == list("abcdef")
+    # a folder that is not a dataset is not found, as before
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(DataFileNotFoundError, match="or a folder written by Dataset.save_to_disk"):
+        load_pool(_spec(tmp_path / "plain"))
