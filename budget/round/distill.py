@@ -74,40 +74,8 @@ def run_distill(ctx: RunContext, rnd: int, decision: Decision, snap: Snapshot) -
     # a teacher may run past its estimate only into money its soft labels and the student do not need
     teacher_estimate = math.ceil(phases.get("teacher_finetune", 0.0) / teachers)
     after_teacher = math.ceil(phases.get("soft_labels", 0.0) / teachers) + student_need(len(items))
-    steps: list[dict] = []  # every compute step of the round so far, for its cost and time
-    teacher_devs, labelled = [], []  # each finished teacher's dev score and soft-label step
-    held = False  # a teacher stopped short for want of money: the round's cost is no measure of its estimate
-    for member in range(teachers):
-        trained: list[LoadedModel] = []  # the teacher as trained in this process, handed to the soft-labelling step
-        t = compute_step(ctx, rnd, f"round-{rnd}:teacher{teacher_suffix(member)}", res.id,
-                         _held_back(_teacher_step(ctx, rnd, snap, out, trained, member), after_teacher,
-                                    teacher_estimate))
-        steps.append(t)
-        if t["stopped"] == "budget":
-            held = True
-            # the first teacher stopped where the money held back starts teaches from its best checkpoint; one
-            # stopped before any, one of an ensemble after the first, or one that held nothing back (a plan
-            # without phase estimates: the reservation's end) leaves the soft labels to the teachers before it
-            if member > 0 or t.get("teacher_dev") is None or not after_teacher:
-                break
-            ctx.say(f"round {rnd}: the teacher's fine-tune cost {format_usd(t['cost_micro'])} against "
-                    f"{format_usd(teacher_estimate)} estimated and stopped "
-                    f"where the money for its soft labels and the student begins; its best checkpoint "
-                    f"(dev {t['teacher_dev']:.3f}) teaches the student.")
-        s = compute_step(ctx, rnd, f"round-{rnd}:soft_labels{teacher_suffix(member)}", res.id,
-                         _soft_label_step(ctx, rnd, out, items, texts, trained, member, student_need))
-        steps.append(s)
-        if s["n_items"] == 0:
-            if member == 0 and student_need(0):  # the plan's student alone is more than the money left
-                ctx.say(f"round {rnd}: the money left after the teacher does not cover the student's distillation "
-                        f"(estimated {format_usd(student_need(0))} with no soft labels): no student this round, "
-                        f"rather than one the money cuts off part-way; what is left goes back to the budget.")
-            break
-        if member == 0 and s["n_items"] < len(items):
-            ctx.say(f"round {rnd}: the money left after the teacher pays for soft labels on {s['n_items']} of "
-                    f"{len(items)} items and the student's distillation on them; the student trains to its end.")
-        teacher_devs.append(t.get("teacher_dev"))
-        labelled.append(s)
+    steps, teacher_devs, labelled, held = _teach(ctx, rnd, res.id, snap, out, items, texts, teachers,
+                                                 student_need, teacher_estimate, after_teacher)
     cost, seconds = sum(x["cost_micro"] for x in steps), sum(x["seconds"] for x in steps)
     if not labelled:  # the cap was reached: the teacher (if trained) is kept, no student this round
         return finish_round(ctx, rnd, res.id, RoundSummary(n_labels=snap.n_labels, stopped="budget",
@@ -122,6 +90,49 @@ def run_distill(ctx: RunContext, rnd: int, decision: Decision, snap: Snapshot) -
         st, unlabeled_used=len(logits), teacher_dev=sum(devs) / len(devs) if devs else None,
         teachers=len(labelled) if decision.teachers > 1 else None, teacher_stopped="budget" if held else None,
         compute_micro=cost + st["cost_micro"], seconds=seconds + st["seconds"]))
+
+
+def _teach(ctx: RunContext, rnd: int, reservation: int, snap: Snapshot, out: Path, items: list[int],
+           texts: list, teachers: int, student_need: Callable[[int], int], teacher_estimate: int,
+           after_teacher: int) -> tuple[list[dict], list[float | None], list[dict], bool]:
+    """Each teacher's fine-tune and soft labels, one step each, until the ensemble is done or the money is not:
+    (every compute step, each labelling teacher's dev score, its soft-label step, whether a teacher stopped
+    short for want of money)."""
+    steps: list[dict] = []  # every compute step of the round so far, for its cost and time
+    teacher_devs, labelled = [], []  # each finished teacher's dev score and soft-label step
+    held = False  # a teacher stopped short for want of money: the round's cost is no measure of its estimate
+    for member in range(teachers):
+        trained: list[LoadedModel] = []  # the teacher as trained in this process, handed to the soft-labelling step
+        t = compute_step(ctx, rnd, f"round-{rnd}:teacher{teacher_suffix(member)}", reservation,
+                         _held_back(_teacher_step(ctx, rnd, snap, out, trained, member), after_teacher,
+                                    teacher_estimate))
+        steps.append(t)
+        if t["stopped"] == "budget":
+            held = True
+            # the first teacher stopped where the money held back starts teaches from its best checkpoint; one
+            # stopped before any, one of an ensemble after the first, or one that held nothing back (a plan
+            # without phase estimates: the reservation's end) leaves the soft labels to the teachers before it
+            if member > 0 or t.get("teacher_dev") is None or not after_teacher:
+                break
+            ctx.say(f"round {rnd}: the teacher's fine-tune cost {format_usd(t['cost_micro'])} against "
+                    f"{format_usd(teacher_estimate)} estimated and stopped "
+                    f"where the money for its soft labels and the student begins; its best checkpoint "
+                    f"(dev {t['teacher_dev']:.3f}) teaches the student.")
+        s = compute_step(ctx, rnd, f"round-{rnd}:soft_labels{teacher_suffix(member)}", reservation,
+                         _soft_label_step(ctx, rnd, out, items, texts, trained, member, student_need))
+        steps.append(s)
+        if s["n_items"] == 0:
+            if member == 0 and student_need(0):  # the plan's student alone is more than the money left
+                ctx.say(f"round {rnd}: the money left after the teacher does not cover the student's distillation "
+                        f"(estimated {format_usd(student_need(0))} with no soft labels): no student this round, "
+                        f"rather than one the money cuts off part-way; what is left goes back to the budget.")
+            break
+        if member == 0 and s["n_items"] < len(items):
+            ctx.say(f"round {rnd}: the money left after the teacher pays for soft labels on {s['n_items']} of "
+                    f"{len(items)} items and the student's distillation on them; the student trains to its end.")
+        teacher_devs.append(t.get("teacher_dev"))
+        labelled.append(s)
+    return steps, teacher_devs, labelled, held
 
 
 def _teachers(n: int) -> str:
