@@ -422,6 +422,13 @@ class _Checkpoint:
     def _rank_phase(self) -> Path:
         return self.out / f"ckpt-phase-rank{self.rank}.json"
 
+    def _rank_phases(self) -> dict[str, dict]:
+        """This process's saved measures by step (a file of the one-step form written before reads as one)."""
+        if not self._rank_phase.exists():
+            return {}
+        saved = json.loads(self._rank_phase.read_text())
+        return saved["steps"] if "steps" in saved else {str(saved["step"]): saved["phase"]}
+
     def load(self) -> tuple[_Run, PhaseRecord | None, str | None]:
         """Restore the model, optimizer, scheduler and RNG from the checkpoint, if there is one.
 
@@ -442,9 +449,9 @@ class _Checkpoint:
                    ckpt.get("losses", []))
         torch.set_rng_state(ckpt["rng"])  # dropout continues as if never interrupted
         earlier = PhaseRecord(**ckpt["phase"])  # what the interrupted run already measured
-        if self.rank and self._rank_phase.exists():  # this process's own measure, when saved at the same step
-            mine = json.loads(self._rank_phase.read_text())
-            earlier = PhaseRecord(**mine["phase"]) if mine["step"] == run.step else earlier
+        if self.rank and self._rank_phase.exists():  # this process's own measure, saved at the checkpoint's step
+            mine = self._rank_phases().get(str(run.step))
+            earlier = PhaseRecord(**mine) if mine is not None else earlier
         if ckpt["stopped"] in _FINISHED and run.best_state is not None:
             load_full_state(self.model, run.best_state)
         return run, earlier, ckpt["stopped"]
@@ -457,9 +464,14 @@ class _Checkpoint:
         gathered = ((full_state(self.model), optimizer_state(self.model, self.optimizer))
                     if is_sharded(self.model) else None)
         if self.rank:
+            # this process's measure at this step and the save before it: a kill between this write and the main
+            # process's checkpoint leaves that checkpoint one save behind, and an uneven last batch makes the main
+            # process's own measure the wrong one for this process
             self.out.mkdir(parents=True, exist_ok=True)
+            phases = {**self._rank_phases(), str(run.step): asdict(phase.record)}
+            kept = dict(sorted(phases.items(), key=lambda kv: int(kv[0]))[-2:])
             tmp = self._rank_phase.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"step": run.step, "phase": asdict(phase.record)}))
+            tmp.write_text(json.dumps({"steps": kept}))
             tmp.replace(self._rank_phase)
             return
         self.out.mkdir(parents=True, exist_ok=True)
