@@ -264,12 +264,10 @@ class PolicySettings:
     """``[policy]``: which arm gets the next dollars."""
 
     name: str = "adaptive"  # annotate | distill | split:F | adaptive
-    min_points_per_100usd: float = 0.5  # stop when $100 more is expected to add fewer dev points than this...
-    stop_confidence: float = 0.8  # ...with this confidence (both arms)
+    min_points_per_100usd: float = 0.5  # stop when no plan is expected to add this many points per $100 it costs
+    stop_confidence: float = 0.8  # the confidence of the ranges the reasons show
     nearly_free_share: float = 0.02  # compute is nearly free when a distillation costs under this share of the budget
-    keep_final_distill: bool = True
-    redistill_growth: float = 0.5  # distil again mid-run once labels grew by half since the last distillation
-    teacher_ensemble: int = 3  # while compute is nearly free, a distillation averages up to this many teachers
+    teacher_ensemble: int = 1  # while compute is nearly free, a distillation averages up to this many teachers
     approve_compute_over: str = "inf"  # dollars; compute reservations above need a lead's approval
 
     def checks(self) -> Iterator[Check]:
@@ -287,8 +285,6 @@ class PolicySettings:
             "a probability in [0.5, 1)"
         yield "nearly_free_share", _num(self.nearly_free_share) and 0 <= self.nearly_free_share < 1, \
             "a fraction in [0, 1)"
-        yield "keep_final_distill", isinstance(self.keep_final_distill, bool), "true or false"
-        yield "redistill_growth", _num(self.redistill_growth) and self.redistill_growth >= 0, "a number >= 0"
         yield "teacher_ensemble", _int(self.teacher_ensemble) and self.teacher_ensemble >= 1, "an int >= 1"
         yield "approve_compute_over", _money(self.approve_compute_over, inf=True), \
             'a dollar amount as a string, like "5.00", or "inf"'

@@ -156,9 +156,8 @@ class Controller:
 
     def _make_policy(self, name: str) -> Policy:
         p = self.config.policy
-        params = {"min_points_per_100usd": float(p.min_points_per_100usd), "keep_final_distill": p.keep_final_distill,
-                  "redistill_growth": float(p.redistill_growth), "stop_confidence": float(p.stop_confidence),
-                  "nearly_free_share": float(p.nearly_free_share),
+        params = {"min_points_per_100usd": float(p.min_points_per_100usd),
+                  "stop_confidence": float(p.stop_confidence), "nearly_free_share": float(p.nearly_free_share),
                   "teacher_ensemble": int(p.teacher_ensemble)} if name == "adaptive" else {}
         return make_policy(name, **params)
 

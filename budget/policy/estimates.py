@@ -1,23 +1,11 @@
-"""What the next dollars on each arm are expected to buy, with an interval, from paired measurements.
+"""Paired measurements and how a gain is shown: each with an interval, in points for its own price.
 
 Every round's student is scored on the run's dev set together with the previous round's student
 (:class:`budget.ledger.round_records.RoundSummary` ``dev`` and ``prev_dev``, same items), so each round
 measures its own gain without comparing scores taken on different dev sets. Its standard error
 comes from the items on which exactly one of the two students is right (a paired, McNemar-style
-bound), so a small dev set gives a wide interval instead of a confident wrong number.
-
-- Labels: an annotation round that took the labels from ``n`` to ``n + k`` and gained ``d`` points
-  measures the slope ``b = d / ln((n + k) / n)`` of ``score = a + b ln(n)``; the slopes of all
-  annotation rounds are pooled by inverse variance. The next batch of ``k'`` labels at ``n'`` is
-  expected to add ``b ln((n' + k') / n')``: returns fall as labels grow, as learning curves do.
-- Labels through the distilled student: a distillation after new labels is also scored against the
-  previous distilled student (same items), a point on the distilled student's learning curve. When
-  the run's output will be distilled, labels are worth what they do to that curve (the teacher learns
-  from them too), once measured.
-- Distillation: each distillation round's paired gain over the label-only student it followed, pooled
-  by inverse variance over the run's distillations (one distillation's gain rests on one teacher and
-  one student run, a few dozen dev items apart; several pooled are steadier). The labels bought since
-  the last one have not been distilled, so the pooled gain is expected again.
+bound), so a small dev set gives a wide interval instead of a confident wrong number. The adaptive
+policy fits these measurements to one model of both learning curves (:mod:`budget.policy.curves`).
 
 Gains are in score points (0-100) and, for a decision, per $100 of the arm's cost.
 """
@@ -30,7 +18,7 @@ from statistics import NormalDist
 
 from budget.money import format_usd
 
-__all__ = ["Measured", "Gain", "paired_se", "label_slope", "pooled_gain", "z_value"]
+__all__ = ["Measured", "Gain", "paired_se", "z_value"]
 
 
 def z_value(confidence: float) -> float:
@@ -141,31 +129,3 @@ class Gain:
 
 def _pts(x: float) -> str:
     return f"{x:+.3g}" if abs(x) < 1e4 else f"{x:+.2e}"
-
-
-def label_slope(rounds: list[Measured], arm: str = "annotate") -> tuple[float, float] | None:
-    """Pooled slope ``b`` (points per unit of ln labels) and its standard error from the measurements of
-    one curve (``arm``: 'annotate', the label-only student; 'distill', the distilled one) that added
-    labels; None without one."""
-    terms = []
-    for r in rounds:
-        if r.arm != arm or r.n_after <= r.n_before or r.n_before <= 0:
-            continue
-        span = math.log(r.n_after / r.n_before)
-        terms.append((r.gain / span, r.se / span))
-    return _inverse_variance(terms)
-
-
-def pooled_gain(rounds: list[Measured], arm: str = "distill") -> tuple[float, float] | None:
-    """The inverse-variance mean of the paired gains (points) of one arm's rounds and its standard error;
-    None without one."""
-    return _inverse_variance([(r.gain, r.se) for r in rounds if r.arm == arm])
-
-
-def _inverse_variance(terms: list[tuple[float, float]]) -> tuple[float, float] | None:
-    """The inverse-variance weighted mean of ``(value, se)`` terms and its standard error."""
-    if not terms:
-        return None
-    weights = [1.0 / max(se, 1e-9) ** 2 for _, se in terms]
-    b = sum(w * s for w, (s, _) in zip(weights, terms, strict=True)) / sum(weights)
-    return b, math.sqrt(1.0 / sum(weights))

@@ -145,31 +145,12 @@ class PolicyState:
             return 0.0
         return max(0.0, 100 * (max(distilled) - plain[-1]))
 
-    def headroom(self, distilled: bool) -> float | None:
-        """Points the latest distilled (``distilled``) or label-only student has left to 100 on dev (the latest
-        student of either kind where none of that kind is scored; None before any score)."""
-        scored = [r for r in self.rounds if r.dev_score is not None]
-        kind = [r for r in scored if r.distilled == distilled] or scored
-        return 100.0 * (1.0 - kind[-1].dev_score) if kind else None
-
-    @property
-    def can_distill(self) -> bool:
-        """True when the money left pays for a distillation of any size (money only shrinks: when it
-        does not, no distillation will run in this run)."""
-        return self.affordable_distill_items(self.available_micro) > 0
-
-    def labels_for(self, money_micro: int) -> tuple[int, int]:
-        """The labels ``money_micro`` buys in successive batches, each with its retrain, and what they cost."""
-        n = cost = 0
-        while b := self._batch(money_micro - cost, self.n_available - n):
-            n, cost = n + b, cost + b * self.label_cost_micro + self.retrain_cost_micro
-        return n, cost
-
     def affordable_labels(self, money_micro: int) -> int:
         """The most items one annotation batch (with its retrain) can buy for ``money_micro``."""
-        return self._batch(money_micro, self.n_available)
+        return self.batch(money_micro, self.n_available)
 
-    def _batch(self, money_micro: int, items_left: int) -> int:
+    def batch(self, money_micro: int, items_left: int) -> int:
+        """The items one batch (with its retrain) buys for ``money_micro`` with ``items_left`` items to label."""
         left = money_micro - self.retrain_cost_micro
         if left <= 0 or self.label_cost_micro <= 0:
             return 0

@@ -89,10 +89,12 @@ class Study:
             raise ValueError("[study] needs at least one each of projects, policies, budgets, seeds and regimes.")
 
     def cells(self, tasks: dict[Path, str]) -> list[Cell]:
-        """Every cell, in the order they run (all policies of a seed together, cheap budgets first)."""
+        """Every cell, in the order they run: a whole pass of the first seed over every task before the next seed
+        (a suite stopped part-way has whole seeds to compare), and within a seed all policies of a task, regime
+        and budget together (they share the training steps of the labels they all buy), cheap budgets first."""
         return [Cell(tasks[p], p, regime, budget, seed, policy, self.student_seeds)
-                for p in self.projects for regime in self.regimes
-                for budget in sorted(self.budgets, key=lambda b: parse_usd(b)) for seed in self.seeds
+                for seed in self.seeds for p in self.projects for regime in self.regimes
+                for budget in sorted(self.budgets, key=lambda b: parse_usd(b))
                 for policy in self.policies]
 
 

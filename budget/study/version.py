@@ -5,10 +5,13 @@ cell run days before an adaptive one, or an adaptive cell run before a change th
 compares two programs, not two policies. So each ``cell.json`` records the version it ran at, and the
 summary refuses to put cells of different versions side by side unless told to (and then marks them).
 
-A version is the commit's first 12 hex digits, plus ``+`` and 8 hex digits of a hash of the uncommitted
-changes (``git diff HEAD`` and the untracked files' names and bytes) when the tree was not clean: two runs
-with the same changes share a version, two with different ones do not. Outside a git checkout (an
-installed package) the version is ``unknown``.
+A version names the product's code, not the commit: 12 hex digits of a hash of the committed trees of
+``budget/``, ``annotation/``, ``connectors/``, ``modeling/`` and ``pyproject.toml`` (so a commit that
+changes only tests, docs or benchmark notes keeps the version, and a suite stopped at one commit resumes at
+a later one that left the product alone), plus ``+`` and 8 hex digits of a hash of the uncommitted changes
+(``git diff HEAD`` and the untracked files' names and bytes) when the tree was not clean: two runs with the
+same changes share a version, two with different ones do not. The commit is recorded beside it. Outside a
+git checkout (an installed package) the version is ``unknown``.
 """
 
 from __future__ import annotations
@@ -28,16 +31,18 @@ _PRODUCT = ("budget", "annotation", "connectors", "modeling", "pyproject.toml") 
 
 @dataclass(frozen=True)
 class CodeVersion:
-    """The code a cell ran: ``commit`` (hex, or 'unknown') and whether the product's files were as committed."""
+    """The code a cell ran: ``commit`` (hex, or 'unknown'), the hash of the product's committed files
+    (``product``) and whether they were as committed."""
 
     commit: str
     clean: bool
     changes: str = ""  # 8 hex digits of the uncommitted changes' hash; empty when clean
+    product: str = ""  # 12 hex digits of the product's committed trees; empty: the commit's own
 
     @property
     def label(self) -> str:
         """'1a2b3c4d5e6f', or '1a2b3c4d5e6f+9f8e7d6c' for a tree with uncommitted changes."""
-        return self.commit[:12] + ("" if self.clean else f"+{self.changes}")
+        return (self.product or self.commit[:12]) + ("" if self.clean else f"+{self.changes}")
 
 
 def _git(*args: str) -> bytes:
@@ -53,16 +58,17 @@ def code_version() -> CodeVersion:
     """
     try:
         commit = _git("rev-parse", "HEAD").decode().strip()
+        product = hashlib.sha256(_git("ls-tree", "HEAD", "--", *_PRODUCT)).hexdigest()[:12]
         diff = _git("diff", "HEAD", "--", *_PRODUCT)
         untracked = sorted(_git("ls-files", "--others", "--exclude-standard", "--", *_PRODUCT).decode().split())
     except (OSError, subprocess.SubprocessError):
         return CodeVersion("unknown", clean=False, changes="unknown")
     if not diff and not untracked:
-        return CodeVersion(commit, clean=True)
+        return CodeVersion(commit, clean=True, product=product)
     h = hashlib.sha256(diff)
     for name in untracked:
         h.update(name.encode())
         path = _ROOT / name
         if path.is_file():
             h.update(path.read_bytes())
-    return CodeVersion(commit, clean=False, changes=h.hexdigest()[:8])
+    return CodeVersion(commit, clean=False, changes=h.hexdigest()[:8], product=product)

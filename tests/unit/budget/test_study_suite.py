@@ -101,12 +101,17 @@ def test_a_cell_records_the_commit_and_the_uncommitted_changes_of_the_product(tm
         return study_version.code_version()
 
     clean = version()
-    assert clean.clean and len(clean.commit) == 40 and clean.label == clean.commit[:12]
+    assert clean.clean and len(clean.commit) == 40 and len(clean.label) == 12
     (tmp_path / "notes.md").write_text("another note\n")  # not the product: the cell's outcome cannot change
     assert version() == clean
+    _git(tmp_path, "commit", "-qam", "a note")  # a commit that leaves the product alone keeps the version
+    noted = version()
+    assert noted.commit != clean.commit and noted.label == clean.label
     (tmp_path / "budget" / "policy.py").write_text("RULE = 2\n")
     dirty = version()
-    assert not dirty.clean and dirty.label.startswith(clean.commit[:12] + "+") and version() == dirty
+    assert not dirty.clean and dirty.label.startswith(clean.label + "+") and version() == dirty
     (tmp_path / "budget" / "policy.py").write_text("RULE = 3\n")
     assert version().label != dirty.label  # other changes, another version
+    _git(tmp_path, "commit", "-qam", "rule 3")
+    assert version().clean and version().label not in (clean.label, dirty.label)  # the product changed
     study_version.code_version.cache_clear()

@@ -17,7 +17,8 @@ from tests.utils.projects import write_tiny_project
 def nearly_free(tmp_path_factory):
     """A tiny adaptive run with $20 where compute costs next to nothing, run once uninterrupted."""
     root = tmp_path_factory.mktemp("ensemble")
-    project = write_tiny_project(root, models_dir=root / "models", overrides={"prices": {"reference_gpu_hour": "0.02"}})
+    project = write_tiny_project(root, models_dir=root / "models", overrides={"prices": {"reference_gpu_hour": "0.02"},
+                                                                    "policy": {"teacher_ensemble": 3}})
     sequence = reference_run(_args(project, root / "whole"), root / "points.log")
     return project, root, sequence
 

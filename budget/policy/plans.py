@@ -1,0 +1,159 @@
+"""What the money left can still do, and what the run's output is expected to score after each way of doing it.
+
+A plan is ``k`` more batches of labels, then a distillation or not, all within the money left. The run's
+output is the best of its students (:mod:`budget.shipped` picks it on dev), so a plan's value is the
+expected maximum, over draws from the belief about both curves (:class:`budget.policy.curves.Curves`),
+of the students it leaves: the label-only student at its labels, its distilled student, and the students the
+run already has. Labels bought after a distillation that no distillation follows fine-tune the distilled
+student (``refine``); they are expected to add to it what they add to a label-only student.
+
+A distillation now, before the labels are done, is a pilot: it is worth what it adds to the output itself
+plus what its measurement of the margin changes in the plans after it (the expected value of sample
+information, over the outcomes the belief predicts for it). :func:`pilot_value` is that expectation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from budget.policy.curves import Curves, Measurement
+from budget.policy.state import PolicyState
+
+__all__ = ["Plan", "Candidates", "best_plan", "plans", "pilot_value", "stop_value", "DRAWS"]
+
+DRAWS = 4000  # draws from the belief: the plans' values carry an error of about 1% of their spread
+_OUTCOMES = 8  # equal-probability outcomes of a pilot's measurement
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """The students the run has: labels of its latest label-only student and of its latest distillation
+    (0: none)."""
+
+    label_only: int
+    distilled: int = 0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """``batches`` more batches (to ``labels`` labels), then a distillation when ``distil``, for ``cost_micro``;
+    ``value`` the expected score of the run's output after it (points), ``low``/``high`` the 10% and 90%
+    quantiles of what it adds to the output of stopping now, ``alone`` the label-only student's expected
+    score at the end."""
+
+    batches: int
+    labels: int
+    distil: bool
+    cost_micro: int
+    value: float
+    low: float
+    high: float
+    alone: float
+    refine: bool = False
+
+    def describe(self) -> str:
+        """'4 more batches (160 labels) then a distillation, expected output 81.2'."""
+        what = (f"{self.batches} more batch{'es' if self.batches != 1 else ''} ({self.labels} labels)"
+                if self.batches else "no more labels")
+        if self.distil:
+            what += " then a distillation" if self.batches else ", a distillation"
+        return f"{what}, expected output {self.value:.1f}"
+
+
+def _label_steps(state: PolicyState, money: int) -> list[tuple[int, int]]:
+    """(labels added, cost) after 0, 1, 2, ... batches that ``money`` buys."""
+    steps, n, cost = [(0, 0)], 0, 0
+    while b := state.batch(money - cost, state.n_available - n):
+        n, cost = n + b, cost + b * state.label_cost_micro + state.retrain_cost_micro
+        steps.append((n, cost))
+    return steps
+
+
+def distill_cost_at(state: PolicyState, labels: int, teachers: int) -> int:
+    """A distillation over the whole pool once the labels are ``labels``: the teacher's fine-tune grows with
+    the labels it learns from (its fixed part in proportion), the soft labels do not."""
+    now = state.distill_cost(state.n_unlabeled, teachers)
+    fixed = state.distill_fixed_cost_micro + (teachers - 1) * state.teacher_cost_micro
+    grown = fixed * max(labels, 1) // max(state.n_labels, 1) - fixed if labels > state.n_labels else 0
+    return now + grown
+
+
+def _scores(curves: Curves, theta: np.ndarray, row) -> np.ndarray:
+    return np.clip(theta @ np.array(row), 0.0, 100.0)
+
+
+def _value(curves: Curves, theta: np.ndarray, have: Candidates, labels: int, distil: bool,
+           refine: bool) -> np.ndarray:
+    """The output's score per draw after a plan that ends with ``labels`` labels."""
+    out = [_scores(curves, theta, curves.label_row(labels))]
+    if have.label_only:
+        out.append(_scores(curves, theta, curves.label_row(have.label_only)))
+    if have.distilled:
+        out.append(_scores(curves, theta, curves.distilled_row(have.distilled)))
+        if refine:
+            lift = theta @ np.array(curves.label_row(labels)) - theta @ np.array(curves.label_row(have.distilled))
+            out.append(np.clip(theta @ np.array(curves.distilled_row(have.distilled)) + lift, 0.0, 100.0))
+    if distil:
+        out.append(_scores(curves, theta, curves.distilled_row(labels)))
+    return np.max(np.stack(out), axis=0)
+
+
+def plans(state: PolicyState, curves: Curves, normals: np.ndarray, have: Candidates, money: int,
+          teachers: int = 1) -> list[Plan]:
+    """Every plan ``money`` pays for, valued under ``curves`` (draws from ``normals``)."""
+    theta = curves.draws(normals)
+    _, now = stop_value(curves, normals, have)
+    alone_row = curves.label_row
+    out = []
+    can_distil = state.n_unlabeled > 0
+    for k, (added, cost) in enumerate(_label_steps(state, money)):
+        labels = state.n_labels + added
+        alone = float(np.mean(_scores(curves, theta, alone_row(labels))))
+        options = [(False, cost)]
+        if can_distil and not (k == 0 and have.distilled == state.n_labels):
+            options.append((True, cost + distill_cost_at(state, labels, teachers)))
+        for distil, total in options:
+            if total > money:
+                continue
+            refine = not distil and k > 0 and have.distilled > 0
+            v = _value(curves, theta, have, labels, distil, refine)
+            out.append(Plan(k, labels, distil, total, float(v.mean()), float(np.quantile(v - now, 0.1)),
+                            float(np.quantile(v - now, 0.9)), alone, refine))
+    return out
+
+
+def best_plan(candidates: list[Plan]) -> Plan | None:
+    """The plan of highest value; among plans within a hundredth of a point, the cheapest."""
+    if not candidates:
+        return None
+    top = max(p.value for p in candidates)
+    return min((p for p in candidates if p.value >= top - 0.01), key=lambda p: (p.cost_micro, p.batches))
+
+
+def stop_value(curves: Curves, normals: np.ndarray, have: Candidates) -> tuple[float, np.ndarray]:
+    """The output's expected score if the run stopped now, and its score per draw."""
+    theta = curves.draws(normals)
+    v = _value(curves, theta, have, have.label_only or curves.n_now, False, False)
+    return float(v.mean()), v
+
+
+def pilot_value(state: PolicyState, curves: Curves, normals: np.ndarray, have: Candidates, money: int,
+                cost_micro: int, se: float) -> float:
+    """The expected value of the run's output if it distils now (for ``cost_micro``) and then follows the best
+    plan after seeing the distillation's margin, measured with error ``se``: the average over the outcomes the
+    belief predicts for that measurement (equal-probability quantiles of its predictive normal)."""
+    row = curves.margin_row(state.n_labels)
+    mean, sd = curves.predict(row)
+    spread = float(np.sqrt(sd ** 2 + se ** 2))
+    after = Candidates(have.label_only, state.n_labels)
+    quantiles = (np.arange(_OUTCOMES) + 0.5) / _OUTCOMES
+    from statistics import NormalDist
+    values = []
+    for q in quantiles:
+        seen = curves.observe(Measurement(row, mean + spread * NormalDist().inv_cdf(float(q)), se, "pilot"))
+        later = plans(state, seen, normals, after, money - cost_micro)
+        best = best_plan(later)
+        values.append(best.value if best else stop_value(seen, normals, after)[0])
+    return float(np.mean(values))
