@@ -1,6 +1,6 @@
 """Kill tiny controller runs with SIGKILL at many seeded points, resume each to the end, compare with whole runs.
 
-The suite runs 36 kills (tests/unit/budget/test_kill_resume.py); this runs as many as you ask:
+The suite runs 36 kills (tests/unit/budget/round/test_kill_resume.py); this runs as many as you ask:
 
     .venv/bin/python scripts/kill_resume.py --kills 120 --chains 6
 

@@ -142,7 +142,7 @@ def test_an_empty_text_is_refused_with_its_row_in_the_pool_before_any_prediction
 
 
 def test_soft_labels_run_the_teacher_only_through_predict_logits(teacher, tmp_path, monkeypatch):
-    """What a test that forbids teacher passes patches (tests/unit/budget/test_study.py)."""
+    """What a test that forbids teacher passes patches (tests/unit/budget/study/test_study.py)."""
     import modeling.infer
 
     texts, _ = make_task(20, seed=9)

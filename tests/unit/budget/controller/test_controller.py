@@ -91,7 +91,7 @@ def _summary(run_dir):
 
 def test_run_killed_mid_round_resumes_to_the_same_ledger_and_batches(adaptive_reference, tmp_path):
     # the uninterrupted run of the same command is the shared reference (tests/unit/budget/conftest.py)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[4])}
     command = [sys.executable, "-m", "budget.controller", *adaptive_reference.command(tmp_path / "killed")]
 
     # Kill the run with SIGKILL from outside as soon as round 2 has started (inside the round).

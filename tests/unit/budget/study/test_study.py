@@ -18,7 +18,7 @@ from budget.ledger import Ledger
 from budget.study.report import read_results, summary_markdown
 from budget.study.run import load_study, main
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[4]
 
 
 @pytest.fixture(scope="module")

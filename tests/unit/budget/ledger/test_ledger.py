@@ -25,7 +25,7 @@ from budget.ledger.round_records import BatchPayload, RoundPlan, RoundSummary
 from budget.money import to_micro
 
 USD = 1_000_000
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[4]
 
 
 @pytest.fixture
