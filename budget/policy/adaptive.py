@@ -10,10 +10,12 @@ from budget.decision import Decision
 from budget.policy.base import Policy
 from budget.policy.curves import CurvePrior, Measurement, fit, typical_se
 from budget.policy.estimates import Gain, z_value
-from budget.policy.plans import Candidates, Plan, best_plan, distill_cost_at, pilot_value, plans, stop_value
+from budget.policy.plans import DRAWS, Candidates, Plan, best_plan, distill_cost_at, pilot_value, plans, stop_value
 from budget.policy.state import PolicyState
 
 __all__ = ['Adaptive']
+
+_QUADRATURE_ERROR = 0.05  # points: a pilot's value, averaged over eight outcomes, is this close at best
 
 
 class Adaptive(Policy):
@@ -24,9 +26,14 @@ class Adaptive(Policy):
     labels, with uncertainty). Every plan the money left pays for (:mod:`budget.policy.plans`: ``k`` more
     batches, then a distillation or not) is valued by the expected score of the best student it leaves, and
 
+    The best plan is the one of highest net value: its expected output less the points its money would have to
+    buy at ``min_points_per_100usd`` (so a batch that adds less than that per dollar is not worth its price,
+    while the one before it may be). Then
+
     1. a distillation runs now when distilling now and then following the best plan (a pilot: it measures the
-       margin, which may change the plan) is worth more than the best plan without it by more than its price
-       buys at ``min_points_per_100usd``, or when the best plan is to distil now and buy nothing more;
+       margin, which may change the plan) is worth more, net of its price, than the best plan without it (by
+       over 0.05 points: the error of averaging over eight outcomes), or when the best plan is to distil now
+       and buy nothing more;
     2. else a batch is bought when the best plan starts with one (the money for its final distillation kept);
     3. else the run stops: no plan is expected to add ``min_points_per_100usd`` points per $100 it costs.
 
@@ -73,33 +80,35 @@ class Adaptive(Policy):
 
     def decide(self, state: PolicyState) -> Decision:
         curves = fit(state, self.prior)
-        normals = np.random.default_rng(0).standard_normal((4000, 4))
+        normals = np.random.default_rng(0).standard_normal((DRAWS, 4))
         have = _candidates(state)
         teachers = self.teachers(state)
+        price = self.min_points_per_100usd / 1e8  # points a micro-dollar must buy
         now, _ = stop_value(curves, normals, have)
-        best = best_plan(plans(state, curves, normals, have, state.available_micro, teachers))
-        worth = self.min_points_per_100usd / 1e8  # points per micro-dollar
-        distilled_now = have.distilled == state.n_labels
+        options = plans(state, curves, normals, have, state.available_micro, teachers)
+        best = best_plan(options, price)
         cost = distill_cost_at(state, state.n_labels, 1)
-        pilot = (pilot_value(state, curves, normals, have, state.available_micro, cost, typical_se(state, self.prior))
-                 if not distilled_now and state.n_unlabeled and cost <= state.available_micro else None)
-        est = self._estimates(best, pilot, now, cost)
-        if best is not None and best.batches == 0 and best.distil and best.value - now >= worth * best.cost_micro:
-            return self._distill(state, state.available_micro, f"final: {self._say(best, now)}", est, teachers)
-        if pilot is not None and best is not None and pilot - best.value > max(worth * cost, 0.05):
-            why = (f"a pilot distillation: measuring the margin now is expected to raise the output to {pilot:.1f} "
-                   f"against {best.value:.1f} for the best plan without it ({best.describe()})")
+        pilot = (pilot_value(state, curves, normals, have, state.available_micro, cost, typical_se(state, self.prior),
+                             price) if have.distilled != state.n_labels and state.n_unlabeled
+                 and cost <= state.available_micro else None)
+        est = self._estimates(best, pilot, now, cost, price)
+        if pilot is not None and best is not None and pilot - best.net(price) > _QUADRATURE_ERROR:
+            why = (f"a pilot distillation: measuring the margin now is worth {pilot - best.net(price):+.2f} points to "
+                   f"the run's output, net of prices, over the best plan without it ({best.describe()})")
             return self._distill(state, state.available_micro, why, est, 1)
-        if best is not None and best.batches > 0 and best.value - now >= worth * best.cost_micro:
+        if best is not None and best.batches == 0 and best.distil:
+            return self._distill(state, state.available_micro, f"final: {self._say(best, now)}", est, teachers)
+        if best is not None and best.batches > 0:
             keep = distill_cost_at(state, best.labels, teachers) if best.distil else 0
             money = state.labels_beside_distill(state.available_micro) if best.distil and best.batches == 1 \
                 else state.available_micro - keep
             decision = self._annotate(state, money, self._say(best, now), est)
             if decision.arm == "annotate":
                 refine = best.refine and not best.distil
-                pilot = not refine and slope_matters(state, curves, normals, have, teachers, self.prior)
+                pilot = not refine and slope_matters(state, curves, normals, have, teachers, self.prior, price)
                 return replace(decision, refine=refine, pilot=pilot)
-        shown = self._say(best, now) if best else "the money left pays for neither a batch nor a distillation"
+        spending = best_plan([p for p in options if p.batches or p.distil])
+        shown = self._say(spending, now) if spending else "the money left pays for neither a batch nor a distillation"
         return Decision("stop", reason=f"no plan is expected to add {self.min_points_per_100usd:g} points per $100 "
                         f"it costs ({shown})", estimates=est)
 
@@ -121,15 +130,16 @@ class Adaptive(Policy):
                 f"labels alone {plan.alone:.1f}")
 
     @staticmethod
-    def _estimates(best: Plan | None, pilot: float | None, now: float, cost: int) -> dict[str, float | None]:
+    def _estimates(best: Plan | None, pilot: float | None, now: float, cost: int,
+                   price: float) -> dict[str, float | None]:
         """Points per $100 each arm's next spend is expected to add to the output (kept with the decision)."""
         labels = (best.value - now) / (best.cost_micro / 1e8) if best and best.batches and best.cost_micro else None
-        distill = (pilot - now) / (cost / 1e8) if pilot is not None and cost > 0 else None
+        distill = (pilot + price * cost - now) / (cost / 1e8) if pilot is not None and cost > 0 else None
         return {"annotate": labels, "distill": distill}
 
 
 def slope_matters(state: PolicyState, curves, normals: np.ndarray, have: Candidates, teachers: int,
-                  prior: CurvePrior) -> bool:
+                  prior: CurvePrior, price: float = 0.0) -> bool:
     """True when a measurement of the label-only curve's slope (a subsample pilot's paired gain over ln 2) could
     change what the plan does: whether it ends with a distillation, and whether it buys labels at all. Where
     compute is nearly free the plan is labels and a final distillation whatever the slope, and no pilot trains."""
@@ -142,7 +152,7 @@ def slope_matters(state: PolicyState, curves, normals: np.ndarray, have: Candida
     seen = set()
     for z in (-1.5, -0.5, 0.5, 1.5):
         after = curves.observe(Measurement(row, mean + z * spread, se / np.log(2), "slope"))
-        best = best_plan(plans(state, after, normals, have, state.available_micro, teachers))
+        best = best_plan(plans(state, after, normals, have, state.available_micro, teachers), price)
         seen.add(None if best is None else (best.distil, best.batches > 0))
     return len(seen) > 1
 

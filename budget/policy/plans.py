@@ -53,6 +53,10 @@ class Plan:
     alone: float
     refine: bool = False
 
+    def net(self, price: float) -> float:
+        """The expected output less the points the plan's money must buy at ``price`` points per micro-dollar."""
+        return self.value - price * self.cost_micro
+
     def describe(self) -> str:
         """'4 more batches (160 labels) then a distillation, expected output 81.2'."""
         what = (f"{self.batches} more batch{'es' if self.batches != 1 else ''} ({self.labels} labels)"
@@ -124,12 +128,13 @@ def plans(state: PolicyState, curves: Curves, normals: np.ndarray, have: Candida
     return out
 
 
-def best_plan(candidates: list[Plan]) -> Plan | None:
-    """The plan of highest value; among plans within a hundredth of a point, the cheapest."""
+def best_plan(candidates: list[Plan], price: float = 0.0) -> Plan | None:
+    """The plan of highest net value (:meth:`Plan.net` at ``price``); among plans within a hundredth of a point
+    of it, the cheapest."""
     if not candidates:
         return None
-    top = max(p.value for p in candidates)
-    return min((p for p in candidates if p.value >= top - 0.01), key=lambda p: (p.cost_micro, p.batches))
+    top = max(p.net(price) for p in candidates)
+    return min((p for p in candidates if p.net(price) >= top - 0.01), key=lambda p: (p.cost_micro, p.batches))
 
 
 def stop_value(curves: Curves, normals: np.ndarray, have: Candidates) -> tuple[float, np.ndarray]:
@@ -140,10 +145,11 @@ def stop_value(curves: Curves, normals: np.ndarray, have: Candidates) -> tuple[f
 
 
 def pilot_value(state: PolicyState, curves: Curves, normals: np.ndarray, have: Candidates, money: int,
-                cost_micro: int, se: float) -> float:
-    """The expected value of the run's output if it distils now (for ``cost_micro``) and then follows the best
-    plan after seeing the distillation's margin, measured with error ``se``: the average over the outcomes the
-    belief predicts for that measurement (equal-probability quantiles of its predictive normal)."""
+                cost_micro: int, se: float, price: float = 0.0) -> float:
+    """The expected net value (:meth:`Plan.net` at ``price``) of the run's output if it distils now (for
+    ``cost_micro``) and then follows the best plan after seeing the distillation's margin, measured with error
+    ``se``: the average over the outcomes the belief predicts for that measurement (equal-probability
+    quantiles of its predictive normal)."""
     row = curves.margin_row(state.n_labels)
     mean, sd = curves.predict(row)
     spread = float(np.sqrt(sd ** 2 + se ** 2))
@@ -153,7 +159,6 @@ def pilot_value(state: PolicyState, curves: Curves, normals: np.ndarray, have: C
     values = []
     for q in quantiles:
         seen = curves.observe(Measurement(row, mean + spread * NormalDist().inv_cdf(float(q)), se, "pilot"))
-        later = plans(state, seen, normals, after, money - cost_micro)
-        best = best_plan(later)
-        values.append(best.value if best else stop_value(seen, normals, after)[0])
-    return float(np.mean(values))
+        best = best_plan(plans(state, seen, normals, after, money - cost_micro), price)
+        values.append(best.net(price) if best else stop_value(seen, normals, after)[0])
+    return float(np.mean(values)) - price * cost_micro

@@ -138,3 +138,14 @@ def test_the_policy_never_plans_past_the_money_left():
         for distill in (CHEAP, DEAR):
             d = Adaptive().decide(state(obs, n_labels=110, distill=distill, available=available))
             assert d.amount_micro <= available and d.arm in {"annotate", "distill", "stop"}
+
+
+def test_a_large_budget_buys_the_batches_worth_their_price_and_not_the_rest():
+    # 10 points per $100: a $25 batch must add 2.5 points. The first ones do on a curve of 8 points per unit of
+    # ln(labels); spending the whole $1,000 would not, and must not stop the batches that are worth it.
+    obs = rounds([60, 110])
+    d = Adaptive(min_points_per_100usd=10.0).decide(state(obs, n_labels=110, distill=DEAR, available=1000 * USD,
+                                                          granted=1000 * USD))
+    assert d.arm == "annotate"
+    plan = d.reason.split("plan: ")[1]
+    assert int(plan.split(" more batch")[0]) < 1000 * USD // (25 * USD + 1000)
