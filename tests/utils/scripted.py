@@ -4,6 +4,7 @@ money left pays for labels but no further distillation)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from budget.config import load_config
@@ -12,7 +13,7 @@ from budget.money import to_micro
 from budget.policy import Decision, Policy, PolicyState
 from tests.utils.kills import use_kill_env
 
-__all__ = ["RefineScript", "run_refine_script"]
+__all__ = ["AlternateScript", "RefineScript", "run_refine_script"]
 
 
 class RefineScript(Policy):
@@ -28,6 +29,25 @@ class RefineScript(Policy):
             d = self._annotate(state, 12 * state.label_cost_micro + state.retrain_cost_micro, "labels after it")
             return Decision(d.arm, d.n_items, d.amount_micro, d.reason, d.estimates, refine=True)
         return Decision("stop", reason="done")
+
+
+class AlternateScript(Policy):
+    """Batches of 8 labels (each with a pilot on half the labels) and distillations in turn, up to ``rounds``
+    rounds: distilled students that alternate with label-only ones, each compared with the last of its kind."""
+
+    pilots = True
+
+    def __init__(self, rounds: int = 5) -> None:
+        self.rounds = rounds
+
+    def decide(self, state: PolicyState) -> Decision:
+        arms = [r.arm for r in state.rounds]
+        if len(arms) >= self.rounds:
+            return Decision("stop", reason="done")
+        if arms[-1] in ("baseline", "distill"):
+            d = self._annotate(state, 8 * state.label_cost_micro + state.retrain_cost_micro, "labels")
+            return replace(d, pilot=True)
+        return self._distill(state, state.available_micro, "a distillation")
 
 
 def run_refine_script(args: list[str], env: dict[str, str]) -> None:

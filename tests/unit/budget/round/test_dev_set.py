@@ -9,6 +9,7 @@ from budget.round.compute_steps import compute_steps
 from budget.shipped import best_round
 from tests.utils.kills import KillPoint, fingerprint, killed_run
 from tests.utils.projects import write_tiny_project
+from tests.utils.scripted import AlternateScript
 
 
 def test_every_round_is_compared_with_the_one_before_on_the_same_random_dev_items(tmp_path):
@@ -50,10 +51,11 @@ def test_a_pool_item_is_in_dev_the_same_way_in_any_run(tmp_path):
 
 
 def test_a_distillation_is_also_compared_with_the_last_distilled_student_on_its_own_dev_items(tmp_path):
-    # compute nearly free: adaptive distils whenever labels arrived, so distilled students alternate
-    # with label-only ones; each is compared with the previous round's and the last of its own kind
+    # distilled students alternate with label-only ones; each is compared with the previous round's and the
+    # last of its own kind
     project = write_tiny_project(tmp_path, policy="adaptive", overrides={"prices": {"reference_gpu_hour": "2.00"}})
     with Controller(load_config(project), tmp_path / "run", progress=False, say=lambda _: None) as run:
+        run.policy = AlternateScript()
         run.fund(to_micro("40"))
         run.run(max_rounds=5)
         rounds = [r for r in run.ledger.rounds() if r.state == "done"]
@@ -69,9 +71,11 @@ def test_a_distillation_is_also_compared_with_the_last_distilled_student_on_its_
 
 def _two_rounds(tmp_path, policy):
     """The baseline and one batch of a tiny run: its finished rounds, each round's pilot step (or None), the
-    money spent by round and granted."""
-    project = write_tiny_project(tmp_path, policy=policy)
+    money spent by round and granted. ``policy`` 'pilots' asks for a pilot in every label-only round."""
+    project = write_tiny_project(tmp_path, policy="adaptive" if policy == "pilots" else policy)
     with Controller(load_config(project), tmp_path / "run", progress=False, say=lambda _: None) as run:
+        if policy == "pilots":
+            run.policy = AlternateScript()
         run.fund(to_micro("40"))
         run.run(max_rounds=2)
         rounds = [r for r in run.ledger.rounds() if r.state == "done"]
@@ -80,8 +84,8 @@ def _two_rounds(tmp_path, policy):
         return rounds, pilots, steps, run.ledger.spent_by_round(), run.ledger.totals().granted
 
 
-def test_adaptive_measures_each_label_only_student_against_a_pilot_on_half_its_labels(tmp_path):
-    rounds, pilots, steps, spent, granted = _two_rounds(tmp_path, "adaptive")
+def test_a_pilot_measures_a_label_only_student_against_one_on_half_its_labels(tmp_path):
+    rounds, pilots, steps, spent, granted = _two_rounds(tmp_path, "pilots")
     assert [r.arm for r in rounds] == ["baseline", "annotate"]
     for r, pilot, done in zip(rounds, pilots, steps, strict=True):
         s = r.summary
@@ -105,7 +109,7 @@ def test_annotate_only_trains_no_pilot(tmp_path):
 
 
 def test_a_run_killed_inside_a_pilot_ends_like_the_uninterrupted_run(adaptive_reference, tmp_path):
-    plan = [KillPoint("compute", "1.pilot", 1), KillPoint("compute-done", "1.pilot", 1)]
+    plan = [KillPoint("compute", "0.pilot", 1), KillPoint("compute-done", "0.pilot", 1)]  # the baseline's pilot
     assert all((p.name, p.where) in adaptive_reference.sequence for p in plan), sorted(set(adaptive_reference.sequence))
     fired = killed_run(adaptive_reference.command(tmp_path / "killed"), plan)
     assert fired == plan
