@@ -9,7 +9,7 @@ import numpy as np
 from budget.decision import Decision
 from budget.policy.base import Policy
 from budget.policy.curves import CurvePrior, Measurement, fit, typical_se
-from budget.policy.estimates import Gain, z_value
+from budget.policy.estimates import Gain, paired_se, z_value
 from budget.policy.plans import DRAWS, Candidates, Plan, best_plan, distill_cost_at, pilot_value, plans, stop_value
 from budget.policy.state import PolicyState
 
@@ -24,7 +24,9 @@ class Adaptive(Policy):
     The run's measurements are fitted to one model of both learning curves (:mod:`budget.policy.curves`:
     the label-only and the distilled student's score in ln(labels), the distillation's margin a function of
     labels, with uncertainty). Every plan the money left pays for (:mod:`budget.policy.plans`: ``k`` more
-    batches, then a distillation or not) is valued by the expected score of the best student it leaves, and
+    batches, then a distillation or not) is valued by the expected score of the student the run will ship after
+    it (:mod:`budget.shipped`: the latest on the last dev set unless an earlier one beats it beyond the dev
+    set's noise, so a final distillation that loses by less than a small dev set can see ships).
 
     The best plan is the one of highest net value: its expected output less the points its money would have to
     buy at ``min_points_per_100usd`` (so a batch that adds less than that per dollar is not worth its price,
@@ -37,11 +39,11 @@ class Adaptive(Policy):
     2. else a batch is bought when the best plan starts with one (the money for its final distillation kept);
     3. else the run stops: no plan is expected to add ``min_points_per_100usd`` points per $100 it costs.
 
-    Exploration is paid for only by its value of information: where compute is nearly free (a distillation
-    under ``nearly_free_share`` of the budget) the plan is labels and one final distillation, and no pilot
-    runs, since what it would measure changes nothing; where a distillation costs several batches, a pilot
-    runs when the margin is uncertain enough that knowing it may move money between the arms. Where compute
-    is nearly free, the final distillation averages up to ``teacher_ensemble`` teachers (a teacher fine-tuned
+    Exploration is paid for only by its value of information: where a distillation costs several batches, a
+    pilot runs when the margin is uncertain enough that knowing it may move money between the arms; where
+    compute is nearly free (a distillation under ``nearly_free_share`` of the budget), when the dev set is too
+    small to undo a bad final distillation, so that knowing the margin decides whether to run it. Where
+    compute is nearly free, a distillation averages up to ``teacher_ensemble`` teachers (a teacher fine-tuned
     on a few dozen labels varies from seed to seed).
 
     A label-only round also trains a student on half its labels (a subsample pilot: a second point on the
@@ -80,14 +82,14 @@ class Adaptive(Policy):
 
     def decide(self, state: PolicyState) -> Decision:
         curves = fit(state, self.prior)
-        normals = np.random.default_rng(0).standard_normal((DRAWS, 4))
+        normals = np.random.default_rng(0).standard_normal((DRAWS, 8))  # 4 for the curves, 4 for dev noise
         have = _candidates(state)
         teachers = self.teachers(state)
         price = self.min_points_per_100usd / 1e8  # points a micro-dollar must buy
         now, _ = stop_value(curves, normals, have)
         options = plans(state, curves, normals, have, state.available_micro, teachers)
         best = best_plan(options, price)
-        cost = distill_cost_at(state, state.n_labels, 1)
+        cost = distill_cost_at(state, state.n_labels, teachers)
         pilot = (pilot_value(state, curves, normals, have, state.available_micro, cost, typical_se(state, self.prior),
                              price) if have.distilled != state.n_labels and state.n_unlabeled
                  and cost <= state.available_micro else None)
@@ -95,7 +97,7 @@ class Adaptive(Policy):
         if pilot is not None and best is not None and pilot - best.net(price) > _QUADRATURE_ERROR:
             why = (f"a pilot distillation: measuring the margin now is worth {pilot - best.net(price):+.2f} points to "
                    f"the run's output, net of prices, over the best plan without it ({best.describe()})")
-            return self._distill(state, state.available_micro, why, est, 1)
+            return self._distill(state, state.available_micro, why, est, teachers)
         if best is not None and best.batches == 0 and best.distil:
             return self._distill(state, state.available_micro, f"final: {self._say(best, now)}", est, teachers)
         if best is not None and best.batches > 0:
@@ -132,9 +134,10 @@ class Adaptive(Policy):
     @staticmethod
     def _estimates(best: Plan | None, pilot: float | None, now: float, cost: int,
                    price: float) -> dict[str, float | None]:
-        """Points per $100 each arm's next spend is expected to add to the output (kept with the decision)."""
+        """Points per $100 each arm's next spend is expected to add to the output (kept with the decision); None
+        where it is not measured or costs under a cent (a rate per $100 of a free distillation means nothing)."""
         labels = (best.value - now) / (best.cost_micro / 1e8) if best and best.batches and best.cost_micro else None
-        distill = (pilot + price * cost - now) / (cost / 1e8) if pilot is not None and cost > 0 else None
+        distill = (pilot + price * cost - now) / (cost / 1e8) if pilot is not None and cost >= 10_000 else None
         return {"annotate": labels, "distill": distill}
 
 
@@ -142,7 +145,8 @@ def slope_matters(state: PolicyState, curves, normals: np.ndarray, have: Candida
                   prior: CurvePrior, price: float = 0.0) -> bool:
     """True when a measurement of the label-only curve's slope (a subsample pilot's paired gain over ln 2) could
     change what the plan does: whether it ends with a distillation, and whether it buys labels at all. Where
-    compute is nearly free the plan is labels and a final distillation whatever the slope, and no pilot trains."""
+    compute is nearly free the plan is labels and a final distillation (or not) whatever the slope, and no
+    pilot trains."""
     se = typical_se(state, prior)
     if not np.isfinite(se) or state.n_unlabeled == 0:
         return False
@@ -158,6 +162,13 @@ def slope_matters(state: PolicyState, curves, normals: np.ndarray, have: Candida
 
 
 def _candidates(state: PolicyState) -> Candidates:
-    plain = [r.n_labels for r in state.rounds if r.dev_score is not None and not r.distilled]
-    distilled = [r.n_labels for r in state.rounds if r.dev_score is not None and r.distilled]
-    return Candidates(plain[-1] if plain else 0, distilled[-1] if distilled else 0)
+    """The run's latest label-only and distilled students, and whether both compete on the current dev set."""
+    scored = [r for r in state.rounds if r.dev_score is not None]
+    plain = [r for r in scored if not r.distilled]
+    distilled = [r for r in scored if r.distilled]
+    dev = max((r.dev_items for r in scored), default=0)
+    seen = [r.disagree for r in scored if r.disagree is not None]
+    se = paired_se(sum(seen) / len(seen) if seen else 0.15, dev) if dev else 10.0
+    return Candidates(plain[-1].n_labels if plain else 0, distilled[-1].n_labels if distilled else 0,
+                      both_current=bool(plain and distilled) and plain[-1].dev_items == distilled[-1].dev_items == dev,
+                      latest_distilled=bool(scored) and scored[-1].distilled, dev_se=se)

@@ -1,11 +1,15 @@
 """What the money left can still do, and what the run's output is expected to score after each way of doing it.
 
 A plan is ``k`` more batches of labels, then a distillation or not, all within the money left. The run's
-output is the best of its students (:mod:`budget.shipped` picks it on dev), so a plan's value is the
-expected maximum, over draws from the belief about both curves (:class:`budget.policy.curves.Curves`),
-of the students it leaves: the label-only student at its labels, its distilled student, and the students the
-run already has. Labels bought after a distillation that no distillation follows fine-tune the distilled
-student (``refine``); they are expected to add to it what they add to a label-only student.
+output is the student :mod:`budget.shipped` picks: of the students scored on the run's last dev set, the
+latest, unless an earlier one beats it there beyond the dev set's noise (a paired test). So a plan's value
+is the expected score of that student, over draws from the belief about both curves
+(:class:`budget.policy.curves.Curves`) and of the dev set's noise: a final distillation that is worse than
+the label-only student beside it by less than the test can see ships, and costs the output what it lost.
+The dev set grows with every batch, so after a batch only the plan's own students compete (the label-only
+one at its labels, then its distilled one); without one, the students the run has on its current dev set
+compete too. Labels bought after a distillation may instead fine-tune the distilled student (``refine``);
+they are expected to add to it what they add to a label-only student.
 
 A distillation now, before the labels are done, is a pilot: it is worth what it adds to the output itself
 plus what its measurement of the margin changes in the plans after it (the expected value of sample
@@ -20,6 +24,7 @@ import numpy as np
 
 from budget.policy.curves import Curves, Measurement
 from budget.policy.state import PolicyState
+from budget.shipped import SHIP_Z
 
 __all__ = ["Plan", "Candidates", "best_plan", "plans", "pilot_value", "stop_value", "DRAWS"]
 
@@ -29,17 +34,23 @@ _OUTCOMES = 8  # equal-probability outcomes of a pilot's measurement
 
 @dataclass(frozen=True)
 class Candidates:
-    """The students the run has: labels of its latest label-only student and of its latest distillation
-    (0: none)."""
+    """The students the run has: labels of its latest label-only student and of its latest distilled one (0:
+    none); ``both_current``: both were scored on the run's current dev set (they compete for shipping);
+    ``latest_distilled``: the distilled one is the later; ``dev_se``: the paired standard error (points) of a
+    difference of two students on that dev set."""
 
     label_only: int
     distilled: int = 0
+    both_current: bool = False
+    latest_distilled: bool = False
+    dev_se: float = 10.0
 
 
 @dataclass(frozen=True)
 class Plan:
-    """``batches`` more batches (to ``labels`` labels), then a distillation when ``distil``, for ``cost_micro``;
-    ``value`` the expected score of the run's output after it (points), ``low``/``high`` the 10% and 90%
+    """``batches`` more batches (to ``labels`` labels), then a distillation when ``distil``, for ``cost_micro``
+    (``refine``: the batches fine-tune the latest distilled student); ``value`` the expected score of the
+    student the run ships after it (points), ``low``/``high`` the 10% and 90%
     quantiles of what it adds to the output of stopping now, ``alone`` the label-only student's expected
     score at the end."""
 
@@ -84,45 +95,64 @@ def distill_cost_at(state: PolicyState, labels: int, teachers: int) -> int:
     return now + grown
 
 
-def _scores(curves: Curves, theta: np.ndarray, row) -> np.ndarray:
+def _scores(theta: np.ndarray, row) -> np.ndarray:
     return np.clip(theta @ np.array(row), 0.0, 100.0)
 
 
-def _value(curves: Curves, theta: np.ndarray, have: Candidates, labels: int, distil: bool,
+def shipped(students: list[np.ndarray], noise: np.ndarray, se: float) -> np.ndarray:
+    """The score, per draw, of the student :mod:`budget.shipped` ships of ``students`` (true scores per draw, the
+    latest last): an earlier one only where its lead over the latest, as the dev set measures it (true lead +
+    ``se`` x ``noise``), passes ``SHIP_Z`` x ``se``."""
+    latest = students[-1]
+    out, best_lead = latest.copy(), np.full(latest.shape, SHIP_Z * se)
+    for i, earlier in enumerate(students[:-1]):
+        lead = earlier - latest + se * noise[:, i]
+        wins = lead > best_lead
+        out[wins], best_lead[wins] = earlier[wins], lead[wins]
+    return out
+
+
+def _value(curves: Curves, theta: np.ndarray, noise: np.ndarray, have: Candidates, labels: int, distil: bool,
            refine: bool) -> np.ndarray:
-    """The output's score per draw after a plan that ends with ``labels`` labels."""
-    out = [_scores(curves, theta, curves.label_row(labels))]
-    if have.label_only:
-        out.append(_scores(curves, theta, curves.label_row(have.label_only)))
-    if have.distilled:
-        out.append(_scores(curves, theta, curves.distilled_row(have.distilled)))
+    """The shipped student's score per draw after a plan that ends with ``labels`` labels."""
+    if labels > curves.n_now or not have.label_only:  # a batch: a new dev set, only the plan's students compete
         if refine:
             lift = theta @ np.array(curves.label_row(labels)) - theta @ np.array(curves.label_row(have.distilled))
-            out.append(np.clip(theta @ np.array(curves.distilled_row(have.distilled)) + lift, 0.0, 100.0))
+            students = [np.clip(theta @ np.array(curves.distilled_row(have.distilled)) + lift, 0.0, 100.0)]
+        else:
+            students = [_scores(theta, curves.label_row(labels))]
+    else:
+        plain = _scores(theta, curves.label_row(have.label_only))
+        students = [plain]
+        if have.distilled and have.both_current:
+            distilled = _scores(theta, curves.distilled_row(have.distilled))
+            students = [plain, distilled] if have.latest_distilled else [distilled, plain]
+        elif have.distilled and have.latest_distilled:
+            students = [_scores(theta, curves.distilled_row(have.distilled))]
     if distil:
-        out.append(_scores(curves, theta, curves.distilled_row(labels)))
-    return np.max(np.stack(out), axis=0)
+        students.append(_scores(theta, curves.distilled_row(labels)))
+    return shipped(students, noise, have.dev_se)
 
 
 def plans(state: PolicyState, curves: Curves, normals: np.ndarray, have: Candidates, money: int,
           teachers: int = 1) -> list[Plan]:
     """Every plan ``money`` pays for, valued under ``curves`` (draws from ``normals``)."""
-    theta = curves.draws(normals)
+    theta, noise = curves.draws(normals[:, :4]), normals[:, 4:]
     _, now = stop_value(curves, normals, have)
-    alone_row = curves.label_row
     out = []
     can_distil = state.n_unlabeled > 0
     for k, (added, cost) in enumerate(_label_steps(state, money)):
         labels = state.n_labels + added
-        alone = float(np.mean(_scores(curves, theta, alone_row(labels))))
-        options = [(False, cost)]
+        alone = float(np.mean(_scores(theta, curves.label_row(labels))))
+        options = [(False, False, cost)]
+        if k > 0 and have.distilled:
+            options.append((False, True, cost))
         if can_distil and not (k == 0 and have.distilled == state.n_labels):
-            options.append((True, cost + distill_cost_at(state, labels, teachers)))
-        for distil, total in options:
+            options.append((True, False, cost + distill_cost_at(state, labels, teachers)))
+        for distil, refine, total in options:
             if total > money:
                 continue
-            refine = not distil and k > 0 and have.distilled > 0
-            v = _value(curves, theta, have, labels, distil, refine)
+            v = _value(curves, theta, noise, have, labels, distil, refine)
             out.append(Plan(k, labels, distil, total, float(v.mean()), float(np.quantile(v - now, 0.1)),
                             float(np.quantile(v - now, 0.9)), alone, refine))
     return out
@@ -139,8 +169,8 @@ def best_plan(candidates: list[Plan], price: float = 0.0) -> Plan | None:
 
 def stop_value(curves: Curves, normals: np.ndarray, have: Candidates) -> tuple[float, np.ndarray]:
     """The output's expected score if the run stopped now, and its score per draw."""
-    theta = curves.draws(normals)
-    v = _value(curves, theta, have, have.label_only or curves.n_now, False, False)
+    theta = curves.draws(normals[:, :4])
+    v = _value(curves, theta, normals[:, 4:], have, curves.n_now, False, False)
     return float(v.mean()), v
 
 
@@ -153,7 +183,7 @@ def pilot_value(state: PolicyState, curves: Curves, normals: np.ndarray, have: C
     row = curves.margin_row(state.n_labels)
     mean, sd = curves.predict(row)
     spread = float(np.sqrt(sd ** 2 + se ** 2))
-    after = Candidates(have.label_only, state.n_labels)
+    after = Candidates(have.label_only, state.n_labels, both_current=True, latest_distilled=True, dev_se=have.dev_se)
     quantiles = (np.arange(_OUTCOMES) + 0.5) / _OUTCOMES
     from statistics import NormalDist
     values = []

@@ -16,23 +16,23 @@ def label_only(n, slope=8.0, level=70.0, n0=60):
     return (level + slope * math.log(n / n0)) / 100
 
 
-def rounds(ns, *, slope=8.0, margins=(), disagree=0.05):
+def rounds(ns, *, slope=8.0, margins=(), disagree=0.05, dev=DEV):
     """A baseline at ns[0] (with its pilot on half the labels), a label-only round at each later n, and after the
     rounds at the labels of ``margins`` ((n, points) pairs) a distillation scoring ``points`` over the label-only
-    student there. Every gain is measured on the same ``DEV`` items as what it is compared with."""
+    student there. Every gain is measured on the same ``dev`` items as what it is compared with."""
     score = {n: label_only(n, slope) for n in ns}
-    out = [RoundObservation(0, "baseline", 1000, ns[0], score[ns[0]], dev_items=DEV,
+    out = [RoundObservation(0, "baseline", 1000, ns[0], score[ns[0]], dev_items=dev,
                             pilot_dev=label_only(ns[0] // 2, slope), pilot_disagree=disagree, pilot_labels=ns[0] // 2)]
     last_distilled = None
     for prev, n in zip(ns, ns[1:], strict=False):
-        out.append(RoundObservation(len(out), "annotate", 25 * USD, n, score[n], score[prev], disagree, DEV,
+        out.append(RoundObservation(len(out), "annotate", 25 * USD, n, score[n], score[prev], disagree, dev,
                                     arm_prev_dev=score[prev], arm_disagree=disagree, arm_prev_labels=prev))
         for at, points in margins:
             if at == n:
                 d = score[n] + points / 100
                 along = {} if last_distilled is None else {"arm_prev_dev": last_distilled[1], "arm_disagree": disagree,
                                                            "arm_prev_labels": last_distilled[0]}
-                out.append(RoundObservation(len(out), "distill", 3 * USD, n, d, score[n], disagree, DEV, **along))
+                out.append(RoundObservation(len(out), "distill", 3 * USD, n, d, score[n], disagree, dev, **along))
                 last_distilled = (n, d)
     return out
 
@@ -149,3 +149,13 @@ def test_a_large_budget_buys_the_batches_worth_their_price_and_not_the_rest():
     assert d.arm == "annotate"
     plan = d.reason.split("plan: ")[1]
     assert int(plan.split(" more batch")[0]) < 1000 * USD // (25 * USD + 1000)
+
+
+def test_a_pilot_runs_where_compute_is_free_but_the_dev_set_cannot_undo_a_bad_final_distillation():
+    # The run ships its latest student unless an earlier one beats it beyond the dev set's noise. On 30 dev items
+    # a final distillation 6 points worse than the label-only student beside it would still ship: knowing the
+    # margin first is worth a distillation that costs nothing. On 2,000 items the dev set would catch it.
+    small = Adaptive().decide(state(rounds([60, 110], dev=30, disagree=0.2), n_labels=110, distill=CHEAP))
+    assert small.arm == "distill" and small.reason.startswith("a pilot distillation")
+    large = Adaptive().decide(state(rounds([60, 110], dev=2000, disagree=0.2), n_labels=110, distill=CHEAP))
+    assert large.arm == "annotate"
