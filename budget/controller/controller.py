@@ -22,22 +22,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
-
-from annotation.pool import load_pool, split_pool
+from annotation.pool import load_pool
 from budget import failpoints
 from budget.approvals import LEDGER_FILE
 from budget.config import ProjectConfig
 from budget.controller.platforms import PlatformRequest, make_connector
-from budget.controller.run_init import answerable, check_labels_in_use, config_hash, measure_run
-from budget.controller.views import observations, round_costs
+from budget.controller.run_init import check_labels_in_use, config_hash, measure_run, run_split
+from budget.controller.views import check_regression, policy_state, round_costs, round_plan
 from budget.costs import ComputePricer, CostModel
 from budget.exceptions import AwaitingAnnotators, AwaitingApproval, UsageError
 from budget.ledger import Ledger
 from budget.ledger.round_records import RoundPlan, RoundSummary, RunInit
 from budget.money import format_usd
 from budget.policy import Decision, Policy, PolicyState, make_policy
-from budget.policy.estimates import paired_se
 from budget.preflight import (
     check_connector,
     check_device,
@@ -121,20 +118,8 @@ class Controller:
         sim = connector is None and config.simulated or isinstance(connector, SimulatedConnector)
         if sim:
             check_labels_in_use(self.pool)
-        # "all": every labeled row is the team's seed (real data); a number draws that many of them
-        # (a simulation draws its seed and test set from the labeled rows and buys the rest).
-        size = config.split.seed_size
-        seed_size = len(self.pool.labeled) if size == "all" else int(size)
-        split = split_pool(self.pool, seed=seed, seed_size=seed_size,
-                           test_size=config.split.test_size if config.simulated else 0)
-        self.unanswerable = 0  # rows the simulated people cannot label: they have no label to answer with
-        if sim:
-            split, self.unanswerable = answerable(self.pool, split)
-        cap = config.split.max_unlabeled
-        if cap and len(split.unlabeled) > cap:
-            keep = np.sort(np.random.default_rng(seed).permutation(split.unlabeled)[:cap])
-            split = type(split)(seed=split.seed, unlabeled=keep, test=split.test)
-        self.split = split
+        # rows the simulated people cannot label (no label to answer with) are left out of a simulation's pool
+        self.split, self.unanswerable = run_split(config, self.pool, seed, simulated=sim)
         self._connector = connector
         if clock is None:  # a simulated platform's annotators answer on its simulated time
             sim = isinstance(connector, SimulatedConnector) or (connector is None and config.simulated)
@@ -286,41 +271,13 @@ class Controller:
     def plan_round(self, decision: Decision, snap: Snapshot) -> RoundPlan:
         """The decision with what its compute is expected to cost (as the policy saw it), the raw FLOP
         estimate, and the estimate per metered phase."""
-        n_train, n_dev = self._train_dev_sizes(snap.n_labels + (decision.n_items if decision.arm == "annotate"
-                                                                 else 0))  # + labels it buys
-        costs = self.cost_model(pool=decision.n_items if decision.arm == "distill" else 0)
-        phases = costs.phases(decision.arm, n_train, n_dev, decision.n_items, decision.teachers, decision.pilot)
-        if decision.arm == "distill":
-            return RoundPlan(decision, decision.amount_micro, decision.amount_micro / costs.distill_correction, phases)
-        raw = self.cost_model(corrected=False).retrain(n_train, n_dev, decision.pilot)
-        return RoundPlan(decision, costs.retrain(n_train, n_dev, decision.pilot), float(raw), phases)
-
-    def _train_dev_sizes(self, n_labels: int) -> tuple[int, int]:
-        """How ``n_labels`` purchased labels divide into training and dev items, for cost estimates."""
-        n_dev = max(1, round(n_labels * self.config.split.dev_fraction))
-        return max(1, n_labels - n_dev), n_dev
+        return round_plan(self.config, self.cost_model, decision, snap.n_labels)
 
     def policy_state(self, snap: Snapshot, extra_micro: int = 0) -> PolicyState:
         """The read-only state the policy decides on (``extra_micro``: money about to be granted)."""
-        money = self.ledger.snapshot()
         n_unlabeled = len(snap.unlabeled_for_distill(len(self.pool), self.seed))
-        costs = self.cost_model(pool=n_unlabeled)
-        n_train, n_dev = self._train_dev_sizes(snap.n_labels)
-        batch = self.config.annotation.batch_size
-        obs = observations(money)
-        return PolicyState(
-            granted_micro=money.totals.granted + extra_micro, available_micro=money.totals.available + extra_micro,
-            spent_by_arm=money.spent_by_arm, rounds=obs,
-            label_cost_micro=self.config.label_cost_per_item(),
-            retrain_cost_micro=costs.retrain(n_train + batch, n_dev, self.policy.pilots),  # its pilot too
-            distill_fixed_cost_micro=costs.distill_fixed(n_train, n_dev),
-            distill_fixed_after_micro=tuple(costs.distill_fixed(*self._train_dev_sizes(snap.n_labels + b))
-                                            for b in range(1, batch + 1)),
-            distill_cost_per_1000_micro=costs.distill_per_1000(n_train),
-            teacher_cost_micro=costs.teacher_fixed(n_train), teacher_per_1000_micro=costs.teacher_per_1000(),
-            n_labels=snap.n_labels, n_available=len(snap.states.indices("unlabeled")),
-            n_unlabeled=n_unlabeled, batch_size=batch,
-            min_batch=self.config.annotation.min_batch_items)
+        return policy_state(self.config, self.ledger.snapshot(), self.cost_model(pool=n_unlabeled), snap,
+                            n_unlabeled=n_unlabeled, pilots=self.policy.pilots, extra_micro=extra_micro)
 
     def next_decision(self, snap: Snapshot) -> tuple[int, Decision]:
         """The round to run and its decision: a started round resumes with its recorded decision."""
@@ -408,29 +365,9 @@ class Controller:
         if summary.stopped_at_cap:
             self.say(f"round {rnd}: its training stopped early at the cap (no money left to extend its "
                      "reservation); the model trained so far is kept.")
-        self._check_regression(rnd, decision, summary)
-
-    def _check_regression(self, rnd: int, decision: Decision, summary: RoundSummary) -> None:
-        """Say so when a round's student is clearly worse than the one before it on the same dev items.
-
-        More labels should not make a student worse; when they do (beyond two standard errors of the
-        paired difference) the training recipe is wrong for this data (too few steps, a learning
-        rate too high for small data), not the arm. The event is kept; the best student so far stays
-        the run's output.
-        """
-        if summary.dev is None or summary.prev_dev is None or summary.disagree is None or decision.arm == "distill":
-            return
-        before = [r for r in self.ledger.rounds() if r.state == "done" and r.round < rnd]
-        if before and before[-1].distilled:  # a label-only student below a distilled one is expected
-            return
-        drop = 100 * (summary.prev_dev - summary.dev)
-        se = paired_se(summary.disagree, summary.dev_items or 0)
-        if drop > 2 * se:
-            self.ledger.log_event("student_regressed", round=rnd, drop_points=drop, se_points=se)
-            self.say(f"round {rnd}: the student scores {drop:.1f} dev points below the previous one on the same "
-                     f"{summary.dev_items} items (more than twice the {se:.1f}-point standard error): a training "
-                     "recipe problem ([models] student_epochs, student_lr, min_steps); the best student so far "
-                     "stays the run's output.")
+        line = check_regression(self.ledger, rnd, decision, summary)
+        if line:
+            self.say(line)
 
     def plan(self, extra_micro: int) -> str:
         """The dry run: money, both arms' estimates and the policy's next decision; spends nothing."""

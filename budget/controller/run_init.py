@@ -1,8 +1,8 @@
 """What a run fixes when it is created, and the checks on its pool before anything is written.
 
 :func:`config_hash` names what a resumed run must not change (task, split, models); :func:`measure_run` the
-sizes its compute estimates come from; :func:`answerable` and :func:`check_labels_in_use` what a simulation
-can buy.
+sizes its compute estimates come from; :func:`run_split` its seed, unlabeled and test items; :func:`answerable` and
+:func:`check_labels_in_use` what a simulation can buy.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from annotation.pool import Pool, PoolSplit
+from annotation.pool import Pool, PoolSplit, split_pool
 from budget.config import ProjectConfig
 from budget.ledger.round_records import RunInit
 from budget.preflight import PreflightError
 from modeling.models import load_classifier
 
-__all__ = ["config_hash", "check_labels_in_use", "answerable", "measure_run"]
+__all__ = ["config_hash", "check_labels_in_use", "answerable", "measure_run", "run_split"]
 
 
 def config_hash(config: ProjectConfig) -> str:
@@ -53,6 +53,28 @@ def answerable(pool: Pool, split: PoolSplit) -> tuple[PoolSplit, int]:
     rows that leaves out."""
     keep = split.unlabeled[pool.gold[split.unlabeled] >= 0]
     return replace(split, unlabeled=keep), len(split.unlabeled) - len(keep)
+
+
+def run_split(config: ProjectConfig, pool: Pool, seed: int, *, simulated: bool) -> tuple[PoolSplit, int]:
+    """The run's seed, unlabeled and test items, and how many unlabeled rows a simulation leaves out.
+
+    ``[split] seed_size = "all"``: every labeled row is the team's seed (real data); a number draws that many
+    of them (a simulation draws its seed and test set from the labeled rows and buys the rest). A simulation
+    (``simulated``) keeps only the rows its simulated people can answer (:func:`answerable`); ``[split]
+    max_unlabeled`` caps the unlabeled items at a random subset, drawn with ``seed``.
+    """
+    size = config.split.seed_size
+    seed_size = len(pool.labeled) if size == "all" else int(size)
+    split = split_pool(pool, seed=seed, seed_size=seed_size,
+                       test_size=config.split.test_size if config.simulated else 0)
+    left_out = 0
+    if simulated:
+        split, left_out = answerable(pool, split)
+    cap = config.split.max_unlabeled
+    if cap and len(split.unlabeled) > cap:
+        keep = np.sort(np.random.default_rng(seed).permutation(split.unlabeled)[:cap])
+        split = replace(split, unlabeled=keep)
+    return split, left_out
 
 
 def measure_run(config: ProjectConfig, pool: Pool, split: PoolSplit, run_id: str, seed: int,

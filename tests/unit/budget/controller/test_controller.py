@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from budget.config import load_config
 from budget.controller import Controller
 from budget.controller.cli import cli
+from budget.controller.views import train_dev_sizes
 from budget.decision import Decision
 from budget.ledger import Ledger
 from budget.ledger.round_records import RoundPlan, RoundSummary
@@ -275,7 +276,8 @@ def test_the_policy_sees_what_a_distillation_would_cost_after_each_size_of_the_n
         snap = run.ctx.snapshot()
         state = run.policy_state(snap)
         costs = run.cost_model(pool=state.n_unlabeled)
-        after = [costs.distill_fixed(*run._train_dev_sizes(snap.n_labels + b)) for b in range(state.batch_size + 1)]
+        after = [costs.distill_fixed(*train_dev_sizes(run.config, snap.n_labels + b))
+                 for b in range(state.batch_size + 1)]
     assert state.distill_fixed_cost_micro == after[0]
     assert state.distill_fixed_after_micro == tuple(after[1:])
     assert len(set(after)) > 1  # the estimate moves with the labels, so the look-ahead matters
