@@ -17,7 +17,7 @@ Records, responses and their statuses are read from the records list endpoint (t
 from the search engine, so what ``pull`` sees is what the server has committed.
 
 Faults are translated in one place, :func:`connectors.platform.map_errors`, with the words in
-:data:`ARGILLA`. Retries are not done here: wrap the connector in
+:data:`connectors.argilla_errors.ARGILLA`. Retries are not done here: wrap the connector in
 :class:`connectors.retry.RetryingConnector`. The API key is read from the environment variable named
 by ``api_key_env`` when the connector first talks to the server, and never appears in a repr, a log
 line or an error.
@@ -33,27 +33,14 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 import argilla as rg
-from argilla._exceptions import (
-    ArgillaAPIError,
-    ArgillaCredentialsError,
-    ArgillaError,
-    ForbiddenError,
-    UnauthorizedError,
-)
 
 from annotation.records import Annotation, Batch, BatchItem, BatchStatus, Receipt
+from connectors.argilla_errors import ARGILLA
 from connectors.exceptions import ConnectorUsageError, PlatformError, ProtocolError
-from connectors.platform import (
-    Answer,
-    Platform,
-    PlatformConnector,
-    map_errors,
-    one_line,
-    tally,
-    texts_by_field,
-)
+from connectors.items import tally, texts_by_field
+from connectors.platform import PlatformConnector, map_errors, one_line
 
-__all__ = ["ARGILLA", "ArgillaConnector", "map_platform_errors", "QUESTION_NAME"]
+__all__ = ["ArgillaConnector", "map_platform_errors", "QUESTION_NAME"]
 
 #: name of the dataset's one question
 QUESTION_NAME = "label"
@@ -65,41 +52,6 @@ _SUGGESTION_AGENT = "student"
 _PAGE = 1000
 #: records per bulk upsert (the SDK allows up to 500)
 _UPSERT = 500
-
-
-def _sdk_answer(exc: BaseException) -> Answer | None:
-    """The status the argilla SDK put on its own exceptions (the httpx answer, when chained, is read first)."""
-    if isinstance(exc, (ArgillaCredentialsError, UnauthorizedError)):
-        return Answer(401)
-    if isinstance(exc, ForbiddenError):
-        return Answer(403)
-    if isinstance(exc, ArgillaAPIError):
-        return Answer(exc.status_code, str(exc).split("Details: ", 1)[-1])
-    return None
-
-
-def _sdk_detail(exc: BaseException) -> str | None:
-    if isinstance(exc, (KeyError, ArgillaError)):
-        return f"{type(exc).__name__}: {exc}"
-    return None
-
-
-#: what Argilla's messages say, and how the argilla SDK's own exceptions are read
-ARGILLA = Platform(
-    name="Argilla",
-    server="argilla-server",
-    expects="an argilla-server 2.x",
-    key="an owner or admin key",
-    forbidden="an owner key, or an admin key of the connector's workspace",
-    missing_key="export the API key of an Argilla owner or admin (Argilla UI > My settings) to connect to {url}.",
-    fixes={404: "check [connector] url, workspace and dataset, and that the dataset still exists.",
-           409: "another process changed the dataset at the same time; try again.",
-           429: "Argilla is rate limiting; try again later.",
-           "5xx": "see the argilla-server log.",
-           "4xx": "check [connector] in project.toml."},
-    answer=_sdk_answer,
-    unreadable=_sdk_detail,
-)
 
 
 class ArgillaConnector(PlatformConnector):

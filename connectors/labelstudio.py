@@ -32,7 +32,8 @@ from label_studio_sdk.core.parse_error import ParsingError
 
 from annotation.records import Annotation, Batch, BatchItem, BatchStatus, Receipt
 from connectors.exceptions import ConnectorUsageError, ProtocolError
-from connectors.platform import Answer, Platform, PlatformConnector, map_errors, tally, texts_by_field
+from connectors.items import tally, texts_by_field
+from connectors.platform import Answer, Platform, PlatformConnector, map_errors
 
 __all__ = ["LABEL_STUDIO", "LabelStudioConnector", "label_config", "map_platform_errors", "project_title"]
 

@@ -1,4 +1,4 @@
-"""What the SDK connectors share: error mapping, redaction, the API key, one-line messages, status counts.
+"""What the SDK connectors share: error mapping, redaction, the API key, one-line messages.
 
 A connector for a third platform subclasses :class:`PlatformConnector` and supplies:
 
@@ -7,8 +7,8 @@ A connector for a third platform subclasses :class:`PlatformConnector` and suppl
   two hooks: ``answer`` reads the status and body out of such an exception, ``unreadable`` names the
   SDK's own "could not parse the answer" errors;
 - ``_push``, ``pull`` and ``status`` as SDK calls inside ``with self._errors(batch_id):``, the key from
-  :meth:`PlatformConnector._api_key`, the text fields from :func:`texts_by_field` and the counts from
-  :func:`tally`.
+  :meth:`PlatformConnector._api_key`, the text fields from :func:`connectors.items.texts_by_field` and the
+  counts from :func:`connectors.items.tally`.
 
 Everything else is here: httpx faults (connection, timeout, invalid URL, ``HTTPStatusError``), pydantic
 and JSON errors map to the same errors with the same one-line messages for every platform, and the API
@@ -28,7 +28,6 @@ from typing import Any, ClassVar, NamedTuple
 import httpx
 import pydantic
 
-from annotation.records import Batch, BatchItem, BatchStatus
 from connectors.base import Connector
 from connectors.exceptions import (
     AuthError,
@@ -48,8 +47,6 @@ __all__ = [
     "map_errors",
     "one_line",
     "redact",
-    "tally",
-    "texts_by_field",
 ]
 
 BODY_CHARS = 300  # characters of an error body kept in PlatformError.body
@@ -375,36 +372,3 @@ class PlatformConnector(Connector):
     def _errors(self, batch_id: str | None) -> AbstractContextManager[None]:
         return map_errors(self.words, self._base_url, api_key_env=self.api_key_env, timeout=self.timeout,
                           batch_id=batch_id, secrets=self._secrets())
-
-
-def texts_by_field(batch: Batch, item: BatchItem) -> dict[str, str]:
-    """The item's text(s) keyed by the batch's text field names (two for a pair task).
-
-    Raises
-    ------
-    ConnectorUsageError
-        If the item has more or fewer texts than the batch has text fields.
-    """
-    texts = (item.text,) if isinstance(item.text, str) else tuple(item.text)
-    fields = batch.text_fields
-    if len(texts) != len(fields):
-        raise ConnectorUsageError(f"Batch {batch.batch_id} item {item.external_id} has {len(texts)} text(s) for "
-                                  f"{len(fields)} text field(s) {fields!r}.")
-    return dict(zip(fields, texts, strict=True))
-
-
-def tally(items: Iterable[tuple[int, int, int]]) -> BatchStatus:
-    """A batch's counts from each pushed item's ``(labels, skips, overlap)``.
-
-    An item is finished once its answers (labels and skips together) reach its ``overlap``: *done*
-    when at least one answer is a label, *skipped* when all are skips; otherwise it is *waiting*.
-    """
-    pushed = done = skipped = 0
-    for labels, skips, overlap in items:
-        pushed += 1
-        if labels + skips >= overlap:
-            if labels:
-                done += 1
-            else:
-                skipped += 1
-    return BatchStatus(pushed=pushed, done=done, skipped=skipped, waiting=pushed - done - skipped)

@@ -26,6 +26,7 @@ from connectors.exceptions import (  # noqa: E402
     ProtocolError,
     TransportError,
 )
+from connectors.items import tally, texts_by_field  # noqa: E402
 from connectors.platform import (  # noqa: E402
     Answer,
     Platform,
@@ -33,8 +34,6 @@ from connectors.platform import (  # noqa: E402
     connect_reason,
     map_errors,
     one_line,
-    tally,
-    texts_by_field,
 )
 from tests.utils.pools import make_batch  # noqa: E402
 
