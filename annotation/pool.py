@@ -55,12 +55,12 @@ class Pool:
         The label set.
     ids : list of str, optional
         The data file's own row ids.
-    source : Path, optional
+    source : Path or str, optional
         The file the items came from.
     """
 
     def __init__(self, texts: list[Text], gold: Sequence[int] | np.ndarray, labels: Sequence[str], *,
-                 ids: list[str] | None = None, source: Path | None = None) -> None:
+                 ids: list[str] | None = None, source: Path | str | None = None) -> None:
         self.texts = list(texts)
         self.gold = np.asarray(gold, dtype=np.int64)
         self.labels = tuple(labels)
@@ -207,6 +207,45 @@ def _stratified_pick(candidates: np.ndarray, gold: np.ndarray, k: int, rng: np.r
     return np.concatenate(picked) if picked else np.empty(0, dtype=np.int64)
 
 
+def _split_sizes(pool: Pool, seed_size: int, test_size: int | float) -> tuple[int, int]:
+    """Check the sizes asked of :func:`split_pool` against the pool and turn them into counts.
+
+    Parameters
+    ----------
+    pool : Pool
+        The task's items.
+    seed_size : int
+        Number of labeled seed items.
+    test_size : int or float
+        Number of held-out test items, or a fraction in (0, 1) of the labeled items.
+
+    Returns
+    -------
+    tuple of (int, int)
+        The number of seed items and the number of test items.
+
+    Raises
+    ------
+    TaskDataError
+        If the sizes are negative or ask for more labeled items than the pool has.
+    EmptyPoolError
+        If nothing would be left unlabeled.
+    """
+    n_labeled = len(pool.labeled)
+    n_test = _count(test_size, n_labeled, "test_size")
+    n_seed = _count(seed_size, n_labeled, "seed_size")
+    if n_seed + n_test > n_labeled:
+        raise TaskDataError(
+            f"seed_size {n_seed} + test_size {n_test} = {n_seed + n_test} is more than the {n_labeled} "
+            f"labeled items of the pool ({len(pool)} items); lower them."
+        )
+    if len(pool) - n_seed - n_test == 0:
+        raise EmptyPoolError(
+            f"seed_size {n_seed} + test_size {n_test} takes all {len(pool)} items; nothing is left to label."
+        )
+    return n_seed, n_test
+
+
 def split_pool(pool: Pool, *, seed: int, seed_size: int, test_size: int | float,
                stratify: bool = True) -> PoolSplit:
     """Split the pool into seed, unlabeled and test parts, the same way for the same ``seed``.
@@ -241,17 +280,7 @@ def split_pool(pool: Pool, *, seed: int, seed_size: int, test_size: int | float,
         If nothing would be left unlabeled.
     """
     labeled = pool.labeled
-    n_test = _count(test_size, len(labeled), "test_size")
-    n_seed = _count(seed_size, len(labeled), "seed_size")
-    if n_seed + n_test > len(labeled):
-        raise TaskDataError(
-            f"seed_size {n_seed} + test_size {n_test} = {n_seed + n_test} is more than the {len(labeled)} "
-            f"labeled items of the pool ({len(pool)} items); lower them."
-        )
-    if len(pool) - n_seed - n_test == 0:
-        raise EmptyPoolError(
-            f"seed_size {n_seed} + test_size {n_test} takes all {len(pool)} items; nothing is left to label."
-        )
+    n_seed, n_test = _split_sizes(pool, seed_size, test_size)
     rng = np.random.default_rng(seed)
     if stratify:
         test = _stratified_pick(labeled, pool.gold, n_test, rng, each_class=False)

@@ -154,10 +154,14 @@ def _append_only(conn: sqlite3.Connection, table: str) -> None:
         )
 
 
-@LEDGER_MIGRATIONS()
-def m001_initial(conn: sqlite3.Connection) -> None:
-    """The journal, reservations, batches and approvals, labels, steps, rounds, metrics and events."""
-    statements = [
+def _execute_all(conn: sqlite3.Connection, statements: list[str]) -> None:
+    for statement in statements:
+        conn.execute(statement)
+
+
+def _create_money_tables(conn: sqlite3.Connection) -> None:
+    """m001, part 1: the append-only journal ``entries`` and the ``reservations`` it draws on."""
+    _execute_all(conn, [
         # the journal: every movement of money, never updated or deleted
         """CREATE TABLE entries (
             id INTEGER PRIMARY KEY,
@@ -180,6 +184,12 @@ def m001_initial(conn: sqlite3.Connection) -> None:
             state TEXT NOT NULL DEFAULT 'open' CHECK (state IN ('open', 'closed')),
             created_at TEXT NOT NULL,
             closed_at TEXT)""",
+    ])
+
+
+def _create_batch_tables(conn: sqlite3.Connection) -> None:
+    """m001, part 2: ``batches``, their ``approvals``, and the ``labels`` bought with them."""
+    _execute_all(conn, [
         """CREATE TABLE batches (
             batch_id TEXT PRIMARY KEY,
             round INTEGER,
@@ -211,6 +221,12 @@ def m001_initial(conn: sqlite3.Connection) -> None:
             at TEXT NOT NULL,
             UNIQUE (external_id, annotator))""",
         "CREATE INDEX labels_by_batch ON labels (batch_id)",
+    ])
+
+
+def _create_run_tables(conn: sqlite3.Connection) -> None:
+    """m001, part 3: the run's ``steps``, ``rounds``, ``metrics`` and ``events``."""
+    _execute_all(conn, [
         """CREATE TABLE steps (
             key TEXT PRIMARY KEY,
             state TEXT NOT NULL CHECK (state IN ('started', 'done')),
@@ -239,9 +255,18 @@ def m001_initial(conn: sqlite3.Connection) -> None:
             kind TEXT NOT NULL,
             data TEXT NOT NULL)""",
         "CREATE INDEX events_by_kind ON events (kind)",
-    ]
-    for statement in statements:
-        conn.execute(statement)
+    ])
+
+
+@LEDGER_MIGRATIONS()
+def m001_initial(conn: sqlite3.Connection) -> None:
+    """The journal, reservations, batches and approvals, labels, steps, rounds, metrics and events.
+
+    Split into helpers by group of tables; the statements and their order are those m001 shipped with.
+    """
+    _create_money_tables(conn)
+    _create_batch_tables(conn)
+    _create_run_tables(conn)
     for table in ("entries", "approvals", "labels", "events"):
         _append_only(conn, table)
 
