@@ -8,9 +8,19 @@ import numpy as np
 
 from budget.decision import Decision
 from budget.policy.base import Policy
-from budget.policy.curves import CurvePrior, Measurement, fit, typical_se
-from budget.policy.estimates import Gain, paired_se, z_value
-from budget.policy.plans import DRAWS, Candidates, Plan, best_plan, distill_cost_at, pilot_value, plans, stop_value
+from budget.policy.curves import CurvePrior, dev_paired_se, fit, typical_se
+from budget.policy.estimates import Gain, z_value
+from budget.policy.plans import (
+    DRAWS,
+    Candidates,
+    Plan,
+    best_plan,
+    distill_cost_at,
+    outcomes,
+    pilot_value,
+    plans,
+    stop_value,
+)
 from budget.policy.state import PolicyState
 
 __all__ = ['Adaptive']
@@ -150,12 +160,8 @@ def slope_matters(state: PolicyState, curves, normals: np.ndarray, have: Candida
     se = typical_se(state, prior)
     if not np.isfinite(se) or state.n_unlabeled == 0:
         return False
-    row = (0.0, 1.0, 0.0, 0.0)
-    mean, sd = curves.predict(row)
-    spread = float(np.sqrt(sd ** 2 + (se / np.log(2)) ** 2))
     seen = set()
-    for z in (-1.5, -0.5, 0.5, 1.5):
-        after = curves.observe(Measurement(row, mean + z * spread, se / np.log(2), "slope"))
+    for after in outcomes(curves, (0.0, 1.0, 0.0, 0.0), se / np.log(2), (-1.5, -0.5, 0.5, 1.5), "slope"):
         best = best_plan(plans(state, after, normals, have, state.available_micro, teachers), price)
         seen.add(None if best is None else (best.distil, best.batches > 0))
     return len(seen) > 1
@@ -167,8 +173,7 @@ def _candidates(state: PolicyState) -> Candidates:
     plain = [r for r in scored if not r.distilled]
     distilled = [r for r in scored if r.distilled]
     dev = max((r.dev_items for r in scored), default=0)
-    seen = [r.disagree for r in scored if r.disagree is not None]
-    se = paired_se(sum(seen) / len(seen) if seen else 0.15, dev) if dev else 10.0
+    se = dev_paired_se(scored)
     return Candidates(plain[-1].n_labels if plain else 0, distilled[-1].n_labels if distilled else 0,
                       both_current=bool(plain and distilled) and plain[-1].dev_items == distilled[-1].dev_items == dev,
-                      latest_distilled=bool(scored) and scored[-1].distilled, dev_se=se)
+                      latest_distilled=bool(scored) and scored[-1].distilled, dev_se=10.0 if se is None else se)

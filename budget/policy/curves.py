@@ -29,14 +29,15 @@ plus ``retrain_sd``: two students differ by their training seed as well as by wh
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from budget.policy.estimates import paired_se
-from budget.policy.state import PolicyState
+from budget.policy.state import PolicyState, RoundObservation
 
-__all__ = ["CurvePrior", "Curves", "Measurement", "fit", "measurements"]
+__all__ = ["CurvePrior", "Curves", "Measurement", "dev_paired_se", "fit", "measurements", "typical_se"]
 
 PARAMS = ("level", "slope", "margin", "margin_slope")
 
@@ -186,9 +187,17 @@ def fit(state: PolicyState, prior: CurvePrior) -> Curves:
     return curves
 
 
+def dev_paired_se(rounds: Sequence[RoundObservation]) -> float | None:
+    """The paired standard error (points) of a difference of two students on the largest dev set of ``rounds``,
+    at their mean disagreement (0.15 before any is measured); None when no round has dev items."""
+    dev = max((r.dev_items for r in rounds), default=0)
+    if not dev:
+        return None
+    seen = [r.disagree for r in rounds if r.disagree is not None]
+    return paired_se(sum(seen) / len(seen) if seen else 0.15, dev)
+
+
 def typical_se(state: PolicyState, prior: CurvePrior) -> float:
     """The error a new paired measurement on the current dev set is expected to have (points)."""
-    dev = max((r.dev_items for r in state.rounds), default=0)
-    seen = [r.disagree for r in state.rounds if r.disagree is not None]
-    disagree = sum(seen) / len(seen) if seen else 0.15
-    return math.sqrt(paired_se(disagree, dev) ** 2 + prior.retrain_sd ** 2) if dev else math.inf
+    se = dev_paired_se(state.rounds)
+    return math.inf if se is None else math.sqrt(se ** 2 + prior.retrain_sd ** 2)

@@ -18,7 +18,9 @@ information, over the outcomes the belief predicts for it). :func:`pilot_value` 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 
@@ -26,7 +28,7 @@ from budget.policy.curves import Curves, Measurement
 from budget.policy.state import PolicyState
 from budget.shipped import SHIP_Z
 
-__all__ = ["Plan", "Candidates", "best_plan", "plans", "pilot_value", "stop_value", "DRAWS"]
+__all__ = ["Plan", "Candidates", "best_plan", "outcomes", "plans", "pilot_value", "stop_value", "DRAWS"]
 
 DRAWS = 4000  # draws from the belief: the plans' values carry an error of about 1% of their spread
 _OUTCOMES = 8  # equal-probability outcomes of a pilot's measurement
@@ -138,7 +140,7 @@ def plans(state: PolicyState, curves: Curves, normals: np.ndarray, have: Candida
           teachers: int = 1) -> list[Plan]:
     """Every plan ``money`` pays for, valued under ``curves`` (draws from ``normals``)."""
     theta, noise = curves.draws(normals[:, :4]), normals[:, 4:]
-    _, now = stop_value(curves, normals, have)
+    now = _value(curves, theta, noise, have, curves.n_now, False, False)  # stop_value's, on the same draws
     out = []
     can_distil = state.n_unlabeled > 0
     for k, (added, cost) in enumerate(_label_steps(state, money)):
@@ -180,15 +182,18 @@ def pilot_value(state: PolicyState, curves: Curves, normals: np.ndarray, have: C
     ``cost_micro``) and then follows the best plan after seeing the distillation's margin, measured with error
     ``se``: the average over the outcomes the belief predicts for that measurement (equal-probability
     quantiles of its predictive normal)."""
-    row = curves.margin_row(state.n_labels)
-    mean, sd = curves.predict(row)
-    spread = float(np.sqrt(sd ** 2 + se ** 2))
     after = Candidates(have.label_only, state.n_labels, both_current=True, latest_distilled=True, dev_se=have.dev_se)
-    quantiles = (np.arange(_OUTCOMES) + 0.5) / _OUTCOMES
-    from statistics import NormalDist
+    zs = [NormalDist().inv_cdf(float(q)) for q in (np.arange(_OUTCOMES) + 0.5) / _OUTCOMES]
     values = []
-    for q in quantiles:
-        seen = curves.observe(Measurement(row, mean + spread * NormalDist().inv_cdf(float(q)), se, "pilot"))
+    for seen in outcomes(curves, curves.margin_row(state.n_labels), se, zs, "pilot"):
         best = best_plan(plans(state, seen, normals, after, money - cost_micro), price)
         values.append(best.net(price) if best else stop_value(seen, normals, after)[0])
     return float(np.mean(values)) - price * cost_micro
+
+
+def outcomes(curves: Curves, row: tuple[float, ...], se: float, zs: Sequence[float], what: str) -> list[Curves]:
+    """The belief after each outcome of a measurement of ``row`` with error ``se``: the outcome ``z`` predictive
+    standard deviations from the predicted mean, for each ``z`` in ``zs``."""
+    mean, sd = curves.predict(row)
+    spread = float(np.sqrt(sd ** 2 + se ** 2))
+    return [curves.observe(Measurement(row, mean + z * spread, se, what)) for z in zs]
