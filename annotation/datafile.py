@@ -1,7 +1,17 @@
 """Reading the task's data file: texts, gold label ids and row ids, checked row by row.
 
 The file's suffix picks the reader (JSONL / JSON / CSV / TSV / Parquet, all via polars); a folder written by
-``datasets``' ``Dataset.save_to_disk`` is read through ``datasets`` (its Arrow table, handed to polars). Every problem
+``datasets``' ``Dataset.save_to_disk`` is read through ``datasets`` (its Arrow table, handed to polars).
+
+``[task] data = "hf:NAME[:CONFIG][@SPLIT]"`` (``"hf:SetFit/sst2"``, ``"hf:nyu-mll/glue:sst2@validation"``) is a
+Hugging Face dataset already in the local ``datasets`` cache (``HF_DATASETS_CACHE``, by default
+``~/.cache/huggingface/datasets``), loaded by ``datasets.load_dataset`` with offline mode forced for that call:
+nothing is downloaded and the hub is never asked, whatever ``HF_HUB_OFFLINE`` says. A dataset of several configs
+in the cache needs ``:CONFIG``; one of several splits needs ``@SPLIT``, as a ``save_to_disk`` folder of several
+splits needs the split's folder. A ``ClassLabel`` column reads as its integer ids (``labels = ["0", "1"]``).
+A name not in the cache is one line naming the folder looked in and the ``load_dataset`` call that fills it.
+
+Every problem
 is one line naming the file, the line (JSONL, CSV, TSV) or row (JSON array, Parquet), and the fix, e.g.
 ``Data file 'd.jsonl', line 7: not valid JSON (Expecting ',' delimiter at column 31); fix or remove that
 line.`` When polars cannot parse a file, the file is read once more line by line (json / csv modules) only
@@ -14,15 +24,18 @@ from __future__ import annotations
 
 import codecs
 import io
+import json
 import math
+import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from annotation.datalines import Locator, excerpt, parse_error
+from annotation.datalines import Locator, excerpt, one_line, parse_error
 from annotation.exceptions import (
     DataFileNotFoundError,
     EmptyPoolError,
@@ -34,7 +47,7 @@ from annotation.exceptions import (
     UnsupportedFileError,
 )
 from annotation.records import Text
-from annotation.task import TaskSpec
+from annotation.task import TaskSpec, hub_reference
 
 __all__ = ["read_rows"]
 
@@ -46,7 +59,8 @@ _DATASET_FILES = ("state.json", "dataset_dict.json")
 
 
 def read_rows(spec: TaskSpec) -> tuple[list[Text], np.ndarray, list[str] | None]:
-    """Read ``spec.data`` into (texts, gold label ids, row ids), in file order.
+    """Read ``spec.data`` (a file, a ``save_to_disk`` folder or an ``hf:`` dataset in the local cache) into
+    (texts, gold label ids, row ids), in file order.
 
     Gold label ids are positions in ``spec.labels``, -1 for rows whose label is empty, whitespace-only,
     null or missing; row ids are None unless ``spec.id_field`` is set.
@@ -58,8 +72,13 @@ def read_rows(spec: TaskSpec) -> tuple[list[Text], np.ndarray, list[str] | None]
         Each with a one-line message naming the file, the line or row or column, and the fix.
     """
     path = spec.data
-    kind = _kind(path)
-    frame = _read(path, kind)
+    reference = hub_reference(path)
+    if reference is not None:
+        kind, frame = "Dataset", _read_cached_dataset(str(path), *reference)
+    else:
+        path = Path(path)
+        kind = _kind(path)
+        frame = _read(path, kind)
     if frame.height == 0:
         raise EmptyPoolError(f"Data file '{path}' has no rows; the task needs items to label.")
     where = Locator(path, kind)
@@ -135,6 +154,87 @@ def _read_dataset(path: Path) -> pl.DataFrame:
                                 f"data to one of them, e.g. '{path / splits[0]}'.")
         data = data[splits[0]]
     return data.to_polars()
+
+
+def _read_cached_dataset(data: str, name: str, config: str | None, split: str | None) -> pl.DataFrame:
+    """An ``hf:NAME[:CONFIG][@SPLIT]`` dataset from the local ``datasets`` cache as a frame (its Arrow table handed
+    to polars), offline: a name, config or split the cache lacks is one line saying where it looked and how to
+    fill it."""
+    import datasets
+    from datasets.naming import camelcase_to_snakecase
+    from datasets.packaged_modules import _PACKAGED_DATASETS_MODULES
+
+    if name in _PACKAGED_DATASETS_MODULES:
+        raise TaskDataError(f"[task] data = '{data}' names the datasets builder '{name}', not a dataset; to read "
+                            "your own files set [task] data to the file or to a folder written by save_to_disk.")
+    # where load_dataset keeps a hub dataset: <cache>/<namespace>___<name>/<config>/<version>/<hash>/
+    cache = Path(os.path.expanduser(str(datasets.config.HF_DATASETS_CACHE)))
+    *namespace, base = name.split("/")
+    folder = cache / "___".join([*namespace, camelcase_to_snakecase(base)])
+    configs = _cached_configs(folder)
+    if (config not in configs) if config else not configs:
+        call = f"datasets.load_dataset(\"{name}\"" + (f", \"{config}\")" if config else ")")
+        known = f"; it holds the config(s) {', '.join(configs)}" if configs else ""
+        raise DataFileNotFoundError(
+            f"Dataset '{data}' is not in the datasets cache (looked in '{folder}'{known}); run `python -c 'import "
+            f"datasets; {call}'` on a machine with internet and copy the cache here, or set HF_DATASETS_CACHE to "
+            "the cache that holds it."
+        )
+    if config is None and len(configs) > 1:
+        example = f"hf:{name}:{configs[0]}" + (f"@{split}" if split else "")
+        raise TaskDataError(f"Dataset '{data}' has {len(configs)} configs in the datasets cache "
+                            f"({', '.join(configs)}); set [task] data to one of them, e.g. '{example}'.")
+    try:
+        with _offline():
+            # hf://datasets/ so that a local folder of the same name is never read (nor cached) instead
+            loaded = datasets.load_dataset(f"hf://datasets/{name}", config,
+                                           download_mode=datasets.DownloadMode.REUSE_DATASET_IF_EXISTS)
+    except (OSError, ValueError) as exc:  # ConnectionError and FileNotFoundError are OSErrors
+        raise TaskDataError(f"Dataset '{data}' cannot be loaded from the datasets cache '{folder}' "
+                            f"({one_line(exc, 200)}); load it again with datasets.load_dataset on a machine with "
+                            "internet.") from exc
+    splits = list(loaded)
+    if split is None and len(splits) != 1:
+        raise TaskDataError(f"Dataset '{data}' holds {len(splits)} splits ({', '.join(splits)}); set [task] data to "
+                            f"one of them, e.g. '{data}@{splits[0]}'.")
+    if split is not None and split not in loaded:
+        raise TaskDataError(f"Dataset '{data}' has no split '{split}' in the datasets cache; its splits: "
+                            f"{', '.join(splits)}.")
+    return loaded[split or splits[0]].to_polars()
+
+
+def _cached_configs(folder: Path) -> list[str]:
+    """The configs of a hub dataset in the cache: each ``<config>/<version>/<hash>/`` whose ``dataset_info.json``
+    names that config (what ``load_dataset`` offline picks from; a folder of a config with custom kwargs is not
+    one)."""
+    found = set()
+    for entry in folder.glob("*/*/*/dataset_info.json"):
+        try:
+            config = json.loads(entry.read_text(encoding="utf-8")).get("config_name")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if config == entry.parts[-4]:
+            found.add(config)
+    return sorted(found)
+
+
+@contextmanager
+def _offline() -> Iterator[None]:
+    """Offline mode for ``datasets`` and ``huggingface_hub`` while the block runs, whatever the environment says:
+    ``load_dataset`` then reuses the cache without asking the hub."""
+    import datasets.config
+    import datasets.utils.logging as logs
+    import huggingface_hub.constants as hub
+
+    saved = datasets.config.HF_HUB_OFFLINE, datasets.config.HF_DATASETS_OFFLINE, hub.HF_HUB_OFFLINE
+    verbosity = logs.get_verbosity()
+    datasets.config.HF_HUB_OFFLINE = datasets.config.HF_DATASETS_OFFLINE = hub.HF_HUB_OFFLINE = True
+    logs.set_verbosity_error()  # not "using the latest cached version ... (offline mode is enabled)" each time
+    try:
+        yield
+    finally:
+        datasets.config.HF_HUB_OFFLINE, datasets.config.HF_DATASETS_OFFLINE, hub.HF_HUB_OFFLINE = saved
+        logs.set_verbosity(verbosity)
 
 
 def _without_bom(path: Path) -> Path | io.BytesIO:

@@ -58,7 +58,7 @@ class Locator:
     needs it, by reading the file again); JSON-array and Parquet rows by their 1-based position.
     """
 
-    def __init__(self, path: Path, kind: str) -> None:
+    def __init__(self, path: Path | str, kind: str) -> None:
         self.path = path
         self.kind = kind
 

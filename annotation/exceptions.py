@@ -4,7 +4,7 @@ The tree (after httpx and small-text)::
 
     AnnotationError                     anything in annotation/ went wrong
     ├── TaskDataError(ValueError)       the task's data file or its config is wrong
-    │   ├── DataFileNotFoundError       [task] data names no file
+    │   ├── DataFileNotFoundError       [task] data names no file, or an hf: dataset not in the cache
     │   ├── UnsupportedFileError        the file is not .jsonl / .json / .csv / .parquet
     │   ├── DataParseError              a line of the file is not valid JSON / CSV / TSV
     │   ├── MissingColumnError          a configured column is not in the file

@@ -5,6 +5,10 @@ Example (the Stanceosaurus file of the Distill-or-Annotate benchmark)::
     spec = TaskSpec(name="stance", data=Path("stanceosaurus_test_all.jsonl"), text_fields=("source",),
                     label_field="target", labels=("Discussing", "Irrelevant", "Supporting", "Refuting", "Querying"),
                     pair_regex=r"^claim: (.*?) tweet: (.*)$", metric="macro_f1")
+
+``data`` is a file or ``save_to_disk`` folder, or a Hugging Face dataset already in the local ``datasets`` cache,
+written ``hf:NAME[:CONFIG][@SPLIT]`` (:func:`hub_reference`): ``"hf:SetFit/sst2"``,
+``"hf:nyu-mll/glue:sst2@validation"``; it is read offline (:mod:`annotation.datafile`).
 """
 
 from __future__ import annotations
@@ -18,7 +22,30 @@ from typing import Any
 from annotation.exceptions import TaskDataError
 from annotation.records import METRICS
 
-__all__ = ["TaskSpec"]
+__all__ = ["TaskSpec", "hub_reference"]
+
+#: ``hf:NAME`` or ``hf:NAMESPACE/NAME``, then optionally ``:CONFIG`` and ``@SPLIT``
+_HUB_DATA = re.compile(r"hf:(?P<name>[A-Za-z0-9][\w.-]*(?:/[A-Za-z0-9][\w.-]*)?)(?::(?P<config>[\w.-]+))?"
+                       r"(?:@(?P<split>\w+(?:\.\w+)*))?")
+
+
+def hub_reference(data: object) -> tuple[str, str | None, str | None] | None:
+    """(name, config, split) of a ``[task] data`` value written ``hf:NAME[:CONFIG][@SPLIT]``; None for a path.
+
+    Raises
+    ------
+    TaskDataError
+        If ``data`` starts with ``hf:`` but does not follow that syntax.
+    """
+    if not isinstance(data, str) or not data.startswith("hf:"):
+        return None
+    match = _HUB_DATA.fullmatch(data)
+    if match is None:
+        raise TaskDataError(
+            f"[task] data = {data!r} is not a dataset name; write hf:NAME or hf:NAMESPACE/NAME, then optionally "
+            ":CONFIG and @SPLIT, e.g. \"hf:nyu-mll/glue:sst2@validation\" (a file named hf:... as \"./hf:...\")."
+        )
+    return match["name"], match["config"], match["split"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -29,9 +56,11 @@ class TaskSpec:
     ----------
     name : str
         Task name, used in batch and project names.
-    data : Path
+    data : Path or str
         A ``.jsonl`` (or ``.ndjson``), ``.json`` (an array of objects), ``.csv``, ``.tsv`` (SST-2 style: tabs,
-        no quoting) or ``.parquet`` file.
+        no quoting) or ``.parquet`` file, or a folder written by ``Dataset.save_to_disk``; or the string
+        ``"hf:NAME[:CONFIG][@SPLIT]"``, a Hugging Face dataset already in the local ``datasets`` cache (kept as
+        that string; any other string becomes a Path).
     labels : tuple of str
         The label set, at least two; the order defines the label ids.
     text_fields : tuple of str, default=("text",)
@@ -55,7 +84,7 @@ class TaskSpec:
     """
 
     name: str
-    data: Path
+    data: Path | str
     labels: tuple[str, ...]
     text_fields: tuple[str, ...] = ("text",)
     label_field: str | None = "label"
@@ -64,7 +93,8 @@ class TaskSpec:
     metric: str = "accuracy"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "data", Path(self.data))
+        if hub_reference(self.data) is None:
+            object.__setattr__(self, "data", Path(self.data))
         object.__setattr__(self, "labels", tuple(str(x) for x in self.labels))
         if isinstance(self.text_fields, str):
             object.__setattr__(self, "text_fields", (self.text_fields,))
@@ -116,7 +146,8 @@ class TaskSpec:
 
     @classmethod
     def from_dict(cls, table: Mapping[str, Any], *, base_dir: Path | None = None) -> TaskSpec:
-        """Build a spec from a ``[task]`` table; a relative ``data`` path is taken from ``base_dir``.
+        """Build a spec from a ``[task]`` table; a relative ``data`` path is taken from ``base_dir`` (an
+        ``hf:`` dataset name is kept as it is).
 
         Raises
         ------
@@ -142,10 +173,11 @@ class TaskSpec:
             raise TaskDataError(f"[task] labels = {table['labels']!r} must be a list of every label, like "
                                 "[\"NO\", \"YES\"].")
         values = dict(table)
-        data = Path(values["data"])
-        if base_dir is not None and not data.is_absolute():
-            data = Path(base_dir) / data
-        values["data"] = data
+        if hub_reference(values["data"]) is None:
+            data = Path(values["data"])
+            if base_dir is not None and not data.is_absolute():
+                data = Path(base_dir) / data
+            values["data"] = data
         for key in ("labels", "text_fields"):
             if key in values and not isinstance(values[key], str):
                 values[key] = tuple(values[key])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
 from pathlib import Path
 
 import polars as pl
@@ -219,3 +221,171 @@ def test_a_folder_written_by_dataset_save_to_disk_is_read_like_a_file(tmp_path: 
     (tmp_path / "plain").mkdir()
     with pytest.raises(DataFileNotFoundError, match="or a folder written by Dataset.save_to_disk"):
         load_pool(_spec(tmp_path / "plain"))
+
+
+# -- a Hugging Face dataset already in the local datasets cache: [task] data = "hf:NAME[:CONFIG][@SPLIT]" --------
+
+ROWS = {"text": list("abcdef"), "label": ["pos", "", None, "  ", None, "neg"], "id": list("uvwxyz")}
+
+
+def _rows():
+    """ROWS one dict a row."""
+    yield from (dict(zip(ROWS, row, strict=True)) for row in zip(*ROWS.values(), strict=True))
+
+
+@pytest.fixture
+def hub_cache(tmp_path: Path, monkeypatch) -> tuple[Path, list]:
+    """A datasets cache holding what ``load_dataset`` leaves behind for two hub datasets, written by the library's
+    own builders, offline; the environment says offline and every socket the test process opens is refused and
+    recorded (the returned list), since ``load_dataset`` would fall back to the cache after a refused connection.
+
+    'toy' (no namespace; configs coarse and fine, splits train and test) is a dataset folder with a README.md
+    ``configs:`` block, loaded once by ``load_dataset``: the json builder writes
+    ``<cache>/toy/<config>/0.0.0/<hash>/toy-<split>.arrow`` and ``dataset_info.json``, the layout a hub dataset
+    without a namespace gets. 'acme/sst' (one config, one split) is written by the generator builder given what
+    the hub loader gives a builder (repo_id, dataset_name, a commit hash): ``<cache>/acme___sst/default/0.0.0/
+    <commit>/sst-train.arrow``. The source folder is deleted, and the working directory holds a decoy folder
+    'toy' that a name resolved as a local path would read instead.
+    """
+    import socket
+
+    import datasets
+    from datasets.packaged_modules.generator.generator import Generator
+
+    attempts: list = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args)
+        raise OSError("the test cuts the network")
+
+    for name in ("getaddrinfo", "create_connection"):
+        monkeypatch.setattr(socket, name, refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    cache = tmp_path / "cache"
+    source = tmp_path / "source" / "toy"
+    readme = ["---", "configs:"]
+    for config in ("coarse", "fine"):
+        (source / config).mkdir(parents=True)
+        readme += [f"- config_name: {config}", "  data_files:"]
+        for split in ("train", "test"):
+            rows = [{**row, "text": f"{config}-{split}-{row['text']}"} for row in _rows()]
+            _write(source / config / f"{split}.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+            readme += [f"  - split: {split}", f"    path: {config}/{split}.jsonl"]
+    _write(source / "README.md", "\n".join([*readme, "---", ""]))
+    for config in ("coarse", "fine"):
+        datasets.load_dataset(str(source), config, cache_dir=str(cache))
+
+    Generator(cache_dir=str(cache), dataset_name="sst", repo_id="acme/sst", config_name="default", config_id="default",
+              hash="0123456789abcdef", generator=_rows, split="train").download_and_prepare()
+    shutil.rmtree(source.parent)
+    (tmp_path / "work" / "toy").mkdir(parents=True)
+    _write(tmp_path / "work" / "toy" / "d.jsonl", '{"text": "LOCAL", "label": "pos"}\n')
+    monkeypatch.chdir(tmp_path / "work")
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", cache)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    return cache, attempts
+
+
+def _arrow_files(cache: Path) -> set[Path]:
+    return set(cache.rglob("*.arrow")) | set(cache.rglob("dataset_info.json"))
+
+
+@pytest.mark.parametrize(
+    ("data", "texts"),
+    [
+        pytest.param("hf:toy:coarse@train", [f"coarse-train-{c}" for c in "abcdef"], id="name-config-split"),
+        pytest.param("hf:toy:fine@test", [f"fine-test-{c}" for c in "abcdef"], id="other-config-and-split"),
+        pytest.param("hf:acme/sst", list("abcdef"), id="namespace-one-config-one-split"),
+        pytest.param("hf:acme/sst@train", list("abcdef"), id="namespace-split"),
+        pytest.param("hf:acme/sst:default", list("abcdef"), id="namespace-config"),
+    ],
+)
+def test_a_dataset_in_the_cache_loads_offline_by_name(hub_cache, data, texts):
+    cache, attempts = hub_cache
+    before = _arrow_files(cache)
+    pool = load_pool(_spec(data, id_field="id"))
+    assert pool.texts == texts
+    assert pool.gold.tolist() == [1, -1, -1, -1, -1, 0]
+    assert pool.ids == list("uvwxyz") and pool.source == data
+    assert attempts == []
+    assert _arrow_files(cache) == before  # nothing generated, nothing fetched
+
+
+def test_offline_is_forced_by_the_loader_not_only_by_the_environment(hub_cache, monkeypatch):
+    import datasets
+    import huggingface_hub.constants
+
+    _, attempts = hub_cache
+    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.delenv(name)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    assert load_pool(_spec("hf:acme/sst")).texts == list("abcdef")
+    with pytest.raises(DataFileNotFoundError):
+        load_pool(_spec("hf:acme/elsewhere"))
+    assert attempts == []
+    assert datasets.config.HF_HUB_OFFLINE is False and huggingface_hub.constants.HF_HUB_OFFLINE is False
+
+
+BAD_HUB_DATA = [
+    # (data, spec kwargs, error, words)
+    pytest.param("hf:acme/nope", {}, DataFileNotFoundError,
+                 r"^Dataset 'hf:acme/nope' is not in the datasets cache \(looked in '.*/cache/acme___nope'\); run "
+                 r"`python -c 'import datasets; datasets.load_dataset\(\"acme/nope\"\)'` on a machine with internet"
+                 r".* or set HF_DATASETS_CACHE", id="not-cached"),
+    pytest.param("hf:CamelCase@train", {}, DataFileNotFoundError, r"looked in '.*/cache/camel_case'",
+                 id="not-cached-names-the-folder-load-dataset-uses"),
+    pytest.param("hf:toy:nope", {}, DataFileNotFoundError,
+                 r"'hf:toy:nope' is not in the datasets cache \(looked in '.*/cache/toy'; it holds the config\(s\) "
+                 r"coarse, fine\); run `python -c 'import datasets; datasets.load_dataset\(\"toy\", \"nope\"\)'`",
+                 id="config-not-cached"),
+    pytest.param("hf:toy", {}, TaskDataError,
+                 r"^Dataset 'hf:toy' has 2 configs in the datasets cache \(coarse, fine\); set \[task\] data to one "
+                 r"of them, e.g. 'hf:toy:coarse'\.$", id="several-configs"),
+    pytest.param("hf:toy@test", {}, TaskDataError, r"one of them, e.g. 'hf:toy:coarse@test'\.$",
+                 id="several-configs-keeps-the-split"),
+    pytest.param("hf:toy:coarse", {}, TaskDataError,
+                 r"^Dataset 'hf:toy:coarse' holds 2 splits \(train, test\); set \[task\] data to one of them, e.g. "
+                 r"'hf:toy:coarse@train'\.$", id="several-splits"),
+    pytest.param("hf:toy:coarse@dev", {}, TaskDataError,
+                 r"^Dataset 'hf:toy:coarse@dev' has no split 'dev' in the datasets cache; its splits: train, test\.$",
+                 id="unknown-split"),
+    pytest.param("hf:json", {}, TaskDataError, r"names the datasets builder 'json', not a dataset",
+                 id="a-builder-name"),
+    pytest.param("hf:acme/sst", {"text_fields": ("sentence",)}, MissingColumnError,
+                 r"Column 'sentence' \(\[task\] text_fields\) is not in 'hf:acme/sst'; available columns: text, "
+                 r"label, id", id="missing-column"),
+    pytest.param("hf:acme/sst", {"labels": ("neg", "positive")}, UnknownLabelError,
+                 r"^Data file 'hf:acme/sst', row 1: label 'pos' is not among the declared labels",
+                 id="unknown-label-names-the-row"),
+    pytest.param("hf:", {}, TaskDataError, r"^\[task\] data = 'hf:' is not a dataset name; write hf:NAME",
+                 id="syntax-no-name"),
+    pytest.param("hf:a/b/c", {}, TaskDataError, "is not a dataset name", id="syntax-two-slashes"),
+    pytest.param("hf:toy@", {}, TaskDataError, "is not a dataset name", id="syntax-empty-split"),
+    pytest.param("hf:toy:coarse:x", {}, TaskDataError, "is not a dataset name", id="syntax-two-configs"),
+    pytest.param("hf:toy@train[:10]", {}, TaskDataError, "is not a dataset name", id="syntax-split-slice"),
+]
+
+
+@pytest.mark.parametrize(("data", "kwargs", "error", "words"), BAD_HUB_DATA)
+def test_a_bad_hub_dataset_gives_one_line(hub_cache, data, kwargs, error, words):
+    _, attempts = hub_cache
+    with pytest.raises(error) as info:
+        load_pool(_spec(data, **kwargs))
+    message = str(info.value)
+    assert type(info.value) is error
+    assert "\n" not in message and len(message) < 400
+    assert re.search(words, message), message
+    assert attempts == []
+
+
+def test_an_hf_name_is_kept_as_written_and_not_joined_to_the_project_folder(tmp_path: Path):
+    table = {"name": "t", "data": "hf:nyu-mll/glue:sst2@validation", "labels": ["0", "1"]}
+    assert TaskSpec.from_dict(table, base_dir=tmp_path).data == "hf:nyu-mll/glue:sst2@validation"
+    assert TaskSpec.from_dict({**table, "data": "d.jsonl"}, base_dir=tmp_path).data == tmp_path / "d.jsonl"
+    with pytest.raises(TaskDataError, match="is not a dataset name"):
+        TaskSpec.from_dict({**table, "data": "hf:a b"}, base_dir=tmp_path)
