@@ -10,6 +10,8 @@ contributes nothing to its own prior:
 - ``slope``: least squares of each annotate-only run's test scores on ln(labels);
 - ``scatter``: the residual standard deviation of those scores around that line (retraining noise plus the
   test set's own, and whatever bends the curve), next to the binomial standard error of the test set;
+- ``largest drop``: the most test points an annotate-only run's student lost to the one before it (more labels
+  should not cost points; a large drop is the training recipe's noise, which the policy sees as ``retrain_sd``);
 - ``margin``: each distillation of a fixed policy against the label-only student of the same run and labels
   (the round before it; distill-only: the seed-label student), and its trend in ln(labels) per task.
 
@@ -68,6 +70,12 @@ def label_curve(run: Run) -> tuple[float, float, int]:
     return float(coef[1]), float(math.sqrt(resid @ resid / max(1, len(y) - 2))), len(y)
 
 
+def largest_drop(run: Run) -> float:
+    """The most test points a label-only student lost to the label-only student of the round before it."""
+    scores = [s for kind, _, s in run.rounds if kind in ("baseline", "annotate")]
+    return max((a - b for a, b in zip(scores, scores[1:], strict=False)), default=0.0)
+
+
 def margins(run: Run) -> list[tuple[int, float]]:
     """(labels, distilled minus label-only test points) for each distillation of the run."""
     out, plain = [], None
@@ -84,9 +92,9 @@ def main(results: Path) -> None:
     by_task: dict[str, list[Run]] = defaultdict(list)
     for r in runs:
         by_task[r.task].append(r)
-    print("| task | seeds | slope (pts per ln labels) | scatter around the line | test se | margins (labels: pts) "
-          "| mean margin | margin trend (pts per ln labels) |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| task | seeds | slope (pts per ln labels) | scatter around the line | largest drop | test se "
+          "| margins (labels: pts) | mean margin | margin trend (pts per ln labels) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     slopes, scatters, task_margins, trends = [], [], [], []
     for task, task_runs in sorted(by_task.items()):
         curves = {}  # one annotate-only curve per seed: the longest ($25) run
@@ -111,8 +119,9 @@ def main(results: Path) -> None:
         if pts:
             task_margins.append(mean_m)
         shown = ", ".join(f"{n}: {m:+.1f}" for n, m in pts)
-        print(f"| {task} | {len(curves)} | {s:+.1f} | {sc:.1f} | {test_se:.1f} | {shown} | {mean_m:+.1f} | "
-              f"{trend:+.1f} |")
+        drop = max((largest_drop(r) for r in curves.values()), default=0.0)
+        print(f"| {task} | {len(curves)} | {s:+.1f} | {sc:.1f} | {drop:.1f} | {test_se:.1f} | {shown} | "
+              f"{mean_m:+.1f} | {trend:+.1f} |")
     print()
     print(f"Across {len(slopes)} tasks: slope mean {statistics.mean(slopes):+.1f}, sd "
           f"{statistics.pstdev(slopes):.1f}; scatter (rms) {math.sqrt(statistics.mean(x * x for x in scatters)):.1f}; "
