@@ -159,3 +159,27 @@ def test_a_pilot_runs_where_compute_is_free_but_the_dev_set_cannot_undo_a_bad_fi
     assert small.arm == "distill" and small.reason.startswith("a pilot distillation")
     large = Adaptive().decide(state(rounds([60, 110], dev=2000, disagree=0.2), n_labels=110, distill=CHEAP))
     assert large.arm == "annotate"
+
+
+def test_a_measurements_outcomes_are_spread_by_what_is_known_and_the_measurements_own_error():
+    # the outcomes a pilot's value of information averages over sit around the predicted margin, wider when the
+    # margin is unknown or the measurement noisy, and each leaves the belief where that outcome would put it
+    from budget.policy.plans import outcomes
+
+    curves = fit(state(rounds([60, 110]), n_labels=110), CurvePrior())
+    row = curves.margin_row(110)
+    mean, _ = curves.predict(row)
+    moved = []
+    for se in (1.0, 6.0):
+        low, high = (c.predict(row)[0] for c in outcomes(curves, row, se, (-1.0, 1.0), "pilot"))
+        assert low < mean < high and (low + high) / 2 == pytest.approx(mean, abs=1e-6)
+        moved.append(high - low)
+    assert moved[1] < moved[0]  # a noisy pilot moves the belief less
+
+
+def test_the_dev_sets_paired_error_shrinks_with_its_size_and_is_none_without_one():
+    from budget.policy.curves import dev_paired_se
+
+    assert dev_paired_se([]) is None
+    small, large = (dev_paired_se(rounds([60, 110], dev=d)) for d in (30, 2000))
+    assert small > 4 * large > 0
