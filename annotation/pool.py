@@ -208,29 +208,8 @@ def _stratified_pick(candidates: np.ndarray, gold: np.ndarray, k: int, rng: np.r
 
 
 def _split_sizes(pool: Pool, seed_size: int, test_size: int | float) -> tuple[int, int]:
-    """Check the sizes asked of :func:`split_pool` against the pool and turn them into counts.
-
-    Parameters
-    ----------
-    pool : Pool
-        The task's items.
-    seed_size : int
-        Number of labeled seed items.
-    test_size : int or float
-        Number of held-out test items, or a fraction in (0, 1) of the labeled items.
-
-    Returns
-    -------
-    tuple of (int, int)
-        The number of seed items and the number of test items.
-
-    Raises
-    ------
-    TaskDataError
-        If the sizes are negative or ask for more labeled items than the pool has.
-    EmptyPoolError
-        If nothing would be left unlabeled.
-    """
+    """(seed items, test items) that :func:`split_pool`'s ``seed_size`` and ``test_size`` (a count, or a fraction of
+    the labeled items) ask of ``pool``; raises what :func:`split_pool` documents."""
     n_labeled = len(pool.labeled)
     n_test = _count(test_size, n_labeled, "test_size")
     n_seed = _count(seed_size, n_labeled, "seed_size")
