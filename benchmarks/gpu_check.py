@@ -54,7 +54,7 @@ def _texts(n: int, words: int, seed: int = 0) -> list[str]:
 def finetune_mfu(name: str, hidden: int, layers: int, heads: int, batches: list[int], work: Path) -> dict:
     from modeling.meter import Meter
     from modeling.models import load_classifier
-    from modeling.train import TrainConfig, train
+    from modeling.train import Metering, TrainConfig, TrainData, train
 
     folder = _encoder(hidden, layers, heads, work / name)
     texts = _texts(4096, 120)
@@ -68,7 +68,7 @@ def finetune_mfu(name: str, hidden: int, layers: int, heads: int, batches: list[
             cfg = TrainConfig(epochs=1, min_steps=steps, batch_size=batch, max_length=128, precision="bf16",
                               progress=False, eval_every=10_000)
             n = min(len(texts), steps * batch)
-            train(m.model, m.tokenizer, texts[:n], ys[:n], label_names=["a", "b", "c"], config=cfg, meter=meter)
+            train(m.model, m.tokenizer, TrainData(texts[:n], ys[:n], ["a", "b", "c"]), cfg, metering=Metering(meter))
             rec = meter.records[-1]
             torch.cuda.synchronize()
             flops_s = rec.flops / rec.seconds

@@ -115,7 +115,7 @@ def _warm_up_train_step(model, tokenizer, pairs, max_length: int, precision: str
 
 
 def run_train_ours(spec: dict, model, tokenizer, device) -> dict:
-    from modeling.train import TrainConfig, train
+    from modeling.train import TrainConfig, TrainData, train
 
     pairs, ys, _ = load_pairs(Path(spec["data"]), spec["train_examples"], spec["infer_examples"], spec["seed"])
     cfg = TrainConfig(epochs=spec["epochs"], batch_size=spec["train_batch_size"], lr=spec["lr"],
@@ -123,7 +123,7 @@ def run_train_ours(spec: dict, model, tokenizer, device) -> dict:
     loss_before = _mean_loss(model, tokenizer, pairs[:64], ys[:64], spec["max_length"])
     _warm_up_train_step(model, tokenizer, pairs[: spec["train_batch_size"]], spec["max_length"], spec["precision"])
     with Timed(device) as timed:
-        result = train(model, tokenizer, pairs, ys, label_names=LABELS, config=cfg)
+        result = train(model, tokenizer, TrainData(pairs, ys, LABELS), cfg)
     return {**timed.as_dict(), "examples": len(pairs) * spec["epochs"], "loop_seconds": result.phase.seconds,
             "steps": result.steps, "padded_tokens": result.phase.padded_tokens, "tokens": result.phase.tokens,
             "loss_before": loss_before, "loss_after": _mean_loss(model, tokenizer, pairs[:64], ys[:64],

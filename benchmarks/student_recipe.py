@@ -24,7 +24,7 @@ from budget.config import load_config
 from modeling.infer import predict_logits
 from modeling.metrics import score
 from modeling.models import load_classifier
-from modeling.train import train
+from modeling.train import TrainData, train
 
 HERE = Path(__file__).parent
 
@@ -53,9 +53,9 @@ def main() -> None:
             model = load_classifier(cfg.models.student, pool.labels, seed=seed,
                                     cache_dir=HERE.parent / "runs" / ".model-cache")
             t0 = time.perf_counter()
-            result = train(model.model, model.tokenizer, [pool.texts[i] for i in tr], pool.gold[tr],
-                           label_names=pool.labels, config=tc,
-                           dev=([pool.texts[i] for i in dev], pool.gold[dev]))
+            result = train(model.model, model.tokenizer,
+                           TrainData([pool.texts[i] for i in tr], pool.gold[tr], pool.labels,
+                                     dev=([pool.texts[i] for i in dev], pool.gold[dev])), tc)
             seconds = time.perf_counter() - t0
             pred = predict_logits(model.model, model.tokenizer, [pool.texts[i] for i in test],
                                   max_length=cfg.models.max_length, progress=False).argmax(axis=1)

@@ -25,7 +25,7 @@ from annotation.pool import load_pool, split_pool
 from budget.config import load_config
 from modeling.infer import predict_logits, soft_labels
 from modeling.models import load_classifier
-from modeling.train import SoftTargets, train
+from modeling.train import SoftTargets, TrainData, train
 
 HERE = Path(__file__).parent
 
@@ -78,8 +78,8 @@ def one_split(cfg, pool, split_seed: int, n_bought: int, n_teachers: int) -> dic
         for k in range(n_teachers):
             seed, started = split_seed + 1000 * k, time.perf_counter()  # the seeds distill_round gives
             teacher = load_classifier(m.teacher, pool.labels, seed=seed)
-            train(teacher.model, teacher.tokenizer, texts(train_i), pool.gold[train_i], label_names=pool.labels,
-                  dev=dev, config=m.train_config("teacher", seed=seed, metric="accuracy", progress=False))
+            train(teacher.model, teacher.tokenizer, TrainData(texts(train_i), pool.gold[train_i], pool.labels, dev=dev),
+                  m.train_config("teacher", seed=seed, metric="accuracy", progress=False))
             soft = soft_labels(teacher.model, teacher.tokenizer, texts(rest), cache_dir=f"{cache}/{k}",
                                max_length=m.max_length)
             logits.append(np.array(soft.logits))
@@ -89,9 +89,9 @@ def one_split(cfg, pool, split_seed: int, n_bought: int, n_teachers: int) -> dic
 
     def student(targets: np.ndarray, tag: str) -> float:
         model = load_classifier(m.student, pool.labels, seed=split_seed)
-        train(model.model, model.tokenizer, texts(train_i), pool.gold[train_i], label_names=pool.labels,
-              dev=dev, soft=SoftTargets(texts(rest), targets),
-              config=m.train_config("distill", seed=split_seed, metric="accuracy", progress=False))
+        train(model.model, model.tokenizer, TrainData(texts(train_i), pool.gold[train_i], pool.labels, dev=dev,
+                                                      soft=SoftTargets(texts(rest), targets)),
+              m.train_config("distill", seed=split_seed, metric="accuracy", progress=False))
         acc = test_score(model)
         print(f"split {split_seed} student of {tag}: test {acc:.3f}", flush=True)
         return acc

@@ -22,6 +22,7 @@ from pathlib import Path
 from budget.ledger import Ledger
 from budget.ledger.records import RoundRecord
 from budget.round.compute_steps import compute_steps
+from budget.round.results import SoftLabelResult
 from budget.shipped import best_round
 
 __all__ = ["PruneResult", "best_student_round", "folder_bytes", "format_bytes", "prune"]
@@ -60,7 +61,7 @@ def best_student_round(rounds: list[RoundRecord]) -> int | None:
 
 def _soft_label_files(ledger: Ledger, rnd: int) -> set[Path]:
     """The soft-label cache files a round's teachers made (or reused)."""
-    paths = [s["soft_labels"] for s in compute_steps(ledger, rnd) if s.get("soft_labels")]
+    paths = [s.soft_labels for s in compute_steps(ledger, rnd) if isinstance(s, SoftLabelResult) and s.soft_labels]
     return {f for p in paths for f in (Path(p), Path(p).with_suffix(".json"))}
 
 

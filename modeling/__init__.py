@@ -16,7 +16,7 @@ from modeling.infer import SoftLabels, evaluate, model_fingerprint, predict_logi
 from modeling.meter import Meter, Phase, PhaseRecord, flops_per_token
 from modeling.metrics import METRICS, Scores, score
 from modeling.models import KNOWN_MODELS, LoadedModel, load_classifier, resolve_model
-from modeling.train import SoftTargets, TrainConfig, TrainResult, train
+from modeling.train import Metering, SoftTargets, TrainConfig, TrainData, TrainResult, train
 
 __all__ = [
     "CheckpointError",
@@ -27,6 +27,7 @@ __all__ = [
     "LoadedModel",
     "METRICS",
     "Meter",
+    "Metering",
     "ModelNotFoundError",
     "ModelPackageMissingError",
     "ModelingError",
@@ -36,6 +37,7 @@ __all__ = [
     "SoftLabels",
     "SoftTargets",
     "TrainConfig",
+    "TrainData",
     "TrainResult",
     "evaluate",
     "flops_per_token",

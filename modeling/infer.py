@@ -194,16 +194,22 @@ def soft_labels(
     partial = path.with_suffix(".partial.npy")
     record = _fill(model, tokenizer, texts, n, partial, shard.state(path), max_length=max_length,
                    chunk_size=chunk_size, shard=shard, **predict_kwargs)
+    _publish(shard, path, partial, record)
+    return SoftLabels(np.load(path, mmap_mode="r"), path, cached=False, phase=record)
+
+
+def _publish(shard: _Shard, path: Path, partial: Path, record: PhaseRecord) -> None:
+    """Once every process has filled its chunks of ``partial``: the main process writes the pass's phase (all
+    processes' together) beside ``path``, then moves the filled file to ``path`` and drops the progress files."""
     shard.wait()
     if shard.rank == 0:
         states = [shard.state(path, r) for r in range(shard.world)]
         total = record if shard.world == 1 else _total(states)
-        _write_atomic(meta, json.dumps(asdict(total)).encode())
+        _write_atomic(path.with_suffix(".json"), json.dumps(asdict(total)).encode())
         os.replace(partial, path)  # the meta is written first: a kill between the two resumes with nothing to do
         for state in states:
             state.unlink(missing_ok=True)
     shard.wait()
-    return SoftLabels(np.load(path, mmap_mode="r"), path, cached=False, phase=record)
 
 
 @dataclass(frozen=True)

@@ -302,7 +302,7 @@ def _train(job: TrainJob, spec: dict, acc) -> tuple[PhaseRecord, dict]:
     from modeling.meter import Meter
     from modeling.models import load_classifier
     from modeling.sharding import shard
-    from modeling.train import train
+    from modeling.train import Metering, TrainData, train
 
     loaded = load_classifier(job.model, list(job.labels), seed=job.config.seed, cache_dir=job.cache_dir)
     if job.lora_rank:
@@ -313,9 +313,9 @@ def _train(job: TrainJob, spec: dict, acc) -> tuple[PhaseRecord, dict]:
         print(f"[rank{acc.process_index}] attempt {_attempt()}: fsdp: this process holds {held:,} of "
               f"{sum(p.numel() for p in loaded.model.parameters()):,} weights", flush=True)
     limit = None if spec["limit_micro"] is None else spec["limit_micro"] // acc.num_processes
-    result = train(loaded.model, loaded.tokenizer, job.texts, job.y, label_names=job.labels, config=job.config,
-                   dev=job.dev, soft=job.soft, out_dir=job.out_dir, meter=Meter(price=job.price),
-                   phase_name=job.phase_name, limit_micro=limit, accelerator=acc)
+    result = train(loaded.model, loaded.tokenizer, TrainData(job.texts, job.y, job.labels, dev=job.dev, soft=job.soft),
+                   job.config, metering=Metering(Meter(price=job.price), job.phase_name, limit), out_dir=job.out_dir,
+                   accelerator=acc)
     return result.phase, {"steps": result.steps, "total_steps": result.total_steps, "stopped": result.stopped,
                           "best_dev": result.best_dev, "dev_history": result.dev_history, "losses": result.losses}
 

@@ -26,6 +26,7 @@ from budget.ledger.round_records import BatchPayload, RoundSummary
 from budget.prices import label_cost, label_cost_from_time
 from budget.round.context import RunContext
 from budget.round.distill import teacher_proba
+from budget.round.results import StudentResult
 from budget.round.snapshot import Snapshot
 from budget.round.steps import compute_step, finish_round, pilot_fields, student_step, student_summary
 from modeling.infer import predict_logits, softmax
@@ -55,7 +56,7 @@ def run_annotate(ctx: RunContext, rnd: int, decision: Decision, snap: Snapshot) 
     snap = ctx.snapshot()
     start = ctx.latest_of_kind(distilled=True) if decision.refine else None
     step = compute_step(ctx, rnd, f"round-{rnd}:student", rec.reservation_id,
-                        student_step(ctx, rnd, snap, start=start[0] if start else None))
+                        student_step(ctx, rnd, snap, start=start[0] if start else None), StudentResult)
     # a student on half the labels, for the label-only curve (a refined student is not on that curve)
     pilot, pilot_cost = pilot_fields(ctx, rnd, snap, rec.reservation_id, decision.pilot and start is None, step)
     answers = snap.answers_to(set(receipt.external_ids))
@@ -63,7 +64,7 @@ def run_annotate(ctx: RunContext, rnd: int, decision: Decision, snap: Snapshot) 
     return finish_round(ctx, rnd, rec.reservation_id, student_summary(
         step, labels_bought=sum(x.label is not None for x in answers), skipped=sum(x.label is None for x in answers),
         agreement=None if math.isnan(agreement) else agreement, labels_micro=_label_cost(ctx, batch_id),
-        compute_micro=step["cost_micro"] + pilot_cost, batch_id=batch_id, **pilot))
+        compute_micro=step.cost_micro + pilot_cost, batch_id=batch_id, **pilot))
 
 
 def _propose(ctx: RunContext, rnd: int, batch_id: str, decision: Decision, snap: Snapshot) -> None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from itertools import count
-from typing import Any
 
 from budget.ledger import Ledger
+from budget.round.results import PilotResult, SoftLabelResult, StepResult, StudentResult, TeacherResult
 
 __all__ = ["teacher_suffix", "compute_steps"]
 
@@ -16,14 +16,16 @@ def teacher_suffix(member: int) -> str:
     return f"-{member + 1}" if member else ""
 
 
-def compute_steps(ledger: Ledger, rnd: int) -> list[dict[str, Any]]:
+def compute_steps(ledger: Ledger, rnd: int) -> list[StepResult]:
     """The results of round ``rnd``'s finished compute steps: its student, its subsample pilot (a label-only
     student's, when the policy asked for one), and each teacher's fine-tune and soft labels (none for a
-    retraining round)."""
-    steps = [ledger.step_result(f"round-{rnd}:student"), ledger.step_result(f"round-{rnd}:pilot")]
+    retraining round), each as its kind of result."""
+    steps = [(StudentResult, ledger.step_result(f"round-{rnd}:student")),
+             (PilotResult, ledger.step_result(f"round-{rnd}:pilot"))]
     for member in count():
         teacher = ledger.step_result(f"round-{rnd}:teacher{teacher_suffix(member)}")
         if teacher is None:
             break
-        steps += [teacher, ledger.step_result(f"round-{rnd}:soft_labels{teacher_suffix(member)}")]
-    return [s for s in steps if s is not None]
+        steps += [(TeacherResult, teacher),
+                  (SoftLabelResult, ledger.step_result(f"round-{rnd}:soft_labels{teacher_suffix(member)}"))]
+    return [kind.from_json(raw) for kind, raw in steps if raw is not None]

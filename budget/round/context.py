@@ -8,7 +8,7 @@ models from their folders.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,7 @@ from budget.costs import ComputePricer
 from budget.ledger import Ledger
 from budget.ledger.records import RoundRecord
 from budget.round.phase_cache import PhaseCache
+from budget.round.results import StudentResult
 from budget.round.snapshot import Snapshot, take_snapshot
 from connectors.base import Clock, Connector
 from modeling.infer import evaluate, predict_logits
@@ -121,18 +122,18 @@ class RunContext:
                                 progress=False, meter=meter, phase_name="evaluation")
         return logits.argmax(axis=1)
 
-    def score(self, model: LoadedModel, snap: Snapshot, meter: Meter) -> dict:
-        """Dev score (metered, decisions use it) with the dev predictions, and, in simulation, test scores
-        (reports only)."""
+    def score(self, model: LoadedModel, snap: Snapshot, meter: Meter) -> StudentResult:
+        """A student's scores: on dev (metered, decisions use it) with the dev predictions, and, in simulation, on
+        test (reports only); the other fields of the result are left for the caller."""
         _, (_, dev_y) = snap.train_dev()
         pred = self.dev_predictions(model, snap, meter)
         dev = score_predictions(dev_y, pred, self.pool.labels)
-        out = {"dev": dev.get(self.config.task.metric), "dev_accuracy": dev.accuracy, "dev_macro_f1": dev.macro_f1,
-               "dev_items": len(dev_y), "dev_pred": [int(p) for p in pred]}
+        out = StudentResult(dev=dev.get(self.config.task.metric), dev_accuracy=dev.accuracy, dev_macro_f1=dev.macro_f1,
+                            dev_items=len(dev_y), dev_pred=tuple(int(p) for p in pred))
         test = self.test_scores(model)
         if test is not None:
-            out.update(test=test.get(self.config.task.metric), test_accuracy=test.accuracy,
-                       test_macro_f1=test.macro_f1)
+            out = replace(out, test=test.get(self.config.task.metric), test_accuracy=test.accuracy,
+                          test_macro_f1=test.macro_f1)
         return out
 
     def test_scores(self, model: LoadedModel) -> Scores | None:

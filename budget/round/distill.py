@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,7 @@ from budget.ledger.round_records import BatchPayload, RoundSummary
 from budget.money import format_usd
 from budget.round.compute_steps import compute_steps, teacher_suffix
 from budget.round.context import RunContext
+from budget.round.results import SoftLabelResult, StepResult, StudentResult, TeacherResult
 from budget.round.snapshot import Snapshot
 from budget.round.steps import (
     Work,
@@ -51,7 +52,7 @@ from modeling.infer import SoftLabels, model_fingerprint, soft_labels, softmax
 from modeling.launch import Processes, SoftLabelJob, TrainJob, launch_soft_labels, launch_training
 from modeling.meter import PhaseRecord
 from modeling.models import LoadedModel, load_classifier
-from modeling.train import SoftTargets, TrainConfig, train
+from modeling.train import Metering, SoftTargets, TrainConfig, TrainData, train
 
 __all__ = ["round_soft_targets", "run_distill", "teacher_proba"]
 
@@ -76,61 +77,62 @@ def run_distill(ctx: RunContext, rnd: int, decision: Decision, snap: Snapshot) -
     after_teacher = math.ceil(phases.get("soft_labels", 0.0) / teachers) + student_need(len(items))
     steps, teacher_devs, labelled, held = _teach(ctx, rnd, res.id, snap, out, items, texts, teachers,
                                                  student_need, teacher_estimate, after_teacher)
-    cost, seconds = sum(x["cost_micro"] for x in steps), sum(x["seconds"] for x in steps)
+    cost, seconds = sum(x.cost_micro for x in steps), sum(x.seconds for x in steps)
     if not labelled:  # the cap was reached: the teacher (if trained) is kept, no student this round
         return finish_round(ctx, rnd, res.id, RoundSummary(n_labels=snap.n_labels, stopped="budget",
                                                            compute_micro=cost, seconds=seconds))
     logits, _ = _averaged(labelled)
     soft = SoftTargets(texts[:len(logits)], logits)  # as many as the money paid every teacher for
-    st = compute_step(ctx, rnd, f"round-{rnd}:student", res.id, student_step(ctx, rnd, snap, soft))
+    st = compute_step(ctx, rnd, f"round-{rnd}:student", res.id, student_step(ctx, rnd, snap, soft), StudentResult)
     for rec in ctx.ledger.batches("approved", round=rnd):  # the lead's approval of this compute is used up
         ctx.ledger.set_batch_state(rec.batch_id, "done")
     devs = [d for d in teacher_devs if d is not None]
     return finish_round(ctx, rnd, res.id, student_summary(
         st, unlabeled_used=len(logits), teacher_dev=sum(devs) / len(devs) if devs else None,
         teachers=len(labelled) if decision.teachers > 1 else None, teacher_stopped="budget" if held else None,
-        compute_micro=cost + st["cost_micro"], seconds=seconds + st["seconds"]))
+        compute_micro=cost + st.cost_micro, seconds=seconds + st.seconds))
 
 
 def _teach(ctx: RunContext, rnd: int, reservation: int, snap: Snapshot, out: Path, items: list[int],
            texts: list, teachers: int, student_need: Callable[[int], int], teacher_estimate: int,
-           after_teacher: int) -> tuple[list[dict], list[float | None], list[dict], bool]:
+           after_teacher: int) -> tuple[list[StepResult], list[float | None], list[SoftLabelResult], bool]:
     """Each teacher's fine-tune and soft labels, one step each, until the ensemble is done or the money is not:
     (every compute step, each labelling teacher's dev score, its soft-label step, whether a teacher stopped
     short for want of money)."""
-    steps: list[dict] = []  # every compute step of the round so far, for its cost and time
+    steps: list[StepResult] = []  # every compute step of the round so far, for its cost and time
     teacher_devs, labelled = [], []  # each finished teacher's dev score and soft-label step
     held = False  # a teacher stopped short for want of money: the round's cost is no measure of its estimate
     for member in range(teachers):
         trained: list[LoadedModel] = []  # the teacher as trained in this process, handed to the soft-labelling step
         t = compute_step(ctx, rnd, f"round-{rnd}:teacher{teacher_suffix(member)}", reservation,
                          _held_back(_teacher_step(ctx, rnd, snap, out, trained, member), after_teacher,
-                                    teacher_estimate))
+                                    teacher_estimate), TeacherResult)
         steps.append(t)
-        if t["stopped"] == "budget":
+        if t.stopped == "budget":
             held = True
             # the first teacher stopped where the money held back starts teaches from its best checkpoint; one
             # stopped before any, one of an ensemble after the first, or one that held nothing back (a plan
             # without phase estimates: the reservation's end) leaves the soft labels to the teachers before it
-            if member > 0 or t.get("teacher_dev") is None or not after_teacher:
+            if member > 0 or t.teacher_dev is None or not after_teacher:
                 break
-            ctx.say(f"round {rnd}: the teacher's fine-tune cost {format_usd(t['cost_micro'])} against "
+            ctx.say(f"round {rnd}: the teacher's fine-tune cost {format_usd(t.cost_micro)} against "
                     f"{format_usd(teacher_estimate)} estimated and stopped "
                     f"where the money for its soft labels and the student begins; its best checkpoint "
-                    f"(dev {t['teacher_dev']:.3f}) teaches the student.")
+                    f"(dev {t.teacher_dev:.3f}) teaches the student.")
         s = compute_step(ctx, rnd, f"round-{rnd}:soft_labels{teacher_suffix(member)}", reservation,
-                         _soft_label_step(ctx, rnd, out, items, texts, trained, member, student_need))
+                         _soft_label_step(ctx, rnd, out, items, texts, trained, member, student_need),
+                         SoftLabelResult)
         steps.append(s)
-        if s["n_items"] == 0:
+        if s.n_items == 0:
             if member == 0 and student_need(0):  # the plan's student alone is more than the money left
                 ctx.say(f"round {rnd}: the money left after the teacher does not cover the student's distillation "
                         f"(estimated {format_usd(student_need(0))} with no soft labels): no student this round, "
                         f"rather than one the money cuts off part-way; what is left goes back to the budget.")
             break
-        if member == 0 and s["n_items"] < len(items):
-            ctx.say(f"round {rnd}: the money left after the teacher pays for soft labels on {s['n_items']} of "
+        if member == 0 and s.n_items < len(items):
+            ctx.say(f"round {rnd}: the money left after the teacher pays for soft labels on {s.n_items} of "
                     f"{len(items)} items and the student's distillation on them; the student trains to its end.")
-        teacher_devs.append(t.get("teacher_dev"))
+        teacher_devs.append(t.teacher_dev)
         labelled.append(s)
     return steps, teacher_devs, labelled, held
 
@@ -139,12 +141,12 @@ def _teachers(n: int) -> str:
     return "teacher" if n <= 1 else f"{n} teachers"
 
 
-def _averaged(labelled: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+def _averaged(labelled: list[SoftLabelResult]) -> tuple[np.ndarray, np.ndarray]:
     """The teachers' mean logits on the items every one of them soft-labelled (a prefix of the round's
     items), and which pool items they are, from their soft-label steps' files."""
-    logits = [np.load(s["soft_labels"]) for s in labelled]
+    logits = [np.load(s.soft_labels) for s in labelled]
     n = min(len(x) for x in logits)
-    items = np.load(labelled[0]["items"])[:n]
+    items = np.load(labelled[0].items)[:n]
     if len(logits) == 1:
         return logits[0], items
     return np.mean([x[:n] for x in logits], axis=0).astype(logits[0].dtype), items
@@ -175,24 +177,24 @@ def _teacher_step(ctx: RunContext, rnd: int, snap: Snapshot, out: Path, trained:
                   member: int = 0) -> Work:
     """Teacher ``member`` of the round (0: the only one, or the first of an ensemble; the others draw
     other seeds) fine-tuned on the snapshot's labels; appends the trained model to ``trained``."""
-    def work(limit: int, more_money: Callable[[int], int]) -> tuple[dict, list[PhaseRecord]]:
+    def work(limit: int, more_money: Callable[[int], int]) -> tuple[TeacherResult, list[PhaseRecord]]:
         (tr_texts, tr_y), dev = snap.train_dev()
         seed = ctx.seed + _SEED_STEP * member
         cfg = ctx.train_config("teacher", seed)
         folder = out / f"teacher{teacher_suffix(member)}"
 
-        def run() -> tuple[dict, list[PhaseRecord]]:
+        def run() -> tuple[TeacherResult, list[PhaseRecord]]:
             if ctx.config.compute.world > 1:
                 return _launched_teacher(ctx, folder, cfg, (tr_texts, tr_y), dev, limit, more_money)
             teacher = ctx.fresh("teacher", seed)
-            result = train(teacher.model, teacher.tokenizer, tr_texts, tr_y, label_names=ctx.pool.labels, dev=dev,
-                           config=cfg, out_dir=folder, meter=ctx.meter(f"{rnd}.teacher{teacher_suffix(member)}"),
-                           phase_name="teacher_finetune", limit_micro=limit, more_money=more_money)
+            result = train(teacher.model, teacher.tokenizer, TrainData(tr_texts, tr_y, ctx.pool.labels, dev=dev), cfg,
+                           metering=Metering(ctx.meter(f"{rnd}.teacher{teacher_suffix(member)}"), "teacher_finetune",
+                                             limit, more_money), out_dir=folder)
             trained.append(teacher)
-            return {"stopped": result.stopped, "teacher_dev": result.best_dev}, [result.phase]
+            return TeacherResult(stopped=result.stopped, teacher_dev=result.best_dev), [result.phase]
 
         key = ctx.phase_cache and train_key(ctx, "teacher", cfg, tr_texts, tr_y, dev)
-        return cached(ctx, folder, key, limit, more_money, run)
+        return cached(ctx, folder, key, limit, more_money, run, TeacherResult)
     return work
 
 
@@ -201,7 +203,7 @@ _SEED_STEP = 1000
 
 
 def _launched_teacher(ctx: RunContext, out: Path, cfg: TrainConfig, data: tuple[list, np.ndarray], dev: tuple,
-                      limit: int, more_money: Callable[[int], int]) -> tuple[dict, list[PhaseRecord]]:
+                      limit: int, more_money: Callable[[int], int]) -> tuple[TeacherResult, list[PhaseRecord]]:
     """The teacher's fine-tune in ``[compute]``'s processes; every process's phase is charged."""
     m = ctx.config.models
     job = TrainJob(model=m.teacher, labels=tuple(ctx.pool.labels), texts=data[0], y=data[1], dev=dev, config=cfg,
@@ -209,7 +211,7 @@ def _launched_teacher(ctx: RunContext, out: Path, cfg: TrainConfig, data: tuple[
                    cache_dir=ctx.model_cache, price=ctx.pricer.price)
     result, records = launch_training(job, Processes(**asdict(ctx.config.compute)), limit_micro=limit,
                                       more_money=more_money)
-    return {"stopped": result.stopped, "teacher_dev": result.best_dev, "processes": len(records)}, records
+    return TeacherResult(stopped=result.stopped, teacher_dev=result.best_dev, processes=len(records)), records
 
 
 def _plan_phases(ctx: RunContext, rnd: int) -> dict[str, float]:
@@ -254,23 +256,23 @@ def _soft_label_step(ctx: RunContext, rnd: int, out: Path, items: np.ndarray, te
     """Teacher ``member``'s logits on as many of ``texts`` (pool ``items``) as the money pays for, beside the
     ``student_need`` of a distillation over them (cached on disk by content); which pool items they are is
     kept beside them for routing (:func:`teacher_proba`)."""
-    def work(limit: int, more_money: Callable[[int], int]) -> tuple[dict, list[PhaseRecord]]:
+    def work(limit: int, more_money: Callable[[int], int]) -> tuple[SoftLabelResult, list[PhaseRecord]]:
         folder = out / f"teacher{teacher_suffix(member)}"
         teacher = trained[-1] if trained else load_classifier(folder, ctx.pool.labels)
         cache_dir = ctx.phase_cache.root / "soft-labels" if ctx.phase_cache else ctx.run_dir / "cache"
         n = _affordable_prefix(ctx, teacher, texts, limit, more_money, student_need)
         if n == 0:
-            return {"n_items": 0, "stopped": "budget"}, []
+            return SoftLabelResult(n_items=0, stopped="budget"), []
         soft, phases = _soft_labels(ctx, folder, teacher, texts[:n], cache_dir)
         items_file = ctx.run_dir / "cache" / f"round-{rnd:03d}-soft-label-items{teacher_suffix(member)}.npy"
         items_file.parent.mkdir(parents=True, exist_ok=True)
         np.save(items_file, np.asarray(items[:n], dtype=np.int64))
-        result = {"soft_labels": str(soft.path), "n_items": n, "items": str(items_file), "processes": len(phases)}
+        result = SoftLabelResult(soft_labels=str(soft.path), n_items=n, items=str(items_file), processes=len(phases))
         # Soft labels found on disk are charged what their pass cost when it ran (kept beside them). Outside a
         # study only this round's teacher made them, before a kill that came ahead of this step's record: the
         # work ran and was never charged. In a study another cell may have run it: its FLOPs were reused.
         if soft.cached and ctx.phase_cache is not None:
-            result["reused_flops"] = sum(p.flops for p in phases)
+            result = replace(result, reused_flops=sum(p.flops for p in phases))
         return result, phases
     return work
 
@@ -348,7 +350,7 @@ def round_soft_targets(ctx: RunContext, rnd: int) -> SoftTargets | None:
     return SoftTargets([ctx.pool.texts[i] for i in items], logits)
 
 
-def _soft_label_steps(ctx: RunContext, rnd: int) -> list[dict]:
+def _soft_label_steps(ctx: RunContext, rnd: int) -> list[SoftLabelResult]:
     """The round's finished soft-label steps whose files are still on disk, one per teacher."""
-    return [s for s in compute_steps(ctx.ledger, rnd)
-            if "items" in s and all(Path(s[k]).exists() for k in ("items", "soft_labels"))]
+    return [s for s in compute_steps(ctx.ledger, rnd) if isinstance(s, SoftLabelResult) and s.items
+            and Path(s.items).exists() and Path(s.soft_labels).exists()]

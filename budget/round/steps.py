@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -22,6 +22,7 @@ from budget.ledger.round_records import RoundSummary
 from budget.money import format_usd
 from budget.round.context import RunContext
 from budget.round.phase_cache import data_fingerprint, folder_digest
+from budget.round.results import PilotResult, StepResult, StudentResult
 from budget.round.snapshot import Snapshot
 from budget.shipped import right_bits
 from modeling.device import device_kind, pick_device
@@ -29,17 +30,19 @@ from modeling.encoding import encode
 from modeling.meter import PhaseRecord
 from modeling.metrics import score as score_predictions
 from modeling.models import LoadedModel, load_classifier
-from modeling.train import SoftTargets, TrainConfig, train
+from modeling.train import Metering, SoftTargets, TrainConfig, TrainData, train
 
 __all__ = ["Work", "compute_step", "reserve_once", "eval_margin", "cached",
            "train_key", "student_step", "pilot_fields", "student_summary", "finish_round"]
 
+R = TypeVar("R", bound=StepResult)
 #: a compute step: ``work(limit_micro, more_money) -> (result, phase records)``
-Work = Callable[[int, Callable[[int], int]], tuple[dict, list[PhaseRecord]]]
+Work = Callable[[int, Callable[[int], int]], tuple[R, list[PhaseRecord]]]
 
 
-def compute_step(ctx: RunContext, rnd: int, key: str, reservation_id: int, work: Work) -> dict[str, Any]:
+def compute_step(ctx: RunContext, rnd: int, key: str, reservation_id: int, work: Work, kind: type[R]) -> R:
     """Run ``work(limit_micro, more_money)`` once; settle its phases' price and mark the step done atomically.
+    A step already done returns its recorded result, read as ``kind``.
 
     ``limit_micro`` is what the reservation still holds; ``more_money(micro)`` extends it while
     money is available (a phase that needs more than its estimate asks instead of stopping).
@@ -48,7 +51,7 @@ def compute_step(ctx: RunContext, rnd: int, key: str, reservation_id: int, work:
     ledger = ctx.ledger
     done = ledger.step_result(key)
     if done is not None:
-        return done
+        return kind.from_json(done)
     ledger.begin_step(key)
     limit = ledger.reservation(reservation_id).remaining_micro
 
@@ -58,8 +61,7 @@ def compute_step(ctx: RunContext, rnd: int, key: str, reservation_id: int, work:
     result, records = work(limit, more_money)
     failpoints.reach("compute-done", f"{rnd}.{key.rsplit(':', 1)[-1]}")
     cost = sum(ctx.pricer.price(r) for r in records)
-    result = {**result, "cost_micro": cost, "seconds": sum(r.seconds for r in records),
-              "phases": [asdict(r) for r in records]}
+    result = result.costed(cost, records)
     with ledger.atomic():
         excess = cost - ledger.reservation(reservation_id).remaining_micro
         unpaid = excess - more_money(excess) if excess > 0 else 0
@@ -71,7 +73,7 @@ def compute_step(ctx: RunContext, rnd: int, key: str, reservation_id: int, work:
             cost -= unpaid
         if cost:
             ledger.settle(reservation_id, cost, key=f"settle:{key}")
-        ledger.finish_step(key, result)
+        ledger.finish_step(key, result.to_json())
     return result
 
 
@@ -98,8 +100,9 @@ def _hold_for_training(limit: int, more_money: Callable[[int], int], margin: int
 
 
 def cached(ctx: RunContext, out: Path, key: dict[str, Any] | None, limit: int, more_money: Callable[[int], int],
-           run: Callable[[], tuple[dict, list[PhaseRecord]]]) -> tuple[dict, list[PhaseRecord]]:
-    """Run a training step, or, in a study, reuse the same step another cell finished (same content key).
+           run: Callable[[], tuple[R, list[PhaseRecord]]], kind: type[R]) -> tuple[R, list[PhaseRecord]]:
+    """Run a training step, or, in a study, reuse the same step another cell finished (same content key), read
+    as ``kind``.
 
     A reused step is charged what its phases cost when they ran, if the reservation holds that (or can
     be extended to it) as it would have for the real run; its FLOPs are reported as saved.
@@ -113,10 +116,10 @@ def cached(ctx: RunContext, out: Path, key: dict[str, Any] | None, limit: int, m
         cost = sum(ctx.pricer.price(r) for r in hit.records)
         if cost <= limit or more_money(cost - limit) >= cost - limit:
             cache.restore(hit, out)
-            return {**hit.result, "reused_flops": hit.flops}, list(hit.records)
+            return replace(kind.from_json(hit.result), reused_flops=hit.flops), list(hit.records)
     result, records = run()
-    if result.get("stopped") != "budget":
-        cache.put(digest, result, records, out)
+    if result.stopped != "budget":
+        cache.put(digest, result.to_json(), records, out)
     return result, records
 
 
@@ -145,13 +148,13 @@ def student_step(ctx: RunContext, rnd: int, snap: Snapshot, soft: SoftTargets | 
     With ``start`` (a distilled student's folder) the labels fine-tune that student instead of a fresh one,
     and the start itself is kept where no epoch beats it on dev: labels that no distillation follows refine
     the distilled student rather than replace it with one that saw the labels alone."""
-    def work(limit: int, more_money: Callable[[int], int]) -> tuple[dict, list[PhaseRecord]]:
+    def work(limit: int, more_money: Callable[[int], int]) -> tuple[StudentResult, list[PhaseRecord]]:
         (texts, ys), dev = snap.train_dev()
         cfg = ctx.train_config("distill" if soft else "student")
         out = ctx.round_dir(rnd) / "student"
         previous = ctx.latest_student_path()
 
-        def run() -> tuple[dict, list[PhaseRecord]]:
+        def run() -> tuple[StudentResult, list[PhaseRecord]]:
             student = ctx.fresh("student") if start is None else load_classifier(start, ctx.pool.labels,
                                                                                   seed=ctx.seed)
             meter = ctx.meter(f"{rnd}.student")
@@ -159,14 +162,14 @@ def student_step(ctx: RunContext, rnd: int, snap: Snapshot, soft: SoftTargets | 
             margin = eval_margin(ctx, student, list(dev[0])) * (2 if previous else 1)
             held = _hold_for_training(limit, more_money, margin)
             if not held:
-                return {"stopped": "budget", "n_labels": len(ys) + len(dev[1]),
-                        "reason": "no money left to train the student"}, []
-            result = train(student.model, student.tokenizer, texts, ys, label_names=ctx.pool.labels, dev=dev,
-                           soft=soft, config=cfg, out_dir=out, meter=meter,
-                           phase_name="student_distill" if soft else "student_finetune",
-                           limit_micro=held - margin, more_money=more_money, keep_start=start is not None)
+                return StudentResult(stopped="budget", n_labels=len(ys) + len(dev[1]),
+                                     reason="no money left to train the student"), []
+            phase = "student_distill" if soft else "student_finetune"
+            result = train(student.model, student.tokenizer, TrainData(texts, ys, ctx.pool.labels, dev=dev, soft=soft),
+                           cfg, metering=Metering(meter, phase, held - margin, more_money), out_dir=out,
+                           keep_start=start is not None)
             scores = ctx.score(student, snap, meter)
-            return ({"student": str(out), "stopped": result.stopped, "n_labels": len(ys) + len(dev[1]), **scores},
+            return (replace(scores, student=str(out), stopped=result.stopped, n_labels=len(ys) + len(dev[1])),
                     [result.phase, *meter.records[-1:]])
 
         key = ctx.phase_cache and {
@@ -174,19 +177,19 @@ def student_step(ctx: RunContext, rnd: int, snap: Snapshot, soft: SoftTargets | 
             "soft": data_fingerprint(list(soft.texts), soft.logits) if soft else None,
             **({"start": folder_digest(Path(start))} if start else {}),
             "test": data_fingerprint([int(i) for i in ctx.split.test])}
-        result, records = cached(ctx, out, key, limit, more_money, run)
-        if "student" not in result:
+        result, records = cached(ctx, out, key, limit, more_money, run, StudentResult)
+        if result.student is None:
             return result, records
-        result = {**result, "student": str(out), **({"refined": True, "refined_from": start} if start else {})}
-        if result.get("dev_pred") is not None:  # which dev items it got right: the shipped student's choice
-            result["dev_right"] = right_bits(np.asarray(result["dev_pred"]) == dev[1])
-        if previous and result.get("dev_pred") is not None:
-            compared, phase = _compare_with(ctx, rnd, snap, previous, np.asarray(result["dev_pred"]))
-            result = {**result, "prev_dev": compared.prev_dev, "disagree": compared.disagree}
+        result = replace(result, student=str(out), **({"refined": True, "refined_from": start} if start else {}))
+        if result.dev_pred is not None:  # which dev items it got right: the shipped student's choice
+            result = replace(result, dev_right=right_bits(np.asarray(result.dev_pred) == dev[1]))
+        if previous and result.dev_pred is not None:
+            compared, phase = _compare_with(ctx, rnd, snap, previous, np.asarray(result.dev_pred))
+            result = replace(result, prev_dev=compared.prev_dev, disagree=compared.disagree)
             records = [*records, phase]
             same, more = _compare_along_kind(ctx, rnd, snap, previous, soft is not None or start is not None,
                                              result)
-            result, records = {**result, **same}, [*records, *more]
+            result, records = replace(result, **same), [*records, *more]
         return result, records
     return work
 
@@ -201,56 +204,58 @@ def _pilot_step(ctx: RunContext, rnd: int, snap: Snapshot, dev_pred: list[int]) 
     round, from a retrain on half the labels. Nothing is kept of the pilot's model (the run folder stays
     small). Without money for it (none left to extend its reservation) it does not run: the result is empty.
     """
-    def work(limit: int, more_money: Callable[[int], int]) -> tuple[dict, list[PhaseRecord]]:
+    def work(limit: int, more_money: Callable[[int], int]) -> tuple[PilotResult, list[PhaseRecord]]:
         (texts, ys), dev = snap.train_dev()
         half = len(ys) // 2
         if half < 2 or not len(dev[1]):
-            return {}, []
+            return PilotResult(), []
         keep = np.sort(np.random.default_rng([ctx.seed, rnd, 13]).choice(len(ys), half, replace=False))
         texts, ys = [texts[i] for i in keep], ys[keep]
         cfg = ctx.train_config("student")
         out = ctx.round_dir(rnd) / "pilot"
 
-        def run() -> tuple[dict, list[PhaseRecord]]:
+        def run() -> tuple[PilotResult, list[PhaseRecord]]:
             student = ctx.fresh("student")
             meter = ctx.meter(f"{rnd}.pilot")
             margin = eval_margin(ctx, student, list(dev[0]))
             held = _hold_for_training(limit, more_money, margin)
             if not held:
-                return {"stopped": "budget"}, []
-            result = train(student.model, student.tokenizer, texts, ys, label_names=ctx.pool.labels, dev=dev,
-                           config=cfg, out_dir=out, meter=meter, phase_name="student_finetune",
-                           limit_micro=held - margin, more_money=more_money)
+                return PilotResult(stopped="budget"), []
+            result = train(student.model, student.tokenizer, TrainData(texts, ys, ctx.pool.labels, dev=dev), cfg,
+                           metering=Metering(meter, "student_finetune", held - margin, more_money), out_dir=out)
             pred = ctx.dev_predictions(student, snap, meter)
             shutil.rmtree(out, ignore_errors=True)  # only its predictions are kept
             out.mkdir(parents=True)
-            return {"stopped": result.stopped, "dev_pred": [int(p) for p in pred]}, [result.phase, *meter.records[-1:]]
+            return (PilotResult(stopped=result.stopped, dev_pred=tuple(int(p) for p in pred)),
+                    [result.phase, *meter.records[-1:]])
 
         key = ctx.phase_cache and {**train_key(ctx, "student", cfg, texts, ys, dev), "pilot": True}
-        result, records = cached(ctx, out, key, limit, more_money, run)
+        result, records = cached(ctx, out, key, limit, more_money, run, PilotResult)
         shutil.rmtree(out, ignore_errors=True)
-        if "dev_pred" not in result or result.get("stopped") == "budget":
-            return {}, records
-        pilot, main, dev_y = np.asarray(result["dev_pred"]), np.asarray(dev_pred), dev[1]
-        return {"pilot_dev": score_predictions(dev_y, pilot, ctx.pool.labels).get(ctx.config.task.metric),
-                "pilot_disagree": float(np.mean((pilot == dev_y) != (main == dev_y))),
-                "pilot_labels": half + len(dev_y)}, records
+        if result.dev_pred is None or result.stopped == "budget":
+            return PilotResult(), records
+        pilot, main, dev_y = np.asarray(result.dev_pred), np.asarray(dev_pred), dev[1]
+        return PilotResult(pilot_dev=score_predictions(dev_y, pilot, ctx.pool.labels).get(ctx.config.task.metric),
+                           pilot_disagree=float(np.mean((pilot == dev_y) != (main == dev_y))),
+                           pilot_labels=half + len(dev_y)), records
     return work
 
 
 def pilot_fields(ctx: RunContext, rnd: int, snap: Snapshot, reservation_id: int, wanted: bool,
-                 step: dict[str, Any]) -> tuple[dict[str, Any], int]:
+                 step: StudentResult) -> tuple[dict[str, Any], int]:
     """Run the round's subsample pilot (:func:`_pilot_step`) after its student ``step`` when the decision
-    asked for one (``wanted``); its summary fields and what it cost (nothing without a pilot)."""
-    if not wanted or step.get("dev_pred") is None:
+    asked for one (``wanted``); its summary fields (:class:`RoundSummary` keywords) and what it cost (nothing
+    without a pilot)."""
+    if not wanted or step.dev_pred is None:
         return {}, 0
     pilot = compute_step(ctx, rnd, f"round-{rnd}:pilot", reservation_id,
-                         _pilot_step(ctx, rnd, snap, step["dev_pred"]))
-    return {k: pilot[k] for k in ("pilot_dev", "pilot_disagree", "pilot_labels") if k in pilot}, pilot["cost_micro"]
+                         _pilot_step(ctx, rnd, snap, list(step.dev_pred)), PilotResult)
+    fields = {k: getattr(pilot, k) for k in ("pilot_dev", "pilot_disagree", "pilot_labels")}
+    return {k: v for k, v in fields.items() if v is not None}, pilot.cost_micro
 
 
 def _compare_along_kind(ctx: RunContext, rnd: int, snap: Snapshot, previous: str, distilled: bool,
-                        result: dict) -> tuple[dict, list[PhaseRecord]]:
+                        result: StudentResult) -> tuple[dict[str, Any], list[PhaseRecord]]:
     """The comparison with the last student of the same kind (distilled or label-only): the previous
     round's when it was one (no second evaluation), else that student scored on this round's dev items."""
     last = ctx.latest_of_kind(distilled)
@@ -258,8 +263,8 @@ def _compare_along_kind(ctx: RunContext, rnd: int, snap: Snapshot, previous: str
         return {}, []
     path, n_labels = last
     if path == previous:
-        return {"arm_prev_dev": result["prev_dev"], "arm_disagree": result["disagree"], "arm_prev_labels": n_labels}, []
-    compared, phase = _compare_with(ctx, rnd, snap, path, np.asarray(result["dev_pred"]))
+        return {"arm_prev_dev": result.prev_dev, "arm_disagree": result.disagree, "arm_prev_labels": n_labels}, []
+    compared, phase = _compare_with(ctx, rnd, snap, path, np.asarray(result.dev_pred))
     return {"arm_prev_dev": compared.prev_dev, "arm_disagree": compared.disagree, "arm_prev_labels": n_labels}, [phase]
 
 
@@ -284,11 +289,11 @@ def _compare_with(ctx: RunContext, rnd: int, snap: Snapshot, previous: str,
     return _Paired(prev, disagree), meter.records[-1]
 
 
-def student_summary(step: dict[str, Any], **more: Any) -> RoundSummary:
+def student_summary(step: StudentResult, **more: Any) -> RoundSummary:
     """A round's summary from its student step's result, plus the round's own fields."""
     keys = ("student", "n_labels", "dev", "test", "seconds", "stopped", "dev_items", "prev_dev", "disagree",
             "arm_prev_dev", "arm_disagree", "arm_prev_labels", "refined", "dev_right")
-    picked = {k: step[k] for k in keys if k in step}
+    picked = {k: getattr(step, k) for k in keys if getattr(step, k) is not None}
     return RoundSummary(**{**picked, **more})
 
 

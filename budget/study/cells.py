@@ -27,7 +27,6 @@ from budget.round.phase_cache import PhaseCache
 from budget.shipped import best_round
 from budget.study.reseed import reseeded_tests
 from budget.study.version import code_version
-from modeling.meter import PhaseRecord
 
 __all__ = [
     "Cell", "CellResult", "cell_result", "format_score", "phase_cache", "read_result", "run_cell", "write_result",
@@ -95,8 +94,7 @@ class CellResult:
 def _flops(ledger: Ledger, rnd: int) -> tuple[float, float]:
     """FLOPs a round's compute steps were charged for, and those of them reused from the study's cache."""
     steps = compute_steps(ledger, rnd)
-    return (sum(p["flops"] for step in steps for p in step.get("phases", [])),
-            sum(step.get("reused_flops", 0.0) for step in steps))
+    return sum(step.flops for step in steps), sum(step.reused_flops or 0.0 for step in steps)
 
 
 def _estimates(r: RoundRecord, ledger: Ledger, pricer: ComputePricer) -> list[tuple[str, int, int]]:
@@ -108,8 +106,8 @@ def _estimates(r: RoundRecord, ledger: Ledger, pricer: ComputePricer) -> list[tu
         out.append((f"round:{r.arm}", int(estimate), int(actual)))
     spent: dict[str, int] = {}
     for step in compute_steps(ledger, r.round):
-        for p in step.get("phases", []):
-            spent[p["name"]] = spent.get(p["name"], 0) + pricer.price(PhaseRecord(**p))
+        for p in step.phases or ():
+            spent[p.name] = spent.get(p.name, 0) + pricer.price(p)
     for phase, est in r.plan.compute_estimate_phases.items():
         if spent.get(phase) and est >= 1:
             out.append((f"phase:{phase}", round(est), spent[phase]))

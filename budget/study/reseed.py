@@ -23,9 +23,10 @@ from budget.ledger.records import RoundRecord
 from budget.round.compute_steps import compute_steps
 from budget.round.context import RunContext
 from budget.round.distill import round_soft_targets
+from budget.round.results import StudentResult
 from modeling.meter import Meter
 from modeling.models import load_classifier
-from modeling.train import train
+from modeling.train import Metering, TrainData, train
 
 __all__ = ["SEED_STEP", "reseeded_tests"]
 
@@ -66,9 +67,9 @@ def reseeded_tests(ctx: RunContext, n_seeds: int) -> tuple[float, ...]:
         seed = ctx.seed + j * SEED_STEP
         model = ctx.fresh("student", seed) if start is None else load_classifier(start, ctx.pool.labels, seed=seed)
         shutil.rmtree(folder, ignore_errors=True)  # a killed study's half-trained model would resume otherwise
-        train(model.model, model.tokenizer, texts, ys, label_names=ctx.pool.labels, dev=dev, soft=soft,
-              config=ctx.train_config(role, seed), out_dir=folder, phase_name=phase, keep_start=start is not None,
-              meter=None if limit is None else Meter(price=ctx.pricer.price), limit_micro=limit)
+        train(model.model, model.tokenizer, TrainData(texts, ys, ctx.pool.labels, dev=dev, soft=soft),
+              ctx.train_config(role, seed), out_dir=folder, keep_start=start is not None,
+              metering=Metering(None if limit is None else Meter(price=ctx.pricer.price), phase, limit))
         test = ctx.test_scores(model)
         if test is None:
             return ()
@@ -81,11 +82,11 @@ def _money_it_stopped_at(ctx: RunContext, rnd: int, phase: str, batch_size: int)
     """Where round ``rnd``'s student training stopped at its money limit (the run's last distillation got less
     than it needed), a limit that stops a training on the same data at the same step: what the run's training
     cost plus half a step (it stops before a step projected to pass it). None when it was not stopped so."""
-    step = next((s for s in compute_steps(ctx.ledger, rnd) if "student" in s), None)
-    if step is None or step.get("stopped") != "budget":
+    step = next((s for s in compute_steps(ctx.ledger, rnd) if isinstance(s, StudentResult) and s.student), None)
+    if step is None or step.stopped != "budget":
         return None
-    run = next(p for p in step["phases"] if p["name"] == phase)
-    return run["cost_micro"] + run["cost_micro"] * batch_size // (2 * max(1, run["examples"]))
+    run = next(p for p in step.phases if p.name == phase)
+    return run.cost_micro + run.cost_micro * batch_size // (2 * max(1, run.examples))
 
 
 def _final_round(ctx: RunContext) -> RoundRecord | None:
@@ -96,5 +97,6 @@ def _final_round(ctx: RunContext) -> RoundRecord | None:
 
 def _refined_from(ctx: RunContext, rnd: int) -> str | None:
     """The folder of the distilled student round ``rnd``'s student was refined from, if it is still on disk."""
-    path = next((s["refined_from"] for s in compute_steps(ctx.ledger, rnd) if s.get("refined_from")), None)
+    path = next((s.refined_from for s in compute_steps(ctx.ledger, rnd)
+                 if isinstance(s, StudentResult) and s.refined_from), None)
     return path if path and Path(path).exists() else None

@@ -33,7 +33,7 @@ from modeling.launch import (
 )
 from modeling.lora import is_adapter, with_lora
 from modeling.models import load_classifier
-from modeling.train import TrainConfig, train
+from modeling.train import TrainConfig, TrainData, train
 from tests.utils.kills import DiesOnceAfterCheckpoint
 
 TOLERANCE = 1e-4
@@ -57,7 +57,7 @@ def alone(llama, data):
     """The one-process training the two-process ones are compared with: its result and trained model."""
     texts, y, dev = data
     one = load_classifier(str(llama), list(LABELS), seed=0)
-    result = train(one.model, one.tokenizer, texts, y, label_names=LABELS, config=_config(), dev=dev)
+    result = train(one.model, one.tokenizer, TrainData(texts, y, LABELS, dev=dev), _config())
     return result, one.model
 
 
@@ -126,7 +126,7 @@ def test_sharded_processes_each_hold_half_the_weights_and_follow_the_one_process
 def test_a_sharded_lora_teacher_trains_its_adapters_as_one_process_does(llama, data, tmp_path):
     texts, y, dev = data
     one = with_lora(load_classifier(str(llama), list(LABELS), seed=0), 4)
-    alone = train(one.model, one.tokenizer, texts, y, label_names=LABELS, config=_config(), dev=dev)
+    alone = train(one.model, one.tokenizer, TrainData(texts, y, LABELS, dev=dev), _config())
 
     result, _ = launch_training(_job(llama, data, tmp_path / "lora", lora_rank=4), SHARDED)
 

@@ -7,7 +7,7 @@ from budget.study.tiny import build_tiny_llama
 from modeling.infer import evaluate, predict_logits
 from modeling.lora import is_adapter, with_lora
 from modeling.models import load_classifier
-from modeling.train import TrainConfig, train
+from modeling.train import TrainConfig, TrainData, train
 from tests.utils.tiny_models import LABELS, make_task
 
 
@@ -20,8 +20,7 @@ def test_a_decoder_llm_teacher_learns_with_lora_and_comes_back_merged_from_its_s
     frozen = [p.clone() for n, p in teacher.model.named_parameters() if "lora_" not in n and not p.requires_grad]
     assert trainable < 0.5 * teacher.n_params  # adapters and the head, not the whole model
     cfg = TrainConfig(epochs=6, lr=1e-2, batch_size=16, progress=False, precision="fp32", seed=0)
-    result = train(teacher.model, teacher.tokenizer, texts, ys, label_names=LABELS, config=cfg,
-                   out_dir=tmp_path / "teacher")
+    result = train(teacher.model, teacher.tokenizer, TrainData(texts, ys, LABELS), cfg, out_dir=tmp_path / "teacher")
     assert result.stopped == "completed"
     after = [p for n, p in teacher.model.named_parameters() if "lora_" not in n and not p.requires_grad]
     assert all(torch.equal(a, b) for a, b in zip(frozen, after, strict=True))  # the base never moved

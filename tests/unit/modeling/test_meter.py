@@ -7,7 +7,7 @@ import pytest
 from modeling.infer import evaluate, soft_labels
 from modeling.meter import Meter, flops_per_token
 from modeling.models import load_classifier
-from modeling.train import SoftTargets, TrainConfig, train
+from modeling.train import Metering, SoftTargets, TrainConfig, TrainData, train
 from tests.utils.tiny_models import LABELS, make_task
 
 
@@ -20,11 +20,11 @@ def test_phases_of_a_distillation_run_add_up_to_the_run(student_dir, teacher_dir
     teacher = load_classifier(teacher_dir, LABELS)
     student = load_classifier(student_dir, LABELS)
     start = time.perf_counter()
-    train(teacher.model, teacher.tokenizer, seed_texts, seed_ys, label_names=LABELS, config=cfg, meter=meter,
-          phase_name="teacher_finetune")
+    train(teacher.model, teacher.tokenizer, TrainData(seed_texts, seed_ys, LABELS), cfg,
+          metering=Metering(meter, phase_name="teacher_finetune"))
     soft = soft_labels(teacher.model, teacher.tokenizer, unlabeled, cache_dir=tmp_path, meter=meter, progress=False)
-    train(student.model, student.tokenizer, seed_texts, seed_ys, label_names=LABELS, config=cfg, meter=meter,
-          soft=SoftTargets(unlabeled, soft.logits), phase_name="student_train")
+    distil = TrainData(seed_texts, seed_ys, LABELS, soft=SoftTargets(unlabeled, soft.logits))
+    train(student.model, student.tokenizer, distil, cfg, metering=Metering(meter, phase_name="student_train"))
     evaluate(student.model, student.tokenizer, test_texts, test_ys, LABELS, meter=meter, progress=False)
     wall = time.perf_counter() - start
 
@@ -48,8 +48,8 @@ def test_limit_stops_a_phase_before_the_step_that_would_pass_it(student_dir):
     # 1 micro-dollar per example: 10 steps of 16 would cost 160; the limit allows 100.
     meter = Meter(price=lambda r: r.examples)
     m = load_classifier(student_dir, LABELS)
-    result = train(m.model, m.tokenizer, texts, ys, label_names=LABELS, meter=meter, limit_micro=100,
-                   config=TrainConfig(epochs=1, progress=False))
+    result = train(m.model, m.tokenizer, TrainData(texts, ys, LABELS), TrainConfig(epochs=1, progress=False),
+                   metering=Metering(meter, limit_micro=100))
     rec = meter.records[-1]
     assert result.stopped == "budget" and rec.stopped_by_limit
     assert rec.cost_micro <= 100 and rec.cost_micro + 16 > 100

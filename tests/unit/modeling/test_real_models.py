@@ -5,7 +5,7 @@ import pytest
 
 from modeling.infer import predict_logits
 from modeling.models import load_classifier
-from modeling.train import TrainConfig, train
+from modeling.train import TrainConfig, TrainData, train
 
 pytestmark = pytest.mark.slow
 
@@ -22,8 +22,8 @@ def test_real_model_loads_from_its_package_and_trains(name, n_params, tmp_path):
     m = load_classifier(name, LABELS, cache_dir=tmp_path)
     assert m.n_params == n_params
     before = predict_logits(m.model, m.tokenizer, TEXTS[:2], progress=False, precision="fp32")
-    result = train(m.model, m.tokenizer, TEXTS, YS, label_names=LABELS,
-                   config=TrainConfig(epochs=1, batch_size=4, max_length=32, progress=False))
+    result = train(m.model, m.tokenizer, TrainData(TEXTS, YS, LABELS),
+                   TrainConfig(epochs=1, batch_size=4, max_length=32, progress=False))
     after = predict_logits(m.model, m.tokenizer, TEXTS[:2], progress=False, precision="fp32")
     assert result.steps == 2 and np.isfinite(after).all()
     assert not np.allclose(before, after)

@@ -7,7 +7,7 @@ from modeling.exceptions import CheckpointError, EmptyPoolError, LabelError
 from modeling.infer import evaluate, predict_logits, soft_labels
 from modeling.meter import Meter
 from modeling.models import load_classifier
-from modeling.train import SoftTargets, TrainConfig, train
+from modeling.train import Metering, SoftTargets, TrainConfig, TrainData, train
 from tests.utils.tiny_models import LABELS, make_task
 
 FAST = dict(lr=1e-3, batch_size=16, progress=False, precision="fp32")
@@ -16,7 +16,7 @@ FAST = dict(lr=1e-3, batch_size=16, progress=False, precision="fp32")
 def _fit(model_dir, texts, ys, *, seed=0, **overrides):
     m = load_classifier(model_dir, LABELS, seed=seed)
     cfg = TrainConfig(**{**FAST, "epochs": 3, "seed": seed, **overrides})
-    result = train(m.model, m.tokenizer, texts, ys, label_names=LABELS, config=cfg)
+    result = train(m.model, m.tokenizer, TrainData(texts, ys, LABELS), cfg)
     return m, result
 
 
@@ -50,8 +50,8 @@ def test_distilled_student_beats_student_trained_on_seed_labels_alone(student_di
 
     alone, _ = _fit(student_dir, seed_texts, seed_ys, epochs=8)
     m = load_classifier(student_dir, LABELS)
-    train(m.model, m.tokenizer, seed_texts, seed_ys, label_names=LABELS, soft=SoftTargets(unlabeled, soft.logits),
-          config=TrainConfig(**FAST, epochs=3))
+    train(m.model, m.tokenizer, TrainData(seed_texts, seed_ys, LABELS, soft=SoftTargets(unlabeled, soft.logits)),
+          TrainConfig(**FAST, epochs=3))
     acc_alone = evaluate(alone.model, alone.tokenizer, test_texts, test_ys, LABELS, progress=False).accuracy
     acc_distilled = evaluate(m.model, m.tokenizer, test_texts, test_ys, LABELS, progress=False).accuracy
     assert acc_distilled > acc_alone + 0.15, (acc_alone, acc_distilled)
@@ -72,8 +72,8 @@ def test_early_stopping_keeps_the_best_dev_model(student_dir):
     dev = make_task(60, seed=9)
     # A learning rate far too high makes dev accuracy fall after its first peak.
     m2 = load_classifier(student_dir, LABELS)
-    result = train(m2.model, m2.tokenizer, texts, ys, label_names=LABELS, dev=dev,
-                   config=TrainConfig(**{**FAST, "epochs": 12, "patience": 2, "lr": 3e-2}))
+    result = train(m2.model, m2.tokenizer, TrainData(texts, ys, LABELS, dev=dev),
+                   TrainConfig(**{**FAST, "epochs": 12, "patience": 2, "lr": 3e-2}))
     best = max(v for _, v in result.dev_history)
     assert result.best_dev == best
     if result.stopped == "early_stop":
@@ -93,11 +93,11 @@ def test_fine_tuning_a_trained_model_with_keep_start_never_ends_worse_on_dev(stu
     few, few_ys = make_task(24, seed=3)
     bad = {**FAST, "epochs": 2, "lr": 0.3, "patience": 0}
     wrecked = load_classifier(tmp_path / "good", LABELS)
-    train(wrecked.model, wrecked.tokenizer, few, few_ys, label_names=LABELS, dev=dev, config=TrainConfig(**bad))
+    train(wrecked.model, wrecked.tokenizer, TrainData(few, few_ys, LABELS, dev=dev), TrainConfig(**bad))
     after = evaluate(wrecked.model, wrecked.tokenizer, dev[0], dev[1], LABELS, progress=False, precision="fp32")
     assert after.accuracy < start - 0.1, (start, after.accuracy)  # the scenario keep_start guards against
     kept = load_classifier(tmp_path / "good", LABELS)
-    result = train(kept.model, kept.tokenizer, few, few_ys, label_names=LABELS, dev=dev, config=TrainConfig(**bad),
+    result = train(kept.model, kept.tokenizer, TrainData(few, few_ys, LABELS, dev=dev), TrainConfig(**bad),
                    keep_start=True)
     assert result.dev_history[0] == (0, pytest.approx(start))  # the start is scored before the first step
     final = evaluate(kept.model, kept.tokenizer, dev[0], dev[1], LABELS, progress=False, precision="fp32").accuracy
@@ -126,17 +126,17 @@ def test_checkpoint_resumes_and_finished_run_is_not_trained_again(student_dir, t
     texts, ys = make_task(64, seed=1)
     cfg = TrainConfig(**FAST, epochs=2)
     full = load_classifier(student_dir, LABELS)
-    train(full.model, full.tokenizer, texts, ys, label_names=LABELS, config=cfg)
+    train(full.model, full.tokenizer, TrainData(texts, ys, LABELS), cfg)
 
     # Stop after the first epoch with a budget limit of one epoch's steps, then resume.
     meter = Meter(price=lambda r: 0 if r.examples < 64 else 10)
     part = load_classifier(student_dir, LABELS)
-    first = train(part.model, part.tokenizer, texts, ys, label_names=LABELS, config=cfg, out_dir=tmp_path,
-                  meter=meter, limit_micro=5)
+    first = train(part.model, part.tokenizer, TrainData(texts, ys, LABELS), cfg, out_dir=tmp_path,
+                  metering=Metering(meter, limit_micro=5))
     assert first.stopped == "budget" and 0 < first.steps < first.total_steps
     assert meter.records[-1].stopped_by_limit
     resumed = load_classifier(student_dir, LABELS)
-    second = train(resumed.model, resumed.tokenizer, texts, ys, label_names=LABELS, config=cfg, out_dir=tmp_path)
+    second = train(resumed.model, resumed.tokenizer, TrainData(texts, ys, LABELS), cfg, out_dir=tmp_path)
     assert second.stopped == "completed" and second.steps == second.total_steps
     probe = texts[:16]
     exact = dict(progress=False, precision="fp32")
@@ -145,7 +145,7 @@ def test_checkpoint_resumes_and_finished_run_is_not_trained_again(student_dir, t
     again = load_classifier(student_dir, LABELS)
     calls = []
     again.model.register_forward_hook(lambda *a: calls.append(1))
-    third = train(again.model, again.tokenizer, texts, ys, label_names=LABELS, config=cfg, out_dir=tmp_path)
+    third = train(again.model, again.tokenizer, TrainData(texts, ys, LABELS), cfg, out_dir=tmp_path)
     assert calls == []  # returned from the checkpoint, no training ran
     # the phase record spans both processes: the interrupted part is carried into the resumed one
     assert second.phase.examples == third.phase.examples == 2 * 64
@@ -154,17 +154,17 @@ def test_checkpoint_resumes_and_finished_run_is_not_trained_again(student_dir, t
 def test_resume_with_other_settings_is_refused(student_dir, tmp_path):
     texts, ys = make_task(32, seed=1)
     m = load_classifier(student_dir, LABELS)
-    train(m.model, m.tokenizer, texts, ys, label_names=LABELS, config=TrainConfig(**FAST, epochs=1), out_dir=tmp_path)
+    train(m.model, m.tokenizer, TrainData(texts, ys, LABELS), TrainConfig(**FAST, epochs=1), out_dir=tmp_path)
     with pytest.raises(CheckpointError, match="other settings or data; use a new out_dir"):
-        train(m.model, m.tokenizer, texts, ys, label_names=LABELS, config=TrainConfig(**FAST, epochs=2),
-              out_dir=tmp_path)
+        train(m.model, m.tokenizer, TrainData(texts, ys, LABELS), TrainConfig(**FAST, epochs=2), out_dir=tmp_path)
 
 
 def test_bad_input_gets_a_clear_error(student_dir):
     m = load_classifier(student_dir, LABELS)
+    # bad data is refused when the TrainData is built, a bad setting when train() validates its config
     with pytest.raises(EmptyPoolError, match="No training examples"):
-        train(m.model, m.tokenizer, [], np.array([], dtype=int), label_names=LABELS)
+        TrainData([], np.array([], dtype=int), LABELS)
     with pytest.raises(LabelError, match="outside the task's 3 labels"):
-        train(m.model, m.tokenizer, ["a b c"], np.array([5]), label_names=LABELS)
+        TrainData(["a b c"], np.array([5]), LABELS)
     with pytest.raises(ValueError, match="The 'alpha' parameter of TrainConfig must be a float in the range"):
-        train(m.model, m.tokenizer, ["a b c"], np.array([0]), label_names=LABELS, config=TrainConfig(alpha=1.5))
+        train(m.model, m.tokenizer, TrainData(["a b c"], np.array([0]), LABELS), TrainConfig(alpha=1.5))

@@ -6,6 +6,7 @@ from budget.config import load_config
 from budget.controller import Controller
 from budget.money import to_micro
 from budget.round.compute_steps import compute_steps
+from budget.round.results import PilotResult
 from budget.shipped import best_round
 from tests.utils.kills import KillPoint, fingerprint, killed_run
 from tests.utils.projects import write_tiny_project
@@ -98,7 +99,7 @@ def test_a_pilot_measures_a_label_only_student_against_one_on_half_its_labels(tm
         assert 0 < pilot["cost_micro"] < s.compute_micro <= spent[r.round]
         assert not (tmp_path / "run" / "models" / f"round-{r.round:03d}" / "pilot").exists()
         # ...and counted with its round's compute where the study compares FLOPs and estimates
-        assert pilot in done and len(done) == 2
+        assert PilotResult.from_json(pilot) in done and len(done) == 2
     assert sum(spent.values()) <= granted
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from budget.round import phase_cache
 from budget.round.phase_cache import PhaseCache
+from budget.round.results import StudentResult
 from budget.round.steps import cached
 from modeling.meter import PhaseRecord
 
@@ -94,17 +95,17 @@ def test_a_pruned_step_is_a_cache_miss_and_runs_again(tmp_path):
         out = tmp_path / "run" / "student"
         out.mkdir(parents=True, exist_ok=True)
         (out / "model.safetensors").write_bytes(b"w" * 100)
-        return {"n_labels": 10}, [RECORD]
+        return StudentResult(n_labels=10), [RECORD]
 
     def step():
         return cached(ctx, tmp_path / "run" / "student", {"role": "student", "seed": 0}, limit=100,
-                      more_money=lambda extra: 0, run=run)
+                      more_money=lambda extra: 0, run=run, kind=StudentResult)
 
-    assert step() == ({"n_labels": 10}, [RECORD]) and len(runs) == 1  # computed and stored
-    assert step() == ({"n_labels": 10, "reused_flops": 5.0}, [RECORD]) and len(runs) == 1  # reused
+    assert step() == (StudentResult(n_labels=10), [RECORD]) and len(runs) == 1  # computed and stored
+    assert step() == (StudentResult(n_labels=10, reused_flops=5.0), [RECORD]) and len(runs) == 1  # reused
     assert cache.prune(0) > 0 and not any(cache.root.iterdir())
-    assert step() == ({"n_labels": 10}, [RECORD]) and len(runs) == 2  # a miss: computed again, no error
-    assert step()[0]["reused_flops"] == 5.0 and len(runs) == 2  # and stored again
+    assert step() == (StudentResult(n_labels=10), [RECORD]) and len(runs) == 2  # a miss: computed again, no error
+    assert step()[0].reused_flops == 5.0 and len(runs) == 2  # and stored again
 
 
 def test_a_step_computed_by_other_training_code_is_a_cache_miss(tmp_path, monkeypatch):

@@ -9,6 +9,7 @@ import pytest
 
 from budget.ledger import Ledger
 from budget.round.compute_steps import compute_steps
+from budget.round.results import SoftLabelResult
 from tests.utils.kills import KillPoint, fingerprint, killed_run, reference_run
 from tests.utils.projects import write_tiny_project
 
@@ -38,9 +39,10 @@ def test_each_distillation_pays_three_teachers_and_teaches_the_student_their_ave
             assert "the average of 3 teacher fine-tunes" in r.plan.decision.reason
             steps = compute_steps(ledger, r.round)
             assert len(steps) == 7  # the student, and each teacher's fine-tune and soft labels
-            assert spent[r.round] == sum(s["cost_micro"] for s in steps) == r.summary.compute_micro > 0
+            assert spent[r.round] == sum(s.cost_micro for s in steps) == r.summary.compute_micro > 0
         # the latest teachers and their soft labels are kept ([models] keep = 1), three different ones
-        soft = [np.load(s["soft_labels"]) for s in compute_steps(ledger, rounds[-1].round) if "soft_labels" in s]
+        last_steps = compute_steps(ledger, rounds[-1].round)
+        soft = [np.load(s.soft_labels) for s in last_steps if isinstance(s, SoftLabelResult)]
         assert len(soft) == 3 and rounds[-1].summary.unlabeled_used == len(soft[0]) > 0
         assert not np.allclose(soft[0], soft[1]) and not np.allclose(soft[1], soft[2])  # three seeds
         last = root / "whole" / "models" / f"round-{rounds[-1].round:03d}"
