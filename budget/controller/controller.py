@@ -44,9 +44,9 @@ from budget.preflight import (
 )
 from budget.report import write_report
 from budget.round.context import RunContext
-from budget.round.phase_cache import PhaseCache
 from budget.round.runners import RUNNERS
 from budget.round.snapshot import Snapshot
+from budget.round.step_store import StepStore
 from budget.runfolder import prune
 from budget.runlock import RunLock
 from connectors.base import Clock, Connector, RealClock
@@ -82,7 +82,7 @@ class Controller:
     clock : Clock, optional
         What the run waits on while people label: by default the simulated platform's simulated time,
         else real time.
-    phase_cache : PhaseCache, optional
+    phase_cache : StepStore, optional
         Finished compute steps shared with other runs of a study (reused steps are charged what they cost).
     model_cache_dir : Path, optional
         Where models joined from PyPI packages are kept (default: ``.model-cache`` beside ``run_dir``).
@@ -103,7 +103,7 @@ class Controller:
 
     def __init__(self, config: ProjectConfig, run_dir: Path, *, seed: int = 0, policy: str | None = None,
                  connector: Connector | None = None, progress: bool = True, say: Callable[[str], None] = print,
-                 phase_cache: PhaseCache | None = None, model_cache_dir: Path | None = None,
+                 phase_cache: StepStore | None = None, model_cache_dir: Path | None = None,
                  auto_approve_under: str | None = None, clock: Clock | None = None) -> None:
         if auto_approve_under is not None:
             config = config.replace(annotation={"auto_approve_under": auto_approve_under})

@@ -19,9 +19,9 @@ from budget.config import ProjectConfig
 from budget.costs import ComputePricer
 from budget.ledger import Ledger
 from budget.ledger.records import RoundRecord
-from budget.round.phase_cache import PhaseCache
 from budget.round.results import StudentResult
 from budget.round.snapshot import Snapshot, take_snapshot
+from budget.round.step_store import StepStore
 from connectors.base import Clock, Connector
 from modeling.infer import evaluate, predict_logits
 from modeling.lora import with_lora
@@ -39,8 +39,9 @@ class RunContext:
     """Everything a round needs; built once per run by the controller.
 
     ``clock`` is what the controller waits on while people label (simulated in a simulation, shared
-    with the simulated platform); ``phase_cache`` holds a study's finished steps, shared between its
-    cells; ``model_cache_dir`` is where models joined from packages are kept (default: beside run_dir).
+    with the simulated platform); ``phase_cache`` is the store of finished steps a study shares between
+    its cells (:class:`~budget.round.step_store.StepStore`; None outside a study); ``model_cache_dir`` is
+    where models joined from packages are kept (default: beside run_dir).
     """
 
     config: ProjectConfig
@@ -55,7 +56,7 @@ class RunContext:
     seed: int
     progress: bool = True
     say: Callable[[str], None] = print
-    phase_cache: PhaseCache | None = None
+    phase_cache: StepStore | None = None
     model_cache_dir: Path | None = None
 
     @property

@@ -259,7 +259,7 @@ def _soft_label_step(ctx: RunContext, rnd: int, out: Path, items: np.ndarray, te
     def work(limit: int, more_money: Callable[[int], int]) -> tuple[SoftLabelResult, list[PhaseRecord]]:
         folder = out / f"teacher{teacher_suffix(member)}"
         teacher = trained[-1] if trained else load_classifier(folder, ctx.pool.labels)
-        cache_dir = ctx.phase_cache.root / "soft-labels" if ctx.phase_cache else ctx.run_dir / "cache"
+        cache_dir = ctx.phase_cache.soft_labels_dir if ctx.phase_cache else ctx.run_dir / "cache"
         n = _affordable_prefix(ctx, teacher, texts, limit, more_money, student_need)
         if n == 0:
             return SoftLabelResult(n_items=0, stopped="budget"), []

@@ -3,7 +3,7 @@
 Each compute step is recorded in the ledger before it starts and marked done, with its metered cost
 settled, in one transaction after it ends, so a killed run redoes at most the step it was in. In a
 study, a step whose content (model, data, settings, seed) another cell already trained is reused
-from the shared :class:`budget.round.phase_cache.PhaseCache` and charged what it cost when it ran.
+from the store the study plugs in (:class:`budget.round.step_store.StepStore`) and charged what it cost when it ran.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from budget.ledger import Reservation
 from budget.ledger.round_records import RoundSummary
 from budget.money import format_usd
 from budget.round.context import RunContext
-from budget.round.phase_cache import data_fingerprint, folder_digest
 from budget.round.results import PilotResult, StepResult, StudentResult
 from budget.round.snapshot import Snapshot
+from budget.round.step_store import data_fingerprint, folder_digest, step_key
 from budget.shipped import right_bits
 from modeling.device import device_kind, pick_device
 from modeling.encoding import encode
@@ -110,7 +110,7 @@ def cached(ctx: RunContext, out: Path, key: dict[str, Any] | None, limit: int, m
     cache = ctx.phase_cache
     if cache is None or not key:
         return run()
-    digest = cache.key(**key)
+    digest = step_key(**key)
     hit = cache.get(digest)
     if hit is not None:
         cost = sum(ctx.pricer.price(r) for r in hit.records)

@@ -23,8 +23,8 @@ from budget.ledger import Ledger
 from budget.ledger.records import RoundRecord
 from budget.money import parse_usd
 from budget.round.compute_steps import compute_steps
-from budget.round.phase_cache import PhaseCache
 from budget.shipped import best_round
+from budget.study.phase_cache import PhaseCache
 from budget.study.reseed import reseeded_tests
 from budget.study.version import code_version
 

@@ -28,7 +28,7 @@ study folder and runs a small grid in a minute or two. ``--ray ADDRESS`` runs th
 Ray cluster instead of one after another (``budget/study/ray_cells.py``). One cell's run and its ``cell.json``
 are :mod:`budget.study.cells`.
 
-The cells share finished compute steps through ``<study folder>/phase-cache`` (:mod:`budget.round.phase_cache`);
+The cells share finished compute steps through ``<study folder>/phase-cache`` (:mod:`budget.study.phase_cache`);
 at the end the study prints its size, and ``--prune-cache-gb N`` removes its least recently used steps
 until it holds at most N GB (a removed step is computed again if a later cell needs it). A study stops
 before a cell, with its finished cells summarised, when the disk has less room left than the last cell

@@ -1,16 +1,10 @@
-"""Finished compute steps keyed by their content, shared by the cells of a decision study.
+"""The decision study's store of finished compute steps, shared by its cells (:class:`PhaseCache`).
 
-Cells of a study repeat each other's work: the round-0 student of a seed is the same for every
-policy and budget, and a teacher fine-tuned on the same labels is the same teacher. A step's key
-hashes everything that fixes its outcome: the model it starts from, its training and dev data, its
-soft targets, its settings and seed, and the source of the code that computes it (:data:`CODE_FILES`:
-a cache filled before the training code changed is not served to cells run after the change). A
-finished step stores its result, its metered phase records and its model folder under ``<root>/<key>/``.
-A cell that meets the same key copies the model (hard links where the file system allows) and is
-charged what the phases cost when they ran, so its ledger is what an independent run would show; the
-FLOPs that did not run are counted as saved.
-
-Outside a study there is no shared cache, and nothing is charged for work that did not run.
+A :class:`~budget.round.step_store.StepStore` in folders: a finished step stores its result, its metered phase
+records and its model folder under ``<root>/<key>/`` (keys: :func:`budget.round.step_store.step_key`). A cell
+that meets the same key copies the model (hard links where the file system allows) and is charged what the
+phases cost when they ran, so its ledger is what an independent run would show; the FLOPs that did not run are
+counted as saved. Outside a study there is no store, and nothing is charged for work that did not run.
 
 The cache grows with every new step (tens of GB for a study of real models): :meth:`PhaseCache.prune`
 removes the least recently used finished steps until it fits a size. A removed step is a cache miss
@@ -21,69 +15,17 @@ are never removed. Model files hard-linked from run folders stay on disk until t
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from budget.round.step_store import CachedStep
 from modeling.meter import PhaseRecord
 
-__all__ = ["CODE_FILES", "CachedStep", "PhaseCache", "code_digest", "data_fingerprint", "folder_digest"]
-
-#: the source files whose code fixes a step's outcome: the modeling package (training, inference, models)
-#: and the steps that call it
-CODE_FILES: tuple[Path, ...] = (*sorted((Path(__file__).resolve().parents[2] / "modeling").glob("*.py")),
-                                Path(__file__).resolve().parent / "steps.py")
-
-
-@functools.cache
-def code_digest(files: tuple[Path, ...] = CODE_FILES) -> str:
-    """A short hash of ``files``' source, read once per process: part of every step's key."""
-    h = hashlib.blake2b(digest_size=16)
-    for f in files:
-        h.update(f.name.encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()
-
-
-def data_fingerprint(texts: list, labels: np.ndarray | None = None) -> str:
-    """A short hash of texts, text pairs or item ids (and their labels, or soft logits) in order."""
-    h = hashlib.blake2b(digest_size=16)
-    h.update(json.dumps([list(t) if isinstance(t, tuple) else t for t in texts]).encode())
-    if labels is not None:
-        h.update(np.ascontiguousarray(labels).tobytes())
-    return h.hexdigest()
-
-
-def folder_digest(folder: Path) -> str:
-    """A short hash of a model folder's weights and config (not its checkpoints, which pruning removes):
-    what a training that starts from it starts from."""
-    h = hashlib.blake2b(digest_size=16)
-    for f in sorted(p for p in folder.iterdir() if p.suffix in {".safetensors", ".json"}):
-        h.update(f.name.encode())
-        with f.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
-
-
-@dataclass(frozen=True)
-class CachedStep:
-    """A finished step found in the cache."""
-
-    result: dict[str, Any]
-    records: tuple[PhaseRecord, ...]
-    model_dir: Path
-
-    @property
-    def flops(self) -> float:
-        return sum(r.flops for r in self.records)
+__all__ = ["PhaseCache"]
 
 
 def _link_or_copy(src: str, dst: str) -> None:
@@ -107,12 +49,10 @@ class PhaseCache:
     def __repr__(self) -> str:
         return f"PhaseCache({str(self.root)!r})"
 
-    @staticmethod
-    def key(**parts: Any) -> str:
-        """The key of a step from everything that fixes its outcome (JSON-able values) and the code that
-        computes it (:func:`code_digest`)."""
-        parts = {**parts, "code": code_digest()}
-        return hashlib.blake2b(json.dumps(parts, sort_keys=True, default=str).encode(), digest_size=16).hexdigest()
+    @property
+    def soft_labels_dir(self) -> Path:
+        """``<root>/soft-labels``: soft-label passes, shared by the cells (never pruned)."""
+        return self.root / "soft-labels"
 
     def get(self, key: str) -> CachedStep | None:
         """The finished step stored under ``key``, or None."""

@@ -6,10 +6,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from budget.round import phase_cache
-from budget.round.phase_cache import PhaseCache
+from budget.round import step_store
 from budget.round.results import StudentResult
+from budget.round.step_store import step_key
 from budget.round.steps import cached
+from budget.study.phase_cache import PhaseCache
 from modeling.meter import PhaseRecord
 
 RECORD = PhaseRecord(name="student_finetune", kind="train", device="cpu", n_params=10, flops=5.0)
@@ -113,15 +114,15 @@ def test_a_step_computed_by_other_training_code_is_a_cache_miss(tmp_path, monkey
     # train again, not serve the old recipe's model to the cells run after the change
     train = tmp_path / "train.py"
     train.write_text("EPOCHS = 4\n")
-    digest = phase_cache.code_digest.__wrapped__  # read the file every time (a process reads it once)
-    monkeypatch.setattr(phase_cache, "code_digest", lambda: digest((train,)))
-    key = PhaseCache.key(model="student", data="abc", seed=0)
-    assert PhaseCache.key(model="student", data="abc", seed=0) == key  # the same step, the same code
+    digest = step_store.code_digest.__wrapped__  # read the file every time (a process reads it once)
+    monkeypatch.setattr(step_store, "code_digest", lambda: digest((train,)))
+    key = step_key(model="student", data="abc", seed=0)
+    assert step_key(model="student", data="abc", seed=0) == key  # the same step, the same code
     train.write_text("EPOCHS = 5\n")
-    assert PhaseCache.key(model="student", data="abc", seed=0) != key
+    assert step_key(model="student", data="abc", seed=0) != key
 
 
 def test_the_code_digest_covers_the_training_code():
-    names = {f.name for f in phase_cache.CODE_FILES}
+    names = {f.name for f in step_store.CODE_FILES}
     assert {"train.py", "infer.py", "models.py", "steps.py"} <= names
-    assert all(f.exists() for f in phase_cache.CODE_FILES)
+    assert all(f.exists() for f in step_store.CODE_FILES)
