@@ -11,6 +11,7 @@ from budget.controller import Controller
 from budget.money import to_micro
 from budget.policy import Decision, Policy, PolicyState
 from budget.round.compute_steps import compute_steps
+from budget.round.results import StudentResult
 from budget.study import reseed as study_reseed
 from budget.study.report import read_results
 from budget.study.reseed import reseeded_tests
@@ -73,7 +74,8 @@ def test_a_refined_final_student_is_trained_again_from_the_student_it_started_fr
         run.run()
         final = [r for r in run.ledger.rounds() if r.state == "done"][-1]
         assert final.summary.refined
-        start = next(s["refined_from"] for s in compute_steps(run.ledger, final.round) if s.get("refined_from"))
+        start = next(s.refined_from for s in compute_steps(run.ledger, final.round)
+                     if isinstance(s, StudentResult) and s.refined_from)
         assert keep == 1 or Path(start).exists()  # a study cell's keep = "all" never prunes it
         if Path(start).exists():
             tests = reseeded_tests(run.ctx, 2)
