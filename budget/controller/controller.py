@@ -72,7 +72,8 @@ class Controller:
     config : ProjectConfig
         The project (task, models, prices, policy).
     run_dir : Path
-        Where the ledger, models and report live; an existing one is resumed.
+        Where the ledger, models and report live; an existing one is resumed (from any working folder: the
+        ledger names the run's files by their full path).
     seed : int
         Seeds the split, selection, simulated annotators and training.
     policy : str, optional
@@ -108,7 +109,7 @@ class Controller:
         if auto_approve_under is not None:
             config = config.replace(annotation={"auto_approve_under": auto_approve_under})
         self.config = config
-        self.run_dir = Path(run_dir)
+        self.run_dir = Path(run_dir).absolute()  # the ledger names models by path: resumable from any folder
         self.seed = seed
         self.policy_name = policy or config.policy.name
         self.policy = self._make_policy(self.policy_name)

@@ -299,3 +299,21 @@ def test_a_distillation_cut_short_by_money_does_not_correct_the_next_estimate(tm
             run.ledger.finish_round(rnd, RoundSummary(n_labels=40, compute_micro=cost, **summary))
         correction = run.cost_model().distill_correction
     assert correction == pytest.approx(2.0)  # the one distillation that ran to its end: twice its estimate
+
+
+def test_a_run_started_with_a_relative_run_dir_resumes_from_another_working_directory(tmp_path, models_dir,
+                                                                                      monkeypatch):
+    # the ledger names the run's models by path: a run started as `--run-dir run` in one folder and resumed by its
+    # full path from another finds its students (the next round compares its student with the last one)
+    project = write_tiny_project(tmp_path, policy="annotate", models_dir=models_dir)
+    monkeypatch.chdir(tmp_path)
+    with Controller(load_config(project), Path("run"), progress=False, say=lambda _: None) as first:
+        first.fund(to_micro("40"))
+        first.run(max_rounds=2)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    with Controller(load_config(project), tmp_path / "run", progress=False, say=lambda _: None) as resumed:
+        outcome = resumed.run(max_rounds=1)
+        rounds = [r for r in resumed.ledger.rounds() if r.state == "done"]
+    assert len(rounds) == 3, outcome and rounds[-1].summary.prev_dev is not None  # compared with the student before it
+    assert all(Path(r.summary.student).is_absolute() for r in rounds)
