@@ -36,7 +36,8 @@ class StepResult:
     KEEP_NONE: ClassVar[frozenset[str]] = frozenset()
 
     def to_json(self) -> dict[str, Any]:
-        """The result as the ledger stores it: plain JSON, phases as dicts, None fields left out."""
+        """The result as the ledger stores it: plain JSON, phases as dicts, None fields left out (tuples such as
+        ``dev_pred`` are written as JSON arrays)."""
         out = {}
         for f in fields(self):
             value = getattr(self, f.name)
@@ -92,12 +93,6 @@ class StudentResult(StepResult):
     refined: bool | None = None
     refined_from: str | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        out = super().to_json()
-        if self.dev_pred is not None:
-            out["dev_pred"] = list(self.dev_pred)
-        return out
-
 
 @dataclass(frozen=True)
 class PilotResult(StepResult):
@@ -108,12 +103,6 @@ class PilotResult(StepResult):
     pilot_dev: float | None = None
     pilot_disagree: float | None = None
     pilot_labels: int | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        out = super().to_json()
-        if self.dev_pred is not None:
-            out["dev_pred"] = list(self.dev_pred)
-        return out
 
 
 @dataclass(frozen=True)
