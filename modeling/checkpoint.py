@@ -24,6 +24,7 @@ from modeling.sharding import full_state, is_sharded, load_full_state, load_opti
 __all__ = ["FINISHED", "Checkpoint", "RunState"]
 
 FINISHED = {"completed", "early_stop"}  # how a training that needs no more steps ended
+SETTINGS_BEFORE = {"select": "best"}  # settings added since checkpoints were first written, as they behaved before
 
 
 @dataclass
@@ -75,7 +76,8 @@ class Checkpoint:
         if path is None or not path.exists():
             return RunState(), None, None
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        if ckpt["config"] != asdict(self.cfg) or ckpt["n_examples"] != self.n_examples:
+        made_with = {**SETTINGS_BEFORE, **ckpt["config"]}  # a checkpoint of an older version lacks newer settings
+        if made_with != asdict(self.cfg) or ckpt["n_examples"] != self.n_examples:
             raise CheckpointError(f"Checkpoint {path} was made with other settings or data; "
                                   "use a new out_dir or delete it to start over.")
         load_full_state(self.model, ckpt["model"])

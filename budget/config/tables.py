@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from annotation.selection import STRATEGIES
 from budget.money import MAX_MICRO, to_micro
 from budget.prices import DEFAULT_DEVICE_PRICES
-from modeling.train import TrainConfig
+from modeling.train import SELECT, TrainConfig
 
 __all__ = ["PHASES", "Split", "Models", "Prices", "Annotation", "Annotators", "ConnectorSettings",
            "PolicySettings", "Compute", "ConfigError", "check_keep", "check_phase_scale"]
@@ -113,7 +113,8 @@ class Models:
     temperature: float = 2.0  # distillation temperature T
     alpha: float = 0.5  # weight of gold CE against the KL to soft labels
     class_weight: str = "auto"  # auto: balanced when the task's metric is macro_f1, else none | balanced | none
-    patience: int = 2  # dev evaluations without improvement before early stop
+    patience: int = 2  # dev evaluations without improvement before early stop (select = "best")
+    select: str = "last"  # a student's training keeps: last (its end) | best (its best dev evaluation)
     precision: str = "auto"  # auto | bf16 | fp32
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     keep: int | str = 1  # latest students and teachers kept in the run folder besides the best student; "all"
@@ -131,6 +132,7 @@ class Models:
         yield "alpha", _num(self.alpha) and 0 <= self.alpha <= 1, "a number in [0, 1]"
         yield "precision", self.precision in {"auto", "bf16", "fp32"}, "one of auto, bf16, fp32"
         yield "class_weight", self.class_weight in {"auto", "balanced", "none"}, "one of auto, balanced, none"
+        yield "select", self.select in SELECT, "one of " + ", ".join(SELECT)
         yield "keep", self.keep == "all" or (_int(self.keep) and self.keep >= 1), 'an int >= 1 or "all"'
 
     @property
@@ -144,6 +146,10 @@ class Models:
         ``class_weight = "auto"`` balances the gold loss's classes when the task is scored by macro-F1, which
         weighs every class alike: on a long-tailed task a student trained on a few dozen labels otherwise
         learns to predict the common classes only.
+
+        ``select`` applies to the student's trainings (on labels, and distilled): the policy compares students
+        on the dev set, and a student picked as the best of several dev evaluations carries the dev set's luck
+        into that comparison. A teacher is only compared through its students: it keeps its best evaluation.
         """
         class_weight = ("balanced" if metric == "macro_f1" else "none") if self.class_weight == "auto" \
             else self.class_weight
@@ -152,6 +158,7 @@ class Models:
                            lr=float(self.teacher_lr if role == "teacher" else self.student_lr),
                            max_length=self.max_length, seed=seed, precision=self.precision, device=self.device,
                            patience=self.patience, metric=metric, temperature=float(self.temperature),
+                           select="best" if role == "teacher" else self.select,
                            alpha=float(self.alpha), class_weight=class_weight, progress=progress)
 
 

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from modeling.exceptions import CheckpointError, EmptyPoolError, LabelError
 from modeling.infer import evaluate, predict_logits, soft_labels
@@ -82,13 +83,18 @@ def test_early_stopping_keeps_the_best_dev_model(student_dir):
     assert final == pytest.approx(best)
 
 
-def test_fine_tuning_a_trained_model_with_keep_start_never_ends_worse_on_dev(student_dir, tmp_path):
+def _trained(student_dir, folder):
+    """A student trained well, saved in ``folder``; a dev set and its accuracy there."""
     texts, ys = make_task(480, seed=1)
     dev = make_task(90, seed=9)
     good, _ = _fit(student_dir, texts, ys, epochs=4)
-    good.model.save_pretrained(tmp_path / "good")
-    good.tokenizer.save_pretrained(tmp_path / "good")
-    start = evaluate(good.model, good.tokenizer, dev[0], dev[1], LABELS, progress=False, precision="fp32").accuracy
+    good.model.save_pretrained(folder)
+    good.tokenizer.save_pretrained(folder)
+    return dev, evaluate(good.model, good.tokenizer, dev[0], dev[1], LABELS, progress=False, precision="fp32").accuracy
+
+
+def test_fine_tuning_a_trained_model_with_keep_start_never_ends_worse_on_dev(student_dir, tmp_path):
+    dev, start = _trained(student_dir, tmp_path / "good")
     # a few labels and a learning rate far too high wreck the trained model within one epoch
     few, few_ys = make_task(24, seed=3)
     bad = {**FAST, "epochs": 2, "lr": 0.3, "patience": 0}
@@ -102,6 +108,31 @@ def test_fine_tuning_a_trained_model_with_keep_start_never_ends_worse_on_dev(stu
     assert result.dev_history[0] == (0, pytest.approx(start))  # the start is scored before the first step
     final = evaluate(kept.model, kept.tokenizer, dev[0], dev[1], LABELS, progress=False, precision="fp32").accuracy
     assert final == pytest.approx(result.best_dev) and final >= start
+
+
+def test_select_last_keeps_the_end_of_the_schedule_scored_once_on_dev(student_dir):
+    texts, ys = make_task(160, seed=1)
+    dev = make_task(60, seed=9)
+    # the learning rate that makes the best evaluation beat the end (above) trains to the end all the same
+    m = load_classifier(student_dir, LABELS)
+    result = train(m.model, m.tokenizer, TrainData(texts, ys, LABELS, dev=dev),
+                   TrainConfig(**{**FAST, "epochs": 12, "patience": 2, "lr": 3e-2, "select": "last"}))
+    assert result.stopped == "completed" and result.steps == result.total_steps
+    assert result.dev_history == [(result.total_steps, pytest.approx(result.best_dev))]  # dev only reports the end
+    final = evaluate(m.model, m.tokenizer, dev[0], dev[1], LABELS, progress=False, precision="fp32").accuracy
+    assert final == pytest.approx(result.best_dev)
+
+
+def test_select_last_with_keep_start_keeps_the_start_when_training_wrecks_it(student_dir, tmp_path):
+    dev, start = _trained(student_dir, tmp_path / "good")
+    few, few_ys = make_task(24, seed=3)
+    kept = load_classifier(tmp_path / "good", LABELS)
+    result = train(kept.model, kept.tokenizer, TrainData(few, few_ys, LABELS, dev=dev),
+                   TrainConfig(**{**FAST, "epochs": 2, "lr": 0.3, "select": "last"}), keep_start=True)
+    (s0, v0), (s1, v1) = result.dev_history  # the start and the end, nothing between
+    assert (s0, s1) == (0, result.total_steps) and v0 == pytest.approx(start) and v1 < start - 0.1
+    final = evaluate(kept.model, kept.tokenizer, dev[0], dev[1], LABELS, progress=False, precision="fp32").accuracy
+    assert final == pytest.approx(start) == pytest.approx(result.best_dev)
 
 
 def _long_tail(n: int, seed: int, rare: int) -> tuple[list, np.ndarray]:
@@ -157,6 +188,21 @@ def test_resume_with_other_settings_is_refused(student_dir, tmp_path):
     train(m.model, m.tokenizer, TrainData(texts, ys, LABELS), TrainConfig(**FAST, epochs=1), out_dir=tmp_path)
     with pytest.raises(CheckpointError, match="other settings or data; use a new out_dir"):
         train(m.model, m.tokenizer, TrainData(texts, ys, LABELS), TrainConfig(**FAST, epochs=2), out_dir=tmp_path)
+
+
+def test_a_checkpoint_written_before_select_existed_resumes_as_best(student_dir, tmp_path):
+    texts, ys = make_task(32, seed=1)
+    cfg = TrainConfig(**FAST, epochs=1)
+    m = load_classifier(student_dir, LABELS)
+    first = train(m.model, m.tokenizer, TrainData(texts, ys, LABELS), cfg, out_dir=tmp_path)
+    ckpt = torch.load(tmp_path / "ckpt.pt", weights_only=False)
+    del ckpt["config"]["select"]  # as an older version wrote it
+    torch.save(ckpt, tmp_path / "ckpt.pt")
+    again = train(m.model, m.tokenizer, TrainData(texts, ys, LABELS), cfg, out_dir=tmp_path)
+    assert again.stopped == first.stopped and again.steps == first.steps  # finished, not refused
+    with pytest.raises(CheckpointError, match="other settings"):
+        train(m.model, m.tokenizer, TrainData(texts, ys, LABELS), TrainConfig(**FAST, epochs=1, select="last"),
+              out_dir=tmp_path)
 
 
 def test_bad_input_gets_a_clear_error(student_dir):

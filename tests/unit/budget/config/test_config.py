@@ -25,6 +25,7 @@ BAD = [
     ("models", "precision", "fp8", "one of auto, bf16, fp32"),
     ("models", "keep", 0, 'an int >= 1 or "all"'),
     ("models", "class_weight", "inverse", "one of auto, balanced, none"),
+    ("models", "select", "median", "one of best, last"),
     ("prices", "per_label", "-1", 'a dollar amount > 0 as a string, like "0.364"'),
     ("prices", "overlap", 0, "an int >= 1"),
     ("prices", "compute", "abacus", "one of flops, device-hours"),
@@ -98,3 +99,11 @@ def test_replace_changes_a_table_and_validates_it(project):
 def test_class_weights_are_balanced_where_the_metric_weighs_every_class_alike(metric, setting, trained):
     for role in ("student", "teacher", "distill"):
         assert Models(class_weight=setting).train_config(role, seed=0, metric=metric).class_weight == trained
+
+
+@pytest.mark.parametrize("setting", ["last", "best"])
+def test_select_picks_the_students_kept_model_and_a_teacher_keeps_its_best_evaluation(setting):
+    models = Models(select=setting)
+    assert models.train_config("student", seed=0, metric="accuracy").select == setting
+    assert models.train_config("distill", seed=0, metric="accuracy").select == setting
+    assert models.train_config("teacher", seed=0, metric="accuracy").select == "best"
