@@ -121,6 +121,7 @@ def main() -> None:
     ap.add_argument("--min-steps", type=int, default=None, help="instead of the project's [models] min_steps")
     ap.add_argument("--tag", default="run", help="names the results file: results/student_selection-TAG.json")
     ap.add_argument("--table-only", action="store_true", help="print the table of the trainings run so far")
+    ap.add_argument("--against", help="also compare the kept models with those of results file TAG, paired")
     args = ap.parse_args()
     out = HERE / "results" / f"student_selection-{args.tag}.json"
     rows = json.loads(out.read_text())["rows"] if out.exists() else []  # resumes
@@ -152,7 +153,32 @@ def main() -> None:
                     print(json.dumps({k: v for k, v in row.items() if k != "trace"}),
                           f"test at each evaluation: {[t[2] for t in row['trace']]}", flush=True)
     print(table(rows))
+    if args.against:
+        print(against(rows, json.loads((HERE / "results" / f"student_selection-{args.against}.json").read_text())
+                      ["rows"], args.tag, args.against))
     print(f"written to {out}")
+
+
+def against(rows: list[dict], other: list[dict], tag: str, other_tag: str) -> str:
+    """Each rule's kept model here against the same training (task, labels, draw, seed) in ``other``."""
+    def kept(rs: list[dict]) -> pl.DataFrame:
+        out = []
+        for r in rs:
+            trace = [Evaluation(d / 100, loss, t / 100, lb) for d, loss, t, lb in r["trace"]]
+            out += [{"task": r["task"], "labels": r["labels"], "draw": r["draw"], "seed": r["seed"], "rule": rule,
+                     "test": 100 * trace[choose(trace, rule, r["patience"])].test, "seconds": r["seconds"]}
+                    for rule in RULES]
+        return pl.DataFrame(out)
+    both = kept(rows).join(kept(other), on=["task", "labels", "draw", "seed", "rule"], suffix="_other")
+    lines = [f"| rule | {tag} minus {other_tag}, test (mean over {both.height // len(RULES)} trainings) | "
+             "90% bootstrap | seconds ratio |", "|---|---|---|---|"]
+    for rule in RULES:
+        b = both.filter(pl.col("rule") == rule)
+        gain = (b["test"] - b["test_other"]).to_numpy()
+        lo, hi = np.percentile(np.random.default_rng(0).choice(gain, (4000, len(gain))).mean(axis=1), [5, 95])
+        lines.append(f"| {rule} | {gain.mean():+.1f} | {lo:+.1f} to {hi:+.1f} | "
+                     f"{b['seconds'].sum() / b['seconds_other'].sum():.2f} |")
+    return "\n".join(lines)
 
 
 def table(rows: list[dict]) -> str:
