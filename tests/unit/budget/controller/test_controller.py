@@ -233,8 +233,9 @@ def test_run_folder_keeps_the_best_and_latest_models_and_prune_shrinks_an_old_on
     pruned = CliRunner().invoke(cli, ["prune", str(run_dir)])
     assert pruned.exit_code == 0 and "freed" in pruned.output, pruned.output
     kept = sorted(p.parent.name for p in run_dir.glob("models/*/student"))
-    # the best, the latest, and the latest of each kind (the next round of that kind is compared with it)
-    latest_of_kind = {[r.round for r in rounds if (r.arm == "distill") == d][-1] for d in (False, True)}
+    # the best, the latest, and the latest of each kind (the next round of that kind is compared with it): a
+    # label-only student, or one descending from a distillation (a distilled student refined on labels is one)
+    latest_of_kind = {[r.round for r in rounds if r.distilled == d][-1] for d in (False, True)}
     assert kept == sorted({f"round-{n:03d}" for n in {best, rounds[-1].round, *latest_of_kind}})
     assert [p.parent.name for p in run_dir.glob("models/*/teacher")] == [f"round-{teachers[-1]:03d}"]
     # the pruned run still resumes and reports
