@@ -7,6 +7,7 @@ float's shortest repr) and rounded once, up, at the end, so a cost is never roun
 Label prices follow Kang, Xu and Ritter (ACL 2023): the paper's per-label prices are in
 :data:`PAPER_LABEL_PRICES`. Compute in simulation is priced by FLOPs on a reference GPU
 (:class:`FlopPricing`); real runs are metered in device-seconds and priced by :class:`DevicePrice`.
+A prompted LLM is priced per token, as providers bill it (:class:`TokenPrice`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ __all__ = [
     "LabelPrice",
     "DevicePrice",
     "FlopPricing",
+    "TokenPrice",
     "label_cost",
+    "token_cost",
     "label_cost_from_time",
     "compute_cost",
     "flop_seconds",
@@ -120,6 +123,47 @@ class FlopPricing:
     peak_flops: float = 312e12
     utilisation: float = 0.4
     price_per_hour: int = to_micro("2.00")
+
+
+@dataclass(frozen=True)
+class TokenPrice:
+    """What a prompted LLM costs per token, as providers list it: dollars per million input (prompt) tokens
+    and per million output tokens. A dollar per million tokens is a micro-dollar a token, so the prices are
+    kept as micro-dollars per token, exactly (a ``Decimal``: $0.15 a million is 0.15 micro-dollars a token).
+
+    Parameters
+    ----------
+    input_micro : Decimal
+        Micro-dollars per input token.
+    output_micro : Decimal
+        Micro-dollars per output token.
+    """
+
+    input_micro: Decimal = Decimal(0)
+    output_micro: Decimal = Decimal(0)
+
+    @classmethod
+    def per_million(cls, input_dollars: Decimal | str | int, output_dollars: Decimal | str | int) -> TokenPrice:
+        """From dollars per million tokens, e.g. ``TokenPrice.per_million("0.15", "0.60")``."""
+        prices = (Decimal(str(input_dollars)), Decimal(str(output_dollars)))
+        if not all(p.is_finite() and p >= 0 for p in prices):
+            raise ValueError(f"Token prices must be dollar amounts >= 0; got {input_dollars!r}, {output_dollars!r}.")
+        return cls(*prices)
+
+
+def token_cost(price: TokenPrice, input_tokens: int, output_tokens: int) -> int:
+    """Micro-dollars for ``input_tokens`` and ``output_tokens``, rounded up once.
+
+    Examples
+    --------
+    >>> token_cost(TokenPrice.per_million("0.15", "0.60"), 1_000, 10)  # 150 + 6 micro-dollars
+    156
+    >>> token_cost(TokenPrice.per_million("0.15", "0.60"), 3, 0)  # 0.45 rounds up
+    1
+    """
+    _check_int(input_tokens, "input_tokens", "token_cost", minimum=0)
+    _check_int(output_tokens, "output_tokens", "token_cost", minimum=0)
+    return _ceil(Fraction(price.input_micro) * input_tokens + Fraction(price.output_micro) * output_tokens)
 
 
 def label_cost(price: LabelPrice, n_items: int, overlap: int = 1) -> int:

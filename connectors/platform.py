@@ -49,6 +49,19 @@ __all__ = [
     "redact",
 ]
 
+try:  # the fork of httpx that the openai SDK (3.x) runs on: its faults read the same
+    import httpx2
+
+    _HTTP: tuple = (httpx, httpx2)
+except ImportError:  # pragma: no cover - installed with openai
+    _HTTP = (httpx,)
+
+
+def _http(name: str) -> tuple[type, ...]:
+    """httpx's exception class ``name`` and its fork's."""
+    return tuple(getattr(module, name) for module in _HTTP)
+
+
 BODY_CHARS = 300  # characters of an error body kept in PlatformError.body
 DETAIL_CHARS = 200  # characters of a body or parse error quoted in a message
 REASON_CHARS = 120  # characters of an httpx error quoted in a message
@@ -90,6 +103,8 @@ class Platform:
         The fix for an error status: by code (404, 409, 429), then ``"5xx"``, then ``"4xx"`` for the rest.
     forbidden : str, default=""
         What key a 403 asks for; empty when a 403 reads like a 401 (the key was refused).
+    table : str, default="connector"
+        The project file's table whose ``url`` and ``timeout`` the messages tell to fix.
     answer : callable, default: none
         ``answer(exc) -> Answer | None``: the status and body of the SDK's own HTTP error exceptions.
     unreadable : callable, default: none
@@ -104,6 +119,7 @@ class Platform:
     missing_key: str
     fixes: Mapping[int | str, str]
     forbidden: str = ""
+    table: str = "connector"
     answer: Callable[[BaseException], Answer | None] = field(default=_no_answer, repr=False)
     unreadable: Callable[[BaseException], str | None] = field(default=_no_detail, repr=False)
 
@@ -183,17 +199,17 @@ class _Call:
         return one_line(text, limit, self.secrets)
 
 
-def _transport_error(call: _Call, link: httpx.TransportError) -> TransportError:
+def _transport_error(call: _Call, link: BaseException) -> TransportError:
     name, url = call.words.name, call.url
-    if isinstance(link, httpx.TimeoutException):
+    if isinstance(link, _http("TimeoutException")):
         within = f" within {call.timeout:g} s" if call.timeout is not None else ""
         return TransportError(
             f"{name} at {url} did not answer{within} ({type(link).__name__}); check that the server is up and not "
-            f"overloaded, or raise [connector] timeout in project.toml.", **call.where)
-    if isinstance(link, httpx.ConnectError):
+            f"overloaded, or raise [{call.words.table}] timeout in project.toml.", **call.where)
+    if isinstance(link, _http("ConnectError")):
         return TransportError(
-            f"Cannot reach {name} at {url} ({connect_reason(link)}); start {call.words.server} or fix [connector] url "
-            f"in project.toml.", **call.where)
+            f"Cannot reach {name} at {url} ({connect_reason(link)}); start {call.words.server} or fix "
+            f"[{call.words.table}] url in project.toml.", **call.where)
     return TransportError(
         f"Lost the connection to {name} at {url} ({connect_reason(link)}); check that the server is still running.",
         **call.where)
@@ -202,7 +218,7 @@ def _transport_error(call: _Call, link: httpx.TransportError) -> TransportError:
 def _unreadable(call: _Call, detail: str) -> ProtocolError:
     return ProtocolError(
         f"{call.words.name} at {call.url} sent an answer the connector cannot read ({detail}); check that "
-        f"[connector] url points at {call.words.expects}.", **call.where)
+        f"[{call.words.table}] url points at {call.words.expects}.", **call.where)
 
 
 def _status_error(call: _Call, answer: Answer) -> ConnectorError:
@@ -223,7 +239,7 @@ def _status_error(call: _Call, answer: Answer) -> ConnectorError:
 def _answer(call: _Call, links: Sequence[BaseException]) -> Answer | None:
     """The first HTTP error answer in the chain: httpx's own, else one the SDK wrapped."""
     for link in links:
-        if isinstance(link, httpx.HTTPStatusError):
+        if isinstance(link, _http("HTTPStatusError")):
             request = link.request
             return Answer(link.response.status_code, link.response.text, f" to {request.method} {request.url.path}")
     for link in links:
@@ -245,11 +261,11 @@ def _translate(call: _Call, exc: BaseException) -> ConnectorError | ConnectorUsa
     """The connector error for an SDK, httpx or parse exception, or None when it is none of those."""
     links = list(_chain(exc))
     for link in links:
-        if isinstance(link, (httpx.UnsupportedProtocol, httpx.InvalidURL)):
+        if isinstance(link, _http("UnsupportedProtocol") + _http("InvalidURL")):
             return ConnectorUsageError(
                 f"{call.words.name} url {call.url!r} is not a valid http(s) URL ({call.clip(link, REASON_CHARS)}); "
-                f"fix [connector] url in project.toml.")
-        if isinstance(link, httpx.TransportError):
+                f"fix [{call.words.table}] url in project.toml.")
+        if isinstance(link, _http("TransportError")):
             return _transport_error(call, link)
     answer = _answer(call, links)
     if answer is not None:

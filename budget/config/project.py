@@ -15,6 +15,7 @@ from budget.config.tables import (
     Compute,
     ConfigError,
     ConnectorSettings,
+    LLMSettings,
     Models,
     PolicySettings,
     Prices,
@@ -30,8 +31,9 @@ __all__ = ["TABLES", "ProjectConfig", "load_config"]
 #: table name -> its dataclass, in the order of a project file
 TABLES: dict[str, type] = {"split": Split, "models": Models, "prices": Prices, "annotation": Annotation,
                            "annotators": Annotators, "connector": ConnectorSettings, "policy": PolicySettings,
-                           "compute": Compute}
-_MONEY_KEYS = {"per_label", "hourly_wage", "reference_gpu_hour", "auto_approve_under", "approve_compute_over"}
+                           "compute": Compute, "llm": LLMSettings}
+_MONEY_KEYS = {"per_label", "hourly_wage", "reference_gpu_hour", "auto_approve_under", "approve_compute_over",
+               "input_per_million", "output_per_million"}
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class ProjectConfig:
     connector: ConnectorSettings = field(default_factory=ConnectorSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
     compute: Compute = field(default_factory=Compute)
+    llm: LLMSettings = field(default_factory=LLMSettings)
     path: Path | None = None
 
     @property

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 
 from annotation.selection import STRATEGIES
 from budget.money import MAX_MICRO, to_micro
-from budget.prices import DEFAULT_DEVICE_PRICES
+from budget.prices import DEFAULT_DEVICE_PRICES, TokenPrice
 from modeling.train import SELECT, TrainConfig
 
 __all__ = ["PHASES", "Split", "Models", "Prices", "Annotation", "Annotators", "ConnectorSettings",
-           "PolicySettings", "Compute", "ConfigError", "check_keep", "check_phase_scale"]
+           "PolicySettings", "Compute", "LLMSettings", "ConfigError", "check_keep", "check_phase_scale"]
 
 #: the compute phases a run meters, by the names the meter gives them
 PHASES = ("student_finetune", "teacher_finetune", "soft_labels", "student_distill", "evaluation")
@@ -337,3 +337,51 @@ class Compute:
     def world(self) -> int:
         """How many processes train the teacher together."""
         return self.processes * self.machines
+
+
+@dataclass(frozen=True)
+class LLMSettings:
+    """``[llm]``: a prompted chat LLM, the third way to spend (soft labels with no fine-tune, or labels).
+
+    ``model`` empty: no LLM. ``url`` empty: the model runs in this process through transformers (a short name
+    such as ``smollm2-135m``, a ``.gguf`` file or a folder); set: ``model`` is the model's name on the
+    OpenAI-compatible server at ``url``. It is charged per token at the provider's list prices (for a model of
+    your own, what its GPU time comes to a token).
+    """
+
+    model: str = ""  # empty: no LLM | smollm2-135m | a .gguf file or folder | a model name at url
+    url: str = ""  # an OpenAI-compatible API's base URL (http://127.0.0.1:8080/v1); empty: in-process
+    api_key_env: str = ""  # the NAME of the environment variable holding the key; empty: a server without keys
+    input_per_million: str = ""  # dollars per million input tokens, like "0.15"; required with a model
+    output_per_million: str = ""  # dollars per million output tokens, like "0.60"; required with a model
+    examples: int = 4  # the team's labelled examples shown in every prompt (few-shot; 0 = zero-shot)
+    instructions: str = ""  # what the task is, in a sentence or two, put before the examples
+    prompt: str = ""  # a Jinja2 file for the user message (text, labels, examples, instructions); empty: built-in
+    timeout: float = 60.0  # seconds per request to the server
+    retries: int = 3  # further tries of a request a later try may get past (connection, timeout, 429, 5xx)
+    batch_size: int = 8  # in-process: requests run together
+    device: str = "auto"  # in-process: auto | cpu | cuda | cuda:N | mps
+
+    def checks(self) -> Iterator[Check]:
+        for key in ("model", "url", "api_key_env", "instructions", "prompt", "device"):
+            yield key, isinstance(getattr(self, key), str), "a string"
+        yield "url", not self.url or self.url.startswith(("http://", "https://")), \
+            'an http(s) URL ending in /v1, or "" to run the model in this process'
+        yield "url", not self.url or bool(self.model), "set together with model (the model's name on that server)"
+        for key in ("input_per_million", "output_per_million"):
+            value = getattr(self, key)
+            yield key, _money(value, empty=not self.model), \
+                'a dollar amount as a string, like "0.15" (required when model is set)'
+        yield "examples", _int(self.examples) and self.examples >= 0, "an int >= 0"
+        yield "timeout", _num(self.timeout) and self.timeout > 0, "a number > 0"
+        yield "retries", _int(self.retries) and 0 <= self.retries <= 10, "an int from 0 to 10"
+        yield "batch_size", _int(self.batch_size) and self.batch_size >= 1, "an int >= 1"
+
+    @property
+    def enabled(self) -> bool:
+        """Whether a project has an LLM."""
+        return bool(self.model)
+
+    def token_price(self) -> TokenPrice:
+        """The per-token prices (zero for a project without an LLM)."""
+        return TokenPrice.per_million(self.input_per_million or "0", self.output_per_million or "0")

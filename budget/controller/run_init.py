@@ -27,9 +27,11 @@ def config_hash(config: ProjectConfig) -> str:
     """What fixes a run's items and models; prices, policy, approvals and waiting may change between runs."""
     d = config.to_dict()
     fixed = {k: d[k] for k in ("task", "split", "models")}
-    # what is kept may change; class_weight came later: at its default it leaves earlier runs' hash as it was
+    # what is kept, and which of a training's evaluations a student keeps, may change (later trainings follow
+    # the new setting, as they follow new prices); class_weight came later: at its default it leaves earlier
+    # runs' hash as it was
     fixed["models"] = {k: v for k, v in fixed["models"].items()
-                       if k != "keep" and not (k == "class_weight" and v == "auto")}
+                       if k not in ("keep", "select") and not (k == "class_weight" and v == "auto")}
     return hashlib.sha256(json.dumps(fixed, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -12,6 +12,7 @@
 #   LABEL_STUDIO_START_TIMEOUT  seconds to wait for /health (180)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. scripts/servers/lib/serverlib.bash
 VERSION=1.23.2
 VENV=.venv-ls
 
@@ -36,21 +37,7 @@ start)
         exit 0
     fi
     [ -x "$VENV/bin/label-studio" ] || { echo "labelstudio: $VENV missing; run '$0 install' first" >&2; exit 1; }
-    port=$("$VENV/bin/python" - "${LABEL_STUDIO_PORT:-8080}" <<'PY'
-import socket, sys
-port = int(sys.argv[1])
-for p in range(port, port + 100):
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", p))
-        except OSError:
-            continue
-        print(p)
-        break
-else:
-    sys.exit(f"no free port in {port}..{port + 99}")
-PY
-)
+    port=$(free_port "$VENV/bin/python" "${LABEL_STUDIO_PORT:-8080}")
     url="http://127.0.0.1:$port"
     user=${LABEL_STUDIO_USERNAME:-admin@example.com}
     password=${LABEL_STUDIO_PASSWORD:-admin-pass-123}
@@ -87,16 +74,7 @@ PY
     ;;
 stop)
     : "${RUN_SERVERS_DIR:?set RUN_SERVERS_DIR to a state directory}"
-    pidfile="$RUN_SERVERS_DIR/labelstudio.pid"
-    [ -f "$pidfile" ] || { echo "labelstudio: not running"; exit 0; }
-    pid=$(cat "$pidfile")
-    if kill -0 "$pid" 2>/dev/null; then
-        kill "$pid" 2>/dev/null || true
-        for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-        kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null || true
-    fi
-    rm -f "$pidfile"
-    echo "labelstudio: stopped"
+    stop_pidfile labelstudio "$RUN_SERVERS_DIR/labelstudio.pid"
     ;;
 *)
     echo "usage: $0 install|start|stop" >&2

@@ -69,3 +69,26 @@ def labelstudio() -> Iterator[LabelStudioServer]:
 
 
 # ---------------------------------------------- end of Label Studio -------------------------------------
+
+
+# ------------------------------------------------------------------------------------------------------
+# llama.cpp's OpenAI-compatible server (scripts/servers/llamacpp.sh writes LLM_SERVER_* into llamacpp.env)
+# ------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LLMServer:
+    """A running OpenAI-compatible server: its base URL (``.../v1``), the key it accepts and its model."""
+
+    url: str
+    key: str
+    model: str
+
+
+@pytest.fixture(scope="session")
+def llm_server() -> LLMServer:
+    names = ("LLM_SERVER_URL", "LLM_SERVER_KEY", "LLM_SERVER_MODEL")
+    missing = [n for n in names if not os.environ.get(n)]
+    if missing:
+        _server_missing(f"{', '.join(missing)} not set (llama.cpp's server)")
+    return LLMServer(*(os.environ[n] for n in names))

@@ -38,6 +38,10 @@ BAD = [
     ("split", "dev_size", "lots", "an int >= 0"),
     ("annotation", "min_batch", -2, "an int >= 0"),
     ("policy", "stop_confidence", 1.5, "a probability in [0.5, 1)"),
+    ("llm", "url", "127.0.0.1:8080/v1", 'an http(s) URL ending in /v1, or "" to run the model in this process'),
+    ("llm", "input_per_million", 0.15, "money is never a binary float"),
+    ("llm", "retries", 50, "an int from 0 to 10"),
+    ("llm", "examples", -1, "an int >= 0"),
     ("models", "teacher_lora_rank", -4, "an int >= 0"),
     ("compute", "processes", 0, "an int >= 1"),
     ("compute", "strategy", "zero3", "one of ddp, fsdp"),
@@ -107,3 +111,25 @@ def test_select_picks_the_students_kept_model_and_a_teacher_keeps_its_best_evalu
     assert models.train_config("student", seed=0, metric="accuracy").select == setting
     assert models.train_config("distill", seed=0, metric="accuracy").select == setting
     assert models.train_config("teacher", seed=0, metric="accuracy").select == "best"
+
+
+def test_an_llm_needs_its_token_prices_and_they_are_exact(project):
+    root, tables = project
+    tables["llm"] = {"model": "smollm2-135m"}
+    with pytest.raises(ConfigError, match=r"\[llm\] input_per_million = '' in .* \(required when model is set\)"):
+        load_config(write_project(root / "project.toml", tables))
+    tables["llm"] |= {"input_per_million": "0.15", "output_per_million": "0.60"}
+    config = load_config(write_project(root / "project.toml", tables))
+    price = config.llm.token_price()
+    assert config.llm.enabled and (str(price.input_micro), str(price.output_micro)) == ("0.15", "0.60")
+    assert not load_config(write_project(root / "bare.toml", {"task": tables["task"]})).llm.enabled
+
+
+def test_changing_which_evaluation_a_student_keeps_leaves_a_run_folder_resumable(project):
+    from budget.controller.run_init import config_hash
+
+    root, tables = project
+    config = load_config(write_project(root / "project.toml", tables))
+    best, last = (config.replace(models={"select": s}) for s in ("best", "last"))
+    assert config_hash(best) == config_hash(last)
+    assert config_hash(config.replace(models={"max_length": 64})) != config_hash(config)
