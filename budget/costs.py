@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 
 from budget.config import ProjectConfig, check_phase_scale
-from budget.prices import compute_cost, flop_cost
+from budget.prices import compute_cost, flop_cost, token_cost
 from modeling.meter import PhaseRecord
 
 __all__ = ["ComputePricer", "CostModel", "training_epochs"]
@@ -48,10 +48,14 @@ class ComputePricer:
         self.flops = config.flop_pricing()
         self.devices = config.device_prices()
         self.scale = check_phase_scale(config.prices.phase_scale)
+        self.tokens = config.llm.token_price()
 
     def price(self, record: PhaseRecord) -> int:
-        """Micro-dollars for one phase (its FLOPs or seconds times ``[prices] phase_scale``, rounded up once)."""
+        """Micro-dollars for one phase (its FLOPs or seconds times ``[prices] phase_scale``, rounded up once); a
+        prompted LLM's (kind 'llm') by its tokens at ``[llm]``'s prices, whatever ``compute`` says."""
         scale = self.scale.get(record.name, 1.0)
+        if record.kind == "llm":
+            return token_cost(self.tokens, record.tokens, record.output_tokens, scale)
         if self.mode == "flops":
             return flop_cost(self.flops, record.flops * scale)
         kind = _price_kind(record.device, set(self.devices.per_hour_micro))
@@ -95,6 +99,10 @@ class CostModel:
     #: the unlabeled items a distillation is over: the student trains on them and the gold labels as one
     #: set, so ``min_steps`` is on their sum (not on each part, which doubled the estimate of a small run)
     pool: int = 0
+    #: a prompted LLM teaches instead of a fine-tuned teacher ([models] teacher_mode = "prompt"): no fine-tune,
+    #: and its labels cost ``llm_micro_per_item`` micro-dollars an item (its tokens at [llm]'s prices)
+    prompted: bool = False
+    llm_micro_per_item: float = 0.0
     correction: float = 1.0  # measured cost / estimated cost of finished retraining rounds
     distill_correction: float = 1.0  # the same for finished distillations
 
@@ -114,6 +122,9 @@ class CostModel:
     def _flops_infer(self, params: int, n_items: int) -> float:
         return 2.0 * params * self.tokens_per_item * self.padding_factor * n_items
 
+    def _llm_per_1000(self) -> int:
+        return int(1000 * self.llm_micro_per_item * self.distill_correction) + 1
+
     def _price(self, correction: float, **flops_by_phase: float) -> int:
         micro = sum(self.pricer.estimate(f, self.device, phase)
                     for phase, f in flops_by_phase.items())
@@ -130,6 +141,12 @@ class CostModel:
         trains and scores a student on half the labels (:attr:`budget.policy.Decision.pilot`).
         """
         t = self.teacher_params
+        if arm == "distill" and self.prompted:
+            flops = {"student_distill": self._flops_student_distill(n_train, n_items),
+                     "evaluation": self._flops_eval(n_eval)}
+            out = {phase: self.pricer.estimate(f, self.device, phase) * self.distill_correction
+                   for phase, f in flops.items()}
+            return {"llm_labels": n_items * self.llm_micro_per_item * self.distill_correction, **out}
         if arm == "distill":
             flops = {"teacher_finetune": teachers * self._flops_train(t, n_train, self.teacher_epochs),
                      "soft_labels": teachers * self._flops_infer(t, n_items),
@@ -170,25 +187,33 @@ class CostModel:
         pool may train more epochs (``min_steps``) than this linear price says; its student part is a
         small share of a distillation (the teacher is 5x its size), and what it needs beyond the
         reservation is asked for as any overrun is."""
+        teacher = 0.0 if self.prompted else self._flops_train(self.teacher_params, n_train, self.teacher_epochs)
         return self._price(
             self.distill_correction,
-            teacher_finetune=self._flops_train(self.teacher_params, n_train, self.teacher_epochs),
+            teacher_finetune=teacher,
             student_distill=self._flops_train(self.student_params, n_train, self.distill_epochs,
                                               part_of=n_train + self.pool),
             evaluation=self._flops_eval(n_eval))
 
     def teacher_fixed(self, n_train: int) -> int:
-        """One more teacher of an ensemble: its fine-tune on the gold labels (see :meth:`teacher_per_1000`)."""
+        """One more teacher of an ensemble: its fine-tune on the gold labels (see :meth:`teacher_per_1000`); a
+        prompted LLM has none (and answers the same way twice: an ensemble of it is never bought)."""
+        if self.prompted:
+            return 0
         return self._price(self.distill_correction,
                            teacher_finetune=self._flops_train(self.teacher_params, n_train, self.teacher_epochs))
 
     def teacher_per_1000(self) -> int:
         """What one more teacher of an ensemble adds per 1000 unlabeled items: its pass over them."""
+        if self.prompted:
+            return self._llm_per_1000()
         return self._price(self.distill_correction, soft_labels=self._flops_infer(self.teacher_params, 1000))
 
     def distill_per_1000(self, n_train: int) -> int:
         """What 1000 more unlabeled items add: a teacher pass and the student's epochs on each (the epochs
-        of a distillation of ``n_train`` gold labels and the whole ``pool``, as in :meth:`distill_fixed`)."""
-        return self._price(self.distill_correction, soft_labels=self._flops_infer(self.teacher_params, 1000),
-                           student_distill=self._flops_train(self.student_params, 1000, self.distill_epochs,
-                                                             part_of=n_train + self.pool))
+        of a distillation of ``n_train`` gold labels and the whole ``pool``, as in :meth:`distill_fixed`); a
+        prompted LLM's labels instead of a teacher's pass when the teacher is prompted."""
+        teacher = 0.0 if self.prompted else self._flops_infer(self.teacher_params, 1000)
+        student = self._flops_train(self.student_params, 1000, self.distill_epochs, part_of=n_train + self.pool)
+        llm = self._llm_per_1000() if self.prompted else 0
+        return llm + self._price(self.distill_correction, soft_labels=teacher, student_distill=student)

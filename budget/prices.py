@@ -151,8 +151,9 @@ class TokenPrice:
         return cls(*prices)
 
 
-def token_cost(price: TokenPrice, input_tokens: int, output_tokens: int) -> int:
-    """Micro-dollars for ``input_tokens`` and ``output_tokens``, rounded up once.
+def token_cost(price: TokenPrice, input_tokens: int, output_tokens: int, scale: float = 1.0) -> int:
+    """Micro-dollars for ``input_tokens`` and ``output_tokens`` (times ``scale``, a study's price regime),
+    rounded up once.
 
     Examples
     --------
@@ -163,7 +164,9 @@ def token_cost(price: TokenPrice, input_tokens: int, output_tokens: int) -> int:
     """
     _check_int(input_tokens, "input_tokens", "token_cost", minimum=0)
     _check_int(output_tokens, "output_tokens", "token_cost", minimum=0)
-    return _ceil(Fraction(price.input_micro) * input_tokens + Fraction(price.output_micro) * output_tokens)
+    _check_real(scale, "scale", "token_cost")
+    exact = Fraction(price.input_micro) * input_tokens + Fraction(price.output_micro) * output_tokens
+    return _ceil(exact * _exact(scale))
 
 
 def label_cost(price: LabelPrice, n_items: int, overlap: int = 1) -> int:

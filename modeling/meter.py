@@ -42,6 +42,7 @@ class PhaseRecord:
     flops: float = 0.0
     cost_micro: int | None = None
     stopped_by_limit: bool = False
+    output_tokens: int = 0  # tokens a prompted LLM wrote (kind 'llm': ``tokens`` are its prompts' tokens)
 
 
 class Phase:

@@ -81,7 +81,13 @@ class ProjectConfig:
         out = dataclasses.replace(self, **changed)
         for name in changed:
             _validate(name, getattr(out, name), "the project")
+        _check_across(out, "the project")
         return out
+
+    @property
+    def prompted(self) -> bool:
+        """Whether a distillation's teacher is the [llm] model, prompted (no fine-tune)."""
+        return self.models.teacher_mode == "prompt"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for the ledger and ``project.json`` (paths as strings)."""
@@ -150,4 +156,13 @@ def load_config(path: str | Path | None = None, *, raw: dict[str, Any] | None = 
                           + ", ".join(f"[{t}]" for t in TABLES) + ".")
     tables = {name: _table(name, raw[name], where) for name in TABLES if name in raw}
     task = TaskSpec.from_dict(raw["task"], base_dir=base_dir)
-    return ProjectConfig(task=task, **tables, path=path)
+    config = ProjectConfig(task=task, **tables, path=path)
+    _check_across(config, where)
+    return config
+
+
+def _check_across(config: ProjectConfig, where: str) -> None:
+    """What one table asks of another."""
+    if config.models.teacher_mode == "prompt" and not config.llm.enabled:
+        raise ConfigError(f"[models] teacher_mode = 'prompt' in {where} needs the [llm] table: set [llm] model "
+                          f"and its input_per_million and output_per_million prices.")

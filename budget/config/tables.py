@@ -11,11 +11,13 @@ from budget.money import MAX_MICRO, to_micro
 from budget.prices import DEFAULT_DEVICE_PRICES, TokenPrice
 from modeling.train import SELECT, TrainConfig
 
-__all__ = ["PHASES", "Split", "Models", "Prices", "Annotation", "Annotators", "ConnectorSettings",
+__all__ = ["PHASES", "TEACHER_MODES", "Split", "Models", "Prices", "Annotation", "Annotators", "ConnectorSettings",
            "PolicySettings", "Compute", "LLMSettings", "ConfigError", "check_keep", "check_phase_scale"]
 
-#: the compute phases a run meters, by the names the meter gives them
-PHASES = ("student_finetune", "teacher_finetune", "soft_labels", "student_distill", "evaluation")
+#: the compute phases a run meters, by the names the meter gives them (llm_labels: a prompted LLM's, by tokens)
+PHASES = ("student_finetune", "teacher_finetune", "soft_labels", "student_distill", "evaluation", "llm_labels")
+#: how a distillation's teacher is made: fine-tuned on the labels, or a chat LLM prompted with a few of them
+TEACHER_MODES = ("finetune", "prompt")
 
 # A check: (key, ok, what the value must be).
 Check = tuple[str, bool, str]
@@ -101,6 +103,7 @@ class Models:
 
     student: str = "minilm-l6"  # folder, known name (minilm-l6, mpnet-base) or hub id
     teacher: str = "mpnet-base"  # any AutoModelForSequenceClassification model, decoder LLMs included
+    teacher_mode: str = "finetune"  # finetune: fine-tune `teacher` on the labels | prompt: the [llm] model, prompted
     teacher_lora_rank: int = 0  # > 0: fine-tune the teacher's LoRA adapters of this rank (peft), not all weights
     max_length: int = 128  # tokens per example
     batch_size: int = 16
@@ -133,6 +136,7 @@ class Models:
         yield "precision", self.precision in {"auto", "bf16", "fp32"}, "one of auto, bf16, fp32"
         yield "class_weight", self.class_weight in {"auto", "balanced", "none"}, "one of auto, balanced, none"
         yield "select", self.select in SELECT, "one of " + ", ".join(SELECT)
+        yield "teacher_mode", self.teacher_mode in TEACHER_MODES, "one of " + ", ".join(TEACHER_MODES)
         yield "keep", self.keep == "all" or (_int(self.keep) and self.keep >= 1), 'an int >= 1 or "all"'
 
     @property

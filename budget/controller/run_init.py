@@ -18,6 +18,7 @@ from annotation.pool import Pool, PoolSplit, split_pool
 from budget.config import ProjectConfig
 from budget.ledger.round_records import RunInit
 from budget.preflight import PreflightError
+from budget.round.prompted import label_prompt, request_tokens
 from modeling.models import load_classifier
 
 __all__ = ["config_hash", "check_labels_in_use", "answerable", "measure_run", "run_split"]
@@ -29,9 +30,10 @@ def config_hash(config: ProjectConfig) -> str:
     fixed = {k: d[k] for k in ("task", "split", "models")}
     # what is kept, and which of a training's evaluations a student keeps, may change (later trainings follow
     # the new setting, as they follow new prices); class_weight came later: at its default it leaves earlier
-    # runs' hash as it was
+    # runs' hash as it was, and so does teacher_mode
     fixed["models"] = {k: v for k, v in fixed["models"].items()
-                       if k not in ("keep", "select") and not (k == "class_weight" and v == "auto")}
+                       if k not in ("keep", "select") and not (k == "class_weight" and v == "auto")
+                       and not (k == "teacher_mode" and v == "finetune")}
     return hashlib.sha256(json.dumps(fixed, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -85,13 +87,17 @@ def measure_run(config: ProjectConfig, pool: Pool, split: PoolSplit, run_id: str
     parameters, tokens per item over up to 500 unlabeled items) and of its pool."""
     m = config.models
     student = load_classifier(m.student, pool.labels)
-    teacher = load_classifier(m.teacher, pool.labels, cache_dir=cache_dir)
     sample = [pool.texts[i] for i in split.unlabeled[:500]] or pool.texts[:500]
+    if config.prompted:  # the [llm] model teaches: its requests' tokens price a distillation, it has no weights here
+        prompt = label_prompt(config, pool, split, seed)
+        teacher_params, llm_tokens = 0, request_tokens(config, prompt, sample[:100])
+    else:
+        teacher_params, llm_tokens = load_classifier(m.teacher, pool.labels, cache_dir=cache_dir).n_params, 0.0
     pairs = isinstance(sample[0], tuple)
     enc = (student.tokenizer([t[0] for t in sample], [t[1] for t in sample], truncation=True,
                              max_length=m.max_length) if pairs
            else student.tokenizer(sample, truncation=True, max_length=m.max_length))
     return RunInit(run_id=run_id, config_hash=config_hash(config), seed=seed,
-                   student_params=student.n_params, teacher_params=teacher.n_params,
+                   student_params=student.n_params, teacher_params=teacher_params, llm_tokens_per_item=llm_tokens,
                    tokens_per_item=float(np.mean([len(x) for x in enc["input_ids"]])), pool=len(pool),
                    seed_items=len(split.seed), unlabeled=len(split.unlabeled), test=len(split.test))

@@ -33,6 +33,12 @@ def observations(money: LedgerSnapshot) -> tuple[RoundObservation, ...]:
     return tuple(out)
 
 
+def _llm_per_item(config: ProjectConfig, init: RunInit) -> float:
+    """Micro-dollars a prompted teacher's request costs on average (its input tokens and one output token)."""
+    price = config.llm.token_price()
+    return float(price.input_micro) * init.llm_tokens_per_item + float(price.output_micro)
+
+
 def _correction(raw: float, actual: float) -> float:
     """What finished rounds of one kind cost over their raw estimate, kept within 0.2-5x (one odd round
     does not swing later estimates)."""
@@ -46,7 +52,8 @@ def round_costs(config: ProjectConfig, init: RunInit, ledger: Ledger, *, correct
     model = CostModel(ComputePricer(config), "cpu" if m.device == "auto" else m.device,
                       init.student_params, init.teacher_params, init.tokens_per_item,
                       m.student_epochs, m.teacher_epochs, m.distill_epochs, min_steps=m.min_steps,
-                      batch_size=m.batch_size, pool=pool)
+                      batch_size=m.batch_size, pool=pool, prompted=config.prompted,
+                      llm_micro_per_item=_llm_per_item(config, init))
     if not corrected:
         return model
     sums = {"retrain": [0.0, 0.0], "distill": [0.0, 0.0]}
@@ -86,7 +93,8 @@ def policy_state(config: ProjectConfig, money: LedgerSnapshot, costs: CostModel,
         distill_cost_per_1000_micro=costs.distill_per_1000(n_train),
         teacher_cost_micro=costs.teacher_fixed(n_train), teacher_per_1000_micro=costs.teacher_per_1000(),
         n_labels=snap.n_labels, n_available=len(snap.states.indices("unlabeled")),
-        n_unlabeled=n_unlabeled, batch_size=batch, min_batch=config.annotation.min_batch_items)
+        n_unlabeled=n_unlabeled, batch_size=batch, min_batch=config.annotation.min_batch_items,
+        ensembles=not config.prompted)
 
 
 def round_plan(config: ProjectConfig, cost_model: Callable[..., CostModel], decision: Decision,

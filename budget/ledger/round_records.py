@@ -44,6 +44,7 @@ class RunInit:
     seed_items: int
     unlabeled: int
     test: int
+    llm_tokens_per_item: float = 0.0  # a prompted teacher's input tokens per request (0: the teacher is fine-tuned)
 
     STEP: ClassVar[str] = "run:init"  # the ledger step whose result it is
 

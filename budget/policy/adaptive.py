@@ -126,7 +126,10 @@ class Adaptive(Policy):
 
     def teachers(self, state: PolicyState) -> int:
         """How many teachers a distillation averages: up to ``teacher_ensemble``, as many as keep a distillation
-        of the whole pool under ``nearly_free_share`` of the budget."""
+        of the whole pool under ``nearly_free_share`` of the budget (one where the teacher is a prompted LLM, whose
+        answers do not vary from seed to seed)."""
+        if not state.ensembles:
+            return 1
         free = self.nearly_free_share * state.granted_micro
         k = 1
         while k < self.teacher_ensemble and state.distill_cost(state.n_unlabeled, k + 1) <= free:

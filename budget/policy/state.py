@@ -101,6 +101,7 @@ class PolicyState:
     teacher_cost_micro: int = 0  # one more teacher of an ensemble: its fine-tune
     teacher_per_1000_micro: int = 0  # ... and its soft labels per 1000 unlabeled items
     distill_fixed_after_micro: tuple[int, ...] = ()  # [b - 1]: the fixed part after b more labels
+    ensembles: bool = True  # a distillation may average several teachers (not a prompted LLM: it answers alike)
 
     def distill_cost(self, n_items: int, teachers: int = 1, *, after: int = 0) -> int:
         """Estimated cost of one distillation over ``n_items`` unlabeled items with ``teachers`` teachers;

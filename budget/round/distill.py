@@ -14,6 +14,9 @@ a teacher whose fine-tune runs past its estimate stops at what leaves its soft l
 its best checkpoint so far teaches the student; soft labels that cost more than expected leave the student fewer
 soft rows, not a training the money cuts off part-way.
 A lead approves compute above ``[policy] approve_compute_micro`` as they approve annotation batches.
+
+With ``[models] teacher_mode = "prompt"`` the teacher is the ``[llm]`` model, prompted with a few seed labels
+(:mod:`budget.round.prompted`): one step labels the items, priced by its tokens, and nothing is fine-tuned.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from budget.ledger.round_records import BatchPayload, RoundSummary
 from budget.money import format_usd
 from budget.round.compute_steps import compute_steps, teacher_suffix
 from budget.round.context import RunContext
+from budget.round.prompted import llm_label_step
 from budget.round.results import SoftLabelResult, StepResult, StudentResult, TeacherResult
 from budget.round.snapshot import Snapshot
 from budget.round.steps import (
@@ -75,8 +79,13 @@ def run_distill(ctx: RunContext, rnd: int, decision: Decision, snap: Snapshot) -
     # a teacher may run past its estimate only into money its soft labels and the student do not need
     teacher_estimate = math.ceil(phases.get("teacher_finetune", 0.0) / teachers)
     after_teacher = math.ceil(phases.get("soft_labels", 0.0) / teachers) + student_need(len(items))
-    steps, teacher_devs, labelled, held = _teach(ctx, rnd, res.id, snap, out, items, texts, teachers,
-                                                 student_need, teacher_estimate, after_teacher)
+    if ctx.config.prompted:  # the [llm] model teaches: no fine-tune, its answers are the soft labels
+        s = compute_step(ctx, rnd, f"round-{rnd}:llm_labels", res.id,
+                         llm_label_step(ctx, rnd, out, items, texts, student_need), SoftLabelResult)
+        steps, teacher_devs, labelled, held = [s], [], [s] if s.n_items else [], s.stopped == "budget"
+    else:
+        steps, teacher_devs, labelled, held = _teach(ctx, rnd, res.id, snap, out, items, texts, teachers,
+                                                     student_need, teacher_estimate, after_teacher)
     cost, seconds = sum(x.cost_micro for x in steps), sum(x.seconds for x in steps)
     if not labelled:  # the cap was reached: the teacher (if trained) is kept, no student this round
         return finish_round(ctx, rnd, res.id, RoundSummary(n_labels=snap.n_labels, stopped="budget",

@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["LABELS", "build_tiny_bert", "make_task", "tiny_tables", "write_project", "write_tiny_project"]
+__all__ = ["LABELS", "build_tiny_bert", "build_tiny_chat", "make_task", "tiny_tables", "write_project",
+           "write_tiny_project"]
 
 LABELS = ("sports", "music", "weather")
 _KEYWORDS = {
@@ -102,6 +103,29 @@ def build_tiny_llama(out: Path, *, hidden: int = 32, layers: int = 2, heads: int
                       num_attention_heads=heads, num_key_value_heads=heads // 2, max_position_embeddings=128,
                       num_labels=2, pad_token_id=tok.pad_token_id)
     LlamaForSequenceClassification(cfg).save_pretrained(out)
+    return out
+
+
+_CHAT_TEMPLATE = ("{% for m in messages %}<{{ m['role'] }}> {{ m['content'] }}\n{% endfor %}"
+                  "{% if add_generation_prompt %}<assistant>{% endif %}")
+
+
+def build_tiny_chat(out: Path, *, hidden: int = 32, layers: int = 2, heads: int = 4, seed: int = 0) -> Path:
+    """Save a tiny random chat LLM (a Llama-style causal LM with a chat template, the task's word vocabulary) to
+    ``out``: a prompted teacher that knows nothing, whose labels are about as good as a guess."""
+    from transformers import LlamaConfig, LlamaForCausalLM, set_seed
+
+    out = Path(out)
+    if (out / "config.json").exists():
+        return out
+    tok = _tiny_tokenizer(["input_ids", "attention_mask"])
+    tok.chat_template = _CHAT_TEMPLATE
+    tok.save_pretrained(out)
+    set_seed(seed)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=layers,
+                      num_attention_heads=heads, num_key_value_heads=heads // 2, max_position_embeddings=1024,
+                      pad_token_id=tok.pad_token_id, tie_word_embeddings=True)
+    LlamaForCausalLM(cfg).save_pretrained(out)
     return out
 
 

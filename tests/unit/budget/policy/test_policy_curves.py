@@ -1,6 +1,8 @@
 """The adaptive policy on synthetic curves: what it learns of both curves, and what it then does with the money."""
 
 import math
+import re
+from dataclasses import replace
 
 import pytest
 
@@ -183,3 +185,20 @@ def test_the_dev_sets_paired_error_shrinks_with_its_size_and_is_none_without_one
     assert dev_paired_se([]) is None
     small, large = (dev_paired_se(rounds([60, 110], dev=d)) for d in (30, 2000))
     assert small > 4 * large > 0
+
+
+@pytest.mark.parametrize(("margin", "used"), [(-12.0, False), (8.0, True)])
+def test_a_prompted_llm_is_valued_by_its_students_dev_gain_like_any_teacher(margin, used):
+    # a prompted LLM teaches for its tokens ($3 a pass over the pool) and answers alike every time: one
+    # distillation measured it on 60 dev items; a weak one is left unused, a strong one carries the output
+    obs = [*rounds([60, 110])]
+    obs.append(RoundObservation(2, "distill", 3 * USD, 110, label_only(110) + margin / 100, label_only(110), 0.2, 60))
+    llm = replace(state(obs, n_labels=110, distill=3 * USD, available=100 * USD), ensembles=False)
+    policy = Adaptive(teacher_ensemble=4, nearly_free_share=0.5)  # would average four teachers were it allowed
+    assert policy.teachers(llm) == 1
+    d = policy.decide(llm)
+    plan = d.reason.split("plan:")[1]
+    output, alone = (float(x) for x in re.search(r"expected output ([\d.]+), labels alone ([\d.]+)", plan).groups())
+    assert d.arm == "annotate" and "distillation" not in plan
+    # what the LLM taught is counted in the run's output only where it won
+    assert (output > alone + 2) == used and output >= alone - 0.5
