@@ -26,8 +26,8 @@ from budget.money import MAX_MICRO, format_usd
 from modeling.exceptions import ModelingError
 from modeling.models import check_model
 
-__all__ = ["PreflightError", "check_run_dir", "check_models", "check_device", "check_connector", "check_budget",
-           "check_prices", "CONNECTOR_SDKS"]
+__all__ = ["PreflightError", "check_run_dir", "check_models", "check_llm", "check_device", "check_connector",
+           "check_budget", "check_prices", "CONNECTOR_SDKS"]
 
 #: connector -> (the module that needs the SDK, the PyPI package(s) to install, the default key variable)
 CONNECTOR_SDKS: dict[str, tuple[str, str, str]] = {
@@ -87,12 +87,38 @@ def check_models(config: ProjectConfig) -> None:
     PreflightError
         Naming the key (``[models] student`` or ``teacher``), the value and the fix.
     """
-    for role in ("student", "teacher"):
+    for role in ("student", "teacher") if not config.prompted else ("student",):
         name = getattr(config.models, role)
         try:
             check_model(name)
         except ModelingError as exc:
             raise PreflightError(f"[models] {role} = {str(name)!r}: {str(exc).splitlines()[0]}") from exc
+
+
+def check_llm(config: ProjectConfig) -> None:
+    """Refuse an ``[llm]`` that cannot answer as configured: a model to run here that cannot be found, or a
+    server's key variable unset. The server itself is not contacted (a run that cannot reach it retries and
+    stops with one line, resumable).
+
+    Raises
+    ------
+    PreflightError
+        Naming the key and the fix.
+    """
+    llm = config.llm
+    if not llm.enabled:
+        return
+    if llm.url:
+        if llm.api_key_env and not os.environ.get(llm.api_key_env):
+            raise PreflightError(f"The environment variable {llm.api_key_env} ([llm] api_key_env) holding the key "
+                                 f"of {llm.url} is not set; export {llm.api_key_env}=... with the provider's key.")
+        return
+    from modeling.prompted import resolve_chat_model
+
+    try:
+        resolve_chat_model(llm.model)
+    except ModelingError as exc:
+        raise PreflightError(f"[llm] model = {llm.model!r}: {str(exc).splitlines()[0]}") from exc
 
 
 def check_device(config: ProjectConfig) -> None:

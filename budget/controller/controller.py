@@ -38,6 +38,7 @@ from budget.policy import Decision, Policy, PolicyState, make_policy
 from budget.preflight import (
     check_connector,
     check_device,
+    check_llm,
     check_models,
     check_prices,
     check_run_dir,
@@ -135,6 +136,7 @@ class Controller:
         # everything the run needs, checked before open() writes anything (one line each, nothing written)
         check_run_dir(self.run_dir)
         check_models(config)
+        check_llm(config)
         check_device(config)
         check_prices(config)
         if connector is None:

@@ -15,7 +15,7 @@ A study file (TOML) names the grid; project paths are taken from its folder::
     policies = ["annotate", "distill", "split:0.3", "split:0.6", "adaptive"]
     budgets = ["10", "25", "50"]        # dollars, as strings: money is never a binary float
     seeds = [0, 1]
-    regimes = ["cheap", "paper"]         # cheap | batch | several | paper (budget/study/regimes.py)
+    regimes = ["cheap", "paper"]         # cheap | batch | several | paper | llm | llm-local (regimes.py)
     student_seeds = 4                    # optional: each cell's final student trained with 4 seeds (default 1)
 
 With ``student_seeds`` above one, each finished cell's final student is trained again with that many
@@ -56,7 +56,7 @@ from budget.money import format_usd, parse_usd
 from budget.policy import make_policy
 from budget.runfolder import format_bytes
 from budget.study.cells import Cell, CellResult, format_score, phase_cache, read_result, run_cell, write_result
-from budget.study.regimes import REGIMES, regime_scale
+from budget.study.regimes import REGIMES, in_regime, regime_scale
 from budget.study.report import write_outputs
 
 __all__ = ["Study", "load_study", "quick_study", "run_study"]
@@ -138,10 +138,6 @@ def quick_study(out: Path) -> Study:
                  budgets=("8", "16"), seeds=(0, 1), regimes=("cheap", "batch"), out=out)
 
 
-def _with_scale(config: ProjectConfig, scale: dict[str, float]) -> ProjectConfig:
-    return config.replace(prices={"phase_scale": dict(scale)})
-
-
 def _scales(study: Study, configs: dict[Path, ProjectConfig]) -> dict[str, dict[str, dict[str, float]]]:
     """Each task's phase scale per regime, measured once on a probe run folder and kept in regimes.json."""
     path = study.out / "regimes.json"
@@ -191,7 +187,7 @@ def run_study(study: Study, *, progress: bool = True, run: bool = True, selectio
     if ray_address is not None and run:
         from budget.study.ray_cells import run_cells
 
-        jobs = [(c, _with_scale(configs[c.project], scales[c.task][c.regime])) for c in cells]
+        jobs = [(c, in_regime(configs[c.project], c.regime, scales[c.task][c.regime])) for c in cells]
         results = run_cells(study.out, jobs, address=ray_address, cpus_per_cell=ray_cpus_per_cell, progress=progress)
         write_outputs(results, study.out, scales, mixed_versions=mixed_versions)
         return results
@@ -211,7 +207,7 @@ def run_study(study: Study, *, progress: bool = True, run: bool = True, selectio
                 raise UsageError(f"Only {format_bytes(free)} of disk is free under {study.out}, and the last cell "
                                  f"took {format_bytes(taken)}: free space or prune the phase cache (--summary-only "
                                  "--prune-cache-gb N), then run the study again; its finished cells are kept.")
-            config = _with_scale(configs[cell.project], scales[cell.task][cell.regime])
+            config = in_regime(configs[cell.project], cell.regime, scales[cell.task][cell.regime])
             result = run_cell(cell, config, folder, study.out)
             write_result(done, result)
             results.append(result)

@@ -125,3 +125,29 @@ def test_a_labelling_pass_over_the_server_is_charged_by_the_tokens_it_reports(ll
     assert votes.n_items == len(TEXTS) and votes.output_tokens == len(TEXTS)
     assert np.allclose(votes.proba.sum(axis=1), 1.0)
     assert token_cost(PRICE, votes.input_tokens, votes.output_tokens) > 0
+
+
+def test_a_run_taught_by_the_llm_behind_the_server_distils_and_pays_by_its_tokens(llm_server, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from budget.controller.cli import cli
+    from budget.ledger import Ledger
+    from budget.study.tiny import write_tiny_project
+
+    monkeypatch.setenv("AOD_TEST_LLM_KEY", llm_server.key)
+    project = write_tiny_project(tmp_path / "task", n=260, policy="distill", overrides={
+        "split": {"test_size": 100}, "models": {"teacher_mode": "prompt", "min_steps": 0},
+        "llm": {"model": llm_server.model, "url": llm_server.url, "api_key_env": "AOD_TEST_LLM_KEY",
+                "input_per_million": "0.15", "output_per_million": "0.60", "examples": 3}})
+    result = CliRunner().invoke(cli, ["--config", str(project), "--run-dir", str(tmp_path / "run"), "--spend", "5"])
+    assert result.exit_code == 0, result.output
+    ledger = Ledger(tmp_path / "run" / "ledger.sqlite")
+    try:
+        step = ledger.step_result("round-1:llm_labels")
+        totals = ledger.totals()
+    finally:
+        ledger.close()
+    (phase,) = step["phases"]
+    assert step["n_items"] == 120 and phase["kind"] == "llm"  # the pool: 260 rows less 40 seed and 100 test
+    assert step["cost_micro"] == token_cost(PRICE, phase["tokens"], phase["output_tokens"])
+    assert totals.spent <= totals.granted and totals.reserved == 0

@@ -99,3 +99,19 @@ def test_a_crash_during_the_llms_pass_resumes_asking_no_item_twice_and_charges_i
 def test_a_prompted_teacher_needs_an_llm(tmp_path, chat_dir):
     with pytest.raises(ConfigError, match=r"teacher_mode = 'prompt' .* needs the \[llm\] table"):
         load_config(write_tiny_project(tmp_path / "task", n=60, overrides={"models": {"teacher_mode": "prompt"}}))
+
+
+def test_the_studys_llm_regimes_make_the_prompted_llm_the_teacher_at_their_token_prices(tmp_path, chat_dir):
+    from budget.study.regimes import in_regime
+
+    project = load_config(write_tiny_project(tmp_path / "task", n=200, policy="distill", overrides={
+        "split": {"test_size": 60}, "models": {"min_steps": 0}, "llm": {"model": str(chat_dir), **PRICES}}))
+    assert not in_regime(project, "cheap", {}).prompted
+    config = in_regime(project, "llm", {})
+    assert config.prompted and (config.llm.input_per_million, config.llm.output_per_million) == ("0.15", "0.60")
+    with Controller(config, tmp_path / "run", progress=False, say=lambda _: None) as run:
+        run.fund(1_000_000)
+        run.run()
+        step = run.ledger.step_result("round-1:llm_labels")
+    (phase,) = step["phases"]
+    assert step["cost_micro"] == token_cost(TokenPrice.per_million("0.15", "0.60"), phase["tokens"], step["n_items"])

@@ -139,7 +139,7 @@ def test_a_cell_run_again_reuses_every_phase_from_the_cache_and_its_ledger_charg
     import modeling.infer
     from budget.config import load_config
     from budget.study.cells import Cell, run_cell
-    from budget.study.run import _with_scale
+    from budget.study.regimes import in_regime
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("a cached phase was computed again")
@@ -150,7 +150,8 @@ def test_a_cell_run_again_reuses_every_phase_from_the_cache_and_its_ledger_charg
     project = out / "quick-task" / "project.toml"
     cell = Cell("keywords", project, "batch", "16", 0, "split:0.5")
     scales = json.loads((out / "regimes.json").read_text())
-    again = run_cell(cell, _with_scale(load_config(project), scales["keywords"]["batch"]), tmp_path / "again", out)
+    again = run_cell(cell, in_regime(load_config(project), "batch", scales["keywords"]["batch"]), tmp_path / "again",
+                     out)
     first = next(r for r in read_results(out / "results.csv")
                  if (r["regime"], r["budget"], r["seed"], r["policy"]) == ("batch", "16", 0, "split:0.5"))
     assert 0 < again.flops_saved < again.flops  # every training and soft-labelling phase reused...
