@@ -81,8 +81,9 @@ def run_distill(ctx: RunContext, rnd: int, decision: Decision, snap: Snapshot) -
     after_teacher = math.ceil(phases.get("soft_labels", 0.0) / teachers) + student_need(len(items))
     if ctx.config.prompted:  # the [llm] model teaches: no fine-tune, its answers are the soft labels
         s = compute_step(ctx, rnd, f"round-{rnd}:llm_labels", res.id,
-                         llm_label_step(ctx, rnd, out, items, texts, student_need), SoftLabelResult)
-        steps, teacher_devs, labelled, held = [s], [], [s] if s.n_items else [], s.stopped == "budget"
+                         llm_label_step(ctx, rnd, out, items, texts, student_need, snap.train_dev()[1]),
+                         SoftLabelResult)
+        steps, teacher_devs, labelled, held = [s], [s.teacher_dev], [s] if s.n_items else [], s.stopped == "budget"
     else:
         steps, teacher_devs, labelled, held = _teach(ctx, rnd, res.id, snap, out, items, texts, teachers,
                                                      student_need, teacher_estimate, after_teacher)

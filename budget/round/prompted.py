@@ -23,6 +23,7 @@ from budget.round.context import RunContext
 from budget.round.results import SoftLabelResult
 from modeling.llm_labels import llm_votes, rough_tokens
 from modeling.meter import PhaseRecord
+from modeling.metrics import score
 from modeling.prompts import DEFAULT_USER, Example, LabelPrompt, LabelScorer, Message
 
 __all__ = ["chat_model", "item_text", "label_prompt", "llm_label_step", "request_tokens"]
@@ -96,10 +97,12 @@ def request_tokens(config: ProjectConfig, prompt: LabelPrompt, texts: Sequence) 
 
 
 def llm_label_step(ctx: RunContext, rnd: int, out: Path, items: np.ndarray, texts: list,
-                   student_need: Callable[[int], int]):
-    """The compute step of a prompted teacher: its label distributions on as many of ``texts`` (pool ``items``)
-    as the money pays for beside the ``student_need`` of a distillation over them, saved as logits where a
-    fine-tuned teacher's are (so the round's student, routing and reports read them alike)."""
+                   student_need: Callable[[int], int], dev: tuple[list, np.ndarray]):
+    """The compute step of a prompted teacher: its labels on the ``dev`` items first (its own dev score, which a
+    fine-tuned teacher gets from its training: a few dozen requests), then its label distributions on as many of
+    ``texts`` (pool ``items``) as the money pays for beside the ``student_need`` of a distillation over them,
+    saved as logits where a fine-tuned teacher's are (so the round's student, routing and reports read them
+    alike)."""
     def work(limit: int, more_money: Callable[[int], int]) -> tuple[SoftLabelResult, list[PhaseRecord]]:
         config = ctx.config
         scale = ctx.pricer.scale.get("llm_labels", 1.0)
@@ -110,23 +113,30 @@ def llm_label_step(ctx: RunContext, rnd: int, out: Path, items: np.ndarray, text
 
         prompt = label_prompt(config, ctx.pool, ctx.split, ctx.seed)
         count = _counter(config)
-        asked = [item_text(t) for t in texts]
-        whole = sum(price(count(prompt.messages(t)), 1) for t in asked) + student_need(len(asked))
+        asked, dev_asked = [item_text(t) for t in texts], [item_text(t) for t in dev[0]]
+        whole = sum(price(count(prompt.messages(t)), 1) for t in [*dev_asked, *asked]) + student_need(len(asked))
         if whole > limit:
             limit += more_money(whole - limit)
         cache = ctx.phase_cache.soft_labels_dir if ctx.phase_cache else ctx.run_dir / "cache"
-        votes = llm_votes(chat_model(config), prompt, asked, cache_dir=cache, price=price,
-                          limit_micro=max(0, limit - student_need(len(asked))), estimate_tokens=count,
+        model = chat_model(config)
+        judged = llm_votes(model, prompt, dev_asked, cache_dir=cache, price=price,
+                           limit_micro=max(0, limit - student_need(len(asked))), estimate_tokens=count)
+        spent = price(judged.input_tokens, judged.output_tokens)
+        votes = llm_votes(model, prompt, asked, cache_dir=cache, price=price,
+                          limit_micro=max(0, limit - spent - student_need(len(asked))), estimate_tokens=count,
                           progress=ctx.progress)
+        phase = PhaseRecord("llm_labels", "llm", model.name, 0, examples=judged.n_items + votes.n_items,
+                            tokens=judged.input_tokens + votes.input_tokens,
+                            output_tokens=judged.output_tokens + votes.output_tokens)
         if votes.n_items == 0:
-            return SoftLabelResult(n_items=0, stopped="budget"), []
+            return SoftLabelResult(n_items=0, stopped="budget"), [phase]
+        teacher_dev = (score(dev[1], judged.hard, ctx.pool.labels).get(config.task.metric)
+                       if judged.n_items == len(dev_asked) and dev_asked else None)
         folder = out / "llm"
         folder.mkdir(parents=True, exist_ok=True)
         logits_file, items_file = folder / "soft-labels.npy", folder / "items.npy"
         np.save(logits_file, np.log(np.clip(votes.proba, _FLOOR, 1.0)).astype(np.float32))
         np.save(items_file, np.asarray(items[:votes.n_items], dtype=np.int64))
-        phase = PhaseRecord("llm_labels", "llm", chat_model(config).name, 0, examples=votes.n_items,
-                            tokens=votes.input_tokens, output_tokens=votes.output_tokens)
         return SoftLabelResult(soft_labels=str(logits_file), n_items=votes.n_items, items=str(items_file),
-                               processes=1, stopped=votes.stopped), [phase]
+                               processes=1, stopped=votes.stopped, teacher_dev=teacher_dev), [phase]
     return work

@@ -124,3 +124,4 @@ class SoftLabelResult(StepResult):
     n_items: int | None = None
     items: str | None = None
     processes: int | None = None
+    teacher_dev: float | None = None  # a prompted teacher's own score on the dev set (it is not fine-tuned)

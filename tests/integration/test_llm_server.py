@@ -149,5 +149,6 @@ def test_a_run_taught_by_the_llm_behind_the_server_distils_and_pays_by_its_token
         ledger.close()
     (phase,) = step["phases"]
     assert step["n_items"] == 120 and phase["kind"] == "llm"  # the pool: 260 rows less 40 seed and 100 test
+    assert 0 <= step["teacher_dev"] <= 1  # the LLM's own score on the dev set
     assert step["cost_micro"] == token_cost(PRICE, phase["tokens"], phase["output_tokens"])
     assert totals.spent <= totals.granted and totals.reserved == 0

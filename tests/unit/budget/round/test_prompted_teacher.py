@@ -59,10 +59,15 @@ def test_a_prompted_teacher_distils_with_no_fine_tune_and_is_charged_by_its_toke
         assert run.ledger.step_result("round-1:teacher") is None  # nothing fine-tuned
         assert run.ledger.step_result("round-1:student") is not None
         unlabeled = len(run.ctx.split.unlabeled)
+        dev_items = len(run.ctx.snapshot().dev_ids)
         totals = run.ledger.totals()
     (phase,) = step["phases"]
-    assert phase["name"] == "llm_labels" and phase["kind"] == "llm" and phase["output_tokens"] == step["n_items"]
-    assert step["cost_micro"] == token_cost(TokenPrice.per_million("2.50", "10.00"), phase["tokens"], step["n_items"])
+    assert phase["name"] == "llm_labels" and phase["kind"] == "llm"
+    # one output token an item: the pool's, and the dev set's, which give the LLM its own dev score
+    assert phase["output_tokens"] == phase["examples"] == step["n_items"] + dev_items
+    assert 0 <= step["teacher_dev"] <= 1
+    assert step["cost_micro"] == token_cost(TokenPrice.per_million("2.50", "10.00"), phase["tokens"],
+                                            phase["output_tokens"])
     assert step["n_items"] == unlabeled  # $2 pays for the whole pool at these prices
     assert totals.spent <= totals.granted and totals.reserved == 0
 
@@ -91,7 +96,8 @@ def test_a_crash_during_the_llms_pass_resumes_asking_no_item_twice_and_charges_i
         run.run()
         resumed = run.ledger.step_result("round-1:llm_labels")
         charged = [e.amount_micro for e in run.ledger.entries() if e.key == "settle:round-1:llm_labels"]
-    assert crashing.asked == whole_model.asked == whole["n_items"]  # every item asked once, across the crash
+    # every item (the pool's and the dev set's) asked once, across the crash
+    assert crashing.asked == whole_model.asked == whole["phases"][0]["examples"]
     assert resumed["cost_micro"] == whole["cost_micro"] and resumed["phases"] == whole["phases"]
     assert charged == [whole["cost_micro"]]
 
@@ -114,4 +120,5 @@ def test_the_studys_llm_regimes_make_the_prompted_llm_the_teacher_at_their_token
         run.run()
         step = run.ledger.step_result("round-1:llm_labels")
     (phase,) = step["phases"]
-    assert step["cost_micro"] == token_cost(TokenPrice.per_million("0.15", "0.60"), phase["tokens"], step["n_items"])
+    assert step["cost_micro"] == token_cost(TokenPrice.per_million("0.15", "0.60"), phase["tokens"],
+                                            phase["output_tokens"])
