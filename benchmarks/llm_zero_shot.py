@@ -3,12 +3,13 @@
 For each task (a project file), the run's split at seed 0 as the controller makes it, the prompt a prompted
 teacher would send (:func:`budget.round.prompted.label_prompt`: the seed's training labels as examples, every
 label before any twice) and the same prompt with none, asked of the ``[llm]`` model (default SmolLM2-135M-
-Instruct, in this process) for the first ``--items`` test items. Reports the task's metric of the LLM's most
-likely label against the test labels, beside always answering the commonest label, and the share of the
-answer's probability that fell on a label at all (``matched``: how well the model follows the prompt).
+Instruct, in this process) for the first ``--items`` test items, each text cut to ``[llm] max_chars``. Reports
+the task's metric of the LLM's most likely label against the test labels, beside always answering the
+commonest label, and the share of the answer's probability that fell on a label at all (``matched``: how well
+the model follows the prompt).
 
     OMP_NUM_THREADS=2 HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/llm_zero_shot.py \\
-        benchmarks/study/suite/{trec,subj,mpqa,bbc,multipit,stanceosaurus}.toml --items 200
+        benchmarks/study/suite/{trec,subj,mpqa,bbc,multipit,stanceosaurus}.toml --items 100
 
 Results: ``benchmarks/results/llm_zero_shot.json`` (``--tag`` names another file) and a table on stdout.
 """
@@ -42,7 +43,7 @@ def measure(project: Path, model: LocalChatModel, items: int, examples: int, cac
     split, _ = run_split(config, pool, 0, simulated=True)
     test = split.test[:items]
     gold = pool.gold[test]
-    texts = [item_text(pool.texts[i]) for i in test]
+    texts = [item_text(pool.texts[i], config.llm.max_chars) for i in test]
     commonest = np.full(len(gold), np.bincount(pool.gold[split.seed]).argmax())
     metric = config.task.metric
     row = {"task": config.task.name, "metric": metric, "items": len(test), "labels": len(pool.labels),
@@ -61,7 +62,7 @@ def measure(project: Path, model: LocalChatModel, items: int, examples: int, cac
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("projects", nargs="+", type=Path)
-    parser.add_argument("--items", type=int, default=200, help="test items per task (default 200)")
+    parser.add_argument("--items", type=int, default=100, help="test items per task (default 100)")
     parser.add_argument("--examples", type=int, default=4, help="seed examples in the few-shot prompt (4)")
     parser.add_argument("--model", default="smollm2-135m", help="a chat model run in this process")
     parser.add_argument("--tag", default="", help="results/llm_zero_shot-TAG.json")

@@ -361,6 +361,7 @@ class LLMSettings:
     examples: int = 4  # the team's labelled examples shown in every prompt (few-shot; 0 = zero-shot)
     instructions: str = ""  # what the task is, in a sentence or two, put before the examples
     prompt: str = ""  # a Jinja2 file for the user message (text, labels, examples, instructions); empty: built-in
+    max_chars: int = 1000  # each text a prompt shows (the item and each example) cut to this many characters; 0: all
     timeout: float = 60.0  # seconds per request to the server
     retries: int = 3  # further tries of a request a later try may get past (connection, timeout, 429, 5xx)
     batch_size: int = 8  # in-process: requests run together
@@ -377,6 +378,7 @@ class LLMSettings:
             yield key, _money(value, empty=not self.model), \
                 'a dollar amount as a string, like "0.15" (required when model is set)'
         yield "examples", _int(self.examples) and self.examples >= 0, "an int >= 0"
+        yield "max_chars", _int(self.max_chars) and self.max_chars >= 0, "an int >= 0 (0: whole texts)"
         yield "timeout", _num(self.timeout) and self.timeout > 0, "a number > 0"
         yield "retries", _int(self.retries) and 0 <= self.retries <= 10, "an int from 0 to 10"
         yield "batch_size", _int(self.batch_size) and self.batch_size >= 1, "an int >= 1"

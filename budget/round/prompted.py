@@ -33,9 +33,13 @@ _FLOOR = 1e-4
 _LOADED: dict[tuple[str, str, int], LabelScorer] = {}  # in-process models, loaded once per process
 
 
-def item_text(text: str | Sequence[str]) -> str:
-    """An item as the prompt shows it: a pair's two texts on two lines."""
-    return text if isinstance(text, str) else "\n".join(text)
+def item_text(text: str | Sequence[str], max_chars: int = 0) -> str:
+    """An item as the prompt shows it: a pair's two texts on two lines, each cut to ``max_chars`` characters
+    (at a word's end, marked with '...'; 0: whole)."""
+    parts = [text] if isinstance(text, str) else list(text)
+    if max_chars:
+        parts = [p if len(p) <= max_chars else p[:max_chars].rsplit(" ", 1)[0] + " ..." for p in parts]
+    return "\n".join(parts)
 
 
 def seed_examples(config: ProjectConfig, pool: Pool, split: PoolSplit, seed: int) -> tuple[Example, ...]:
@@ -51,7 +55,8 @@ def seed_examples(config: ProjectConfig, pool: Pool, split: PoolSplit, seed: int
         for items in by_label.values():
             if items and len(picked) < config.llm.examples:
                 picked.append(items.pop(0))
-    return tuple(Example(item_text(pool.texts[i]), pool.labels[pool.gold[i]]) for i in picked)
+    cut = config.llm.max_chars
+    return tuple(Example(item_text(pool.texts[i], cut), pool.labels[pool.gold[i]]) for i in picked)
 
 
 def label_prompt(config: ProjectConfig, pool: Pool, split: PoolSplit, seed: int) -> LabelPrompt:
@@ -93,7 +98,8 @@ def _counter(config: ProjectConfig) -> Callable[[Sequence[Message]], int]:
 def request_tokens(config: ProjectConfig, prompt: LabelPrompt, texts: Sequence) -> float:
     """Mean input tokens of the requests for ``texts`` (for cost estimates; at least one text)."""
     count = _counter(config)
-    return float(np.mean([count(prompt.messages(item_text(t))) for t in texts])) if texts else 0.0
+    cut = config.llm.max_chars
+    return float(np.mean([count(prompt.messages(item_text(t, cut))) for t in texts])) if texts else 0.0
 
 
 def llm_label_step(ctx: RunContext, rnd: int, out: Path, items: np.ndarray, texts: list,
@@ -113,7 +119,8 @@ def llm_label_step(ctx: RunContext, rnd: int, out: Path, items: np.ndarray, text
 
         prompt = label_prompt(config, ctx.pool, ctx.split, ctx.seed)
         count = _counter(config)
-        asked, dev_asked = [item_text(t) for t in texts], [item_text(t) for t in dev[0]]
+        cut = config.llm.max_chars
+        asked, dev_asked = [item_text(t, cut) for t in texts], [item_text(t, cut) for t in dev[0]]
         whole = sum(price(count(prompt.messages(t)), 1) for t in [*dev_asked, *asked]) + student_need(len(asked))
         if whole > limit:
             limit += more_money(whole - limit)

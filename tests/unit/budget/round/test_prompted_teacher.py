@@ -122,3 +122,13 @@ def test_the_studys_llm_regimes_make_the_prompted_llm_the_teacher_at_their_token
     (phase,) = step["phases"]
     assert step["cost_micro"] == token_cost(TokenPrice.per_million("0.15", "0.60"), phase["tokens"],
                                             phase["output_tokens"])
+
+
+@pytest.mark.parametrize(("text", "cut", "shown"), [
+    ("short text", 100, "short text"),
+    ("one two three four five", 12, "one two ..."),  # cut at a word's end, marked
+    (("first of a pair", "second of a pair"), 9, "first of ...\nsecond ..."),
+    ("a long article " * 100, 0, "a long article " * 100),  # 0: whole
+])
+def test_a_prompt_shows_each_text_cut_to_max_chars_and_a_pairs_texts_on_two_lines(text, cut, shown):
+    assert prompted.item_text(text, cut) == shown
