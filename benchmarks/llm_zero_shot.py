@@ -3,7 +3,7 @@
 For each task (a project file), the run's split at seed 0 as the controller makes it, the prompt a prompted
 teacher would send (:func:`budget.round.prompted.label_prompt`: the seed's training labels as examples, every
 label before any twice) and the same prompt with none, asked of the ``[llm]`` model (default SmolLM2-135M-
-Instruct, in this process) for the first ``--items`` test items, each text cut to ``[llm] max_chars``. Reports
+Instruct, in this process) for ``--items`` test items drawn at random, each text cut to ``[llm] max_chars``. Reports
 the task's metric of the LLM's most likely label against the test labels, beside always answering the
 commonest label, and the share of the answer's probability that fell on a label at all (``matched``: how well
 the model follows the prompt).
@@ -41,7 +41,7 @@ def measure(project: Path, model: LocalChatModel, items: int, examples: int, cac
                                  "input_per_million": "0", "output_per_million": "0"})
     pool = load_pool(config.task)
     split, _ = run_split(config, pool, 0, simulated=True)
-    test = split.test[:items]
+    test = np.sort(np.random.default_rng(0).permutation(split.test)[:items])  # a data file may be sorted by label
     gold = pool.gold[test]
     texts = [item_text(pool.texts[i], config.llm.max_chars) for i in test]
     commonest = np.full(len(gold), np.bincount(pool.gold[split.seed]).argmax())

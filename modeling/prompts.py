@@ -1,7 +1,8 @@
 """Prompts that ask a chat LLM for one of a task's labels, and the label distribution read off its answer.
 
-A prompted LLM labels an item with one chat request: a system message naming the labels, then a user message
-with a few of the team's labelled examples and the item, ending in ``Label:``. Its answer is read from the
+A prompted LLM labels an item with one chat request: a system message naming the labels, a few of the team's
+labelled examples as earlier turns (the text from the user, the label from the assistant), then the item,
+ending in ``Label:``. Its answer is read from the
 log-probabilities of the *first* token it would write (``logprobs`` with ``top_logprobs`` in the OpenAI chat
 API; the next-token distribution of a model run in-process): each of the top tokens that begins one label's
 name gives that label its probability (a token that begins several shares it among them). One token is all
@@ -28,12 +29,11 @@ import numpy as np
 __all__ = ["DEFAULT_SYSTEM", "DEFAULT_USER", "Example", "LabelPrompt", "LabelScorer", "LabelVote", "Message",
            "TokenAnswer", "label_vote"]
 
-#: the system message: what the model does and the only answers it may give
-DEFAULT_SYSTEM = ("You label texts for a classification task. Answer with exactly one label from this list and "
-                  "nothing else: {{ labels | join(', ') }}.")
-#: the user message: the task's description, labelled examples, then the item
-DEFAULT_USER = ("{% if instructions %}{{ instructions }}\n\n{% endif %}"
-                "{% for ex in examples %}Text: {{ ex.text }}\nLabel: {{ ex.label }}\n\n{% endfor %}"
+#: the system message: what the model does, the task's description and the only answers it may give
+DEFAULT_SYSTEM = ("You label texts for a classification task.{% if instructions %} {{ instructions }}{% endif %} "
+                  "Answer with exactly one label from this list and nothing else: {{ labels | join(', ') }}.")
+#: the user message: the item (a template of your own may also show ``examples`` here, in one message)
+DEFAULT_USER = ("{% for ex in examples %}Text: {{ ex.text }}\nLabel: {{ ex.label }}\n\n{% endfor %}"
                 "Text: {{ text }}\nLabel:")
 
 _ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
@@ -76,8 +76,8 @@ class LabelPrompt:
     --------
     >>> p = LabelPrompt(labels=("negative", "positive"), examples=(Example("Great film.", "positive"),))
     >>> [m.role for m in p.messages("Dull.")]
-    ['system', 'user']
-    >>> p.messages("Dull.")[1].content.splitlines()[-2:]
+    ['system', 'user', 'assistant', 'user']
+    >>> p.messages("Dull.")[-1].content.splitlines()
     ['Text: Dull.', 'Label:']
     """
 
@@ -98,15 +98,23 @@ class LabelPrompt:
                              f"prompt.") from exc
         object.__setattr__(self, "_compiled", compiled)
 
+    @property
+    def turns(self) -> bool:
+        """Whether the examples are earlier turns of the chat (the built-in template: each example a user message
+        and the assistant's answer, which a chat model follows far better than examples inside one message); a
+        template of your own gets them as ``examples`` instead."""
+        return self.user == DEFAULT_USER
+
     def messages(self, text: str) -> tuple[Message, ...]:
         """The chat request that asks for ``text``'s label."""
-        values = {"text": text, "labels": list(self.labels), "examples": list(self.examples),
-                  "instructions": self.instructions}
+        values = {"labels": list(self.labels), "instructions": self.instructions,
+                  "examples": [] if self.turns else list(self.examples)}
         system, user = self._compiled
         try:
-            out = [Message("user", user.render(**values))]
-            if system is not None:
-                out.insert(0, Message("system", system.render(**values)))
+            out = [Message("system", system.render(**values, text=text))] if system is not None else []
+            for ex in self.examples if self.turns else ():
+                out += [Message("user", user.render(**values, text=ex.text)), Message("assistant", ex.label)]
+            out.append(Message("user", user.render(**values, text=text)))
         except jinja2.UndefinedError as exc:
             raise ValueError(f"The prompt template uses a name it is not given ({exc.message}); it may use text, "
                              f"labels, examples and instructions; fix [llm] prompt.") from exc

@@ -36,11 +36,17 @@ def test_labels_with_underscores_match_the_words_a_model_writes():
     assert vote.label == 1 and vote.proba == pytest.approx((0.2 / 0.9, 0.7 / 0.9))
 
 
-def test_a_prompt_shows_the_labels_the_examples_and_the_item_last():
+def test_a_prompt_shows_the_labels_the_examples_as_earlier_turns_and_the_item_last():
     prompt = LabelPrompt(LABELS, examples=(Example("Loved it.", "positive"),), instructions="Movie reviews.")
-    system, user = prompt.messages("It was fine.")
+    system, example, answer, item = prompt.messages("It was fine.")
     assert system.role == "system" and "negative, neutral, positive" in system.content
-    assert user.content == "Movie reviews.\n\nText: Loved it.\nLabel: positive\n\nText: It was fine.\nLabel:"
+    assert "Movie reviews." in system.content
+    assert (example.role, example.content, answer.role, answer.content) == (
+        "user", "Text: Loved it.\nLabel:", "assistant", "positive")
+    assert (item.role, item.content) == ("user", "Text: It was fine.\nLabel:")
+    # a template of your own gets the examples to place itself, in one message
+    own = LabelPrompt(LABELS, examples=prompt.examples, user="{{ examples[0].text }} / {{ text }}")
+    assert [m.content for m in own.messages("Fine.")][1:] == ["Loved it. / Fine."]
     assert prompt.fingerprint != LabelPrompt(LABELS).fingerprint  # examples change what the model is asked
     assert prompt.fingerprint == LabelPrompt(LABELS, examples=(Example("Loved it.", "positive"),),
                                              instructions="Movie reviews.").fingerprint
