@@ -159,11 +159,12 @@ def llm_votes(scorer: LabelScorer, prompt: LabelPrompt, texts: Sequence[str], *,
                     new.append((keys[j], list(vote.proba), vote.matched, a.input_tokens, a.output_tokens))
                 store.put(new)
                 known.update({k: rest for k, *rest in new})
+            asked_now = {row[0] for row in new}
             for k in keys:  # the answered prefix of the chunk, in order
                 if k not in known:
                     break
                 answered.append(known[k])
-                cached += not any(k == row[0] for row in new)
+                cached += k not in asked_now
             if stopped or len(answered) < start + len(chunk):
                 stopped = stopped or "budget"
                 break
