@@ -141,23 +141,20 @@ class CostModel:
         trains and scores a student on half the labels (:attr:`budget.policy.Decision.pilot`).
         """
         t = self.teacher_params
-        if arm == "distill" and self.prompted:
-            flops = {"student_distill": self._flops_student_distill(n_train, n_items),
-                     "evaluation": self._flops_eval(n_eval)}
-            out = {phase: self.pricer.estimate(f, self.device, phase) * self.distill_correction
-                   for phase, f in flops.items()}
-            return {"llm_labels": n_items * self.llm_micro_per_item * self.distill_correction, **out}
         if arm == "distill":
-            flops = {"teacher_finetune": teachers * self._flops_train(t, n_train, self.teacher_epochs),
-                     "soft_labels": teachers * self._flops_infer(t, n_items),
-                     "student_distill": self._flops_student_distill(n_train, n_items),
+            teacher = {} if self.prompted else {
+                "teacher_finetune": teachers * self._flops_train(t, n_train, self.teacher_epochs),
+                "soft_labels": teachers * self._flops_infer(t, n_items)}
+            flops = {**teacher, "student_distill": self._flops_student_distill(n_train, n_items),
                      "evaluation": self._flops_eval(n_eval)}
             correction = self.distill_correction
         else:
             flops = self._retrain_flops(n_train, n_eval, pilot)
             correction = self.correction
-        return {phase: self.pricer.estimate(f, self.device, phase) * correction
-                for phase, f in flops.items()}
+        out = {phase: self.pricer.estimate(f, self.device, phase) * correction for phase, f in flops.items()}
+        if arm == "distill" and self.prompted:  # a prompted teacher's labels are priced by their tokens
+            out["llm_labels"] = n_items * self.llm_micro_per_item * correction
+        return out
 
     def _flops_eval(self, n_eval: int) -> float:
         """The round's metered evaluations: its student and the previous one, on the same dev items."""
